@@ -1,0 +1,107 @@
+"""The ``longmagpie`` command line."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="longmagpie",
+    help="Long-context instruction data made into training-ready packed sequences.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+#: Columns ``pack`` reads; other input columns are not loaded.
+PACK_COLUMNS = ("input_ids", "assistant_masks", "labels", "source")
+
+
+@app.callback()
+def _root() -> None:
+    """Long-context instruction data made into training-ready packed sequences."""
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def pack(
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Parquet files or directories of tokenized samples (input_ids, [assistant_masks|labels], [source])."),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write (atomically).")] = Path(
+        "packed.parquet"
+    ),
+    demo: Annotated[
+        bool, typer.Option(help="Pack a generated sample (seeded long-context SFT mix) instead of INPUTS.")
+    ] = False,
+    demo_tokens: Annotated[int, typer.Option(help="Tokens in the --demo sample.")] = 20_000_000,
+    seq_len: Annotated[int, typer.Option(help="Row capacity in tokens.")] = 65536,
+    strategy: Annotated[str, typer.Option(help="bfd | ffd | sequential.")] = "bfd",
+    overflow: Annotated[str, typer.Option(help="Samples longer than seq-len: error | truncate | drop | split.")] = "error",
+    threads: Annotated[int | None, typer.Option(help="Threads (default: all cores). Output is identical for any.")] = None,
+    pad_to: Annotated[int | None, typer.Option(help="Pad rows to this length (>= seq-len).")] = None,
+    pad_id: Annotated[int, typer.Option(help="Token id of the padding.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the --demo sample.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Pack tokenized samples into fixed-capacity rows with per-document boundaries (seq_lengths)."""
+    import longmagpie
+    from longmagpie.files import read_parquet, write_parquet_atomic
+    from longmagpie.synthetic import synthetic_samples
+
+    if demo == bool(inputs):
+        raise _fail("give INPUTS or --demo (exactly one)")
+    if output.exists() and not overwrite:
+        raise _fail(f"{output} exists; pass --overwrite to replace it")
+    t0 = time.perf_counter()
+    try:
+        if demo:
+            samples = synthetic_samples(demo_tokens, mix="long", seed=seed)
+            label = f"demo sample ({demo_tokens:,} tokens, long-context mix, seed {seed})"
+        else:
+            samples = read_parquet(inputs or [], PACK_COLUMNS)
+            label = ", ".join(map(str, inputs or []))
+        t1 = time.perf_counter()
+        packed = longmagpie.pack(
+            samples, seq_len=seq_len, strategy=strategy, overflow=overflow,  # type: ignore[arg-type]
+            num_threads=threads, pad_to=pad_to, pad_id=pad_id,
+        )
+        t2 = time.perf_counter()
+        write_parquet_atomic(packed, output, overwrite=overwrite)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+        raise _fail(f"{e}") from None
+    t3 = time.perf_counter()
+    if not quiet:
+        s = longmagpie.pack_stats(packed)
+        typer.echo(f"packed {label}")
+        typer.echo(f"  samples   {s.input_samples:,} ({s.input_tokens:,} tokens; {s.empty_samples:,} empty skipped)")
+        typer.echo(f"  rows      {s.rows:,} of {seq_len:,} tokens, {s.documents:,} documents, "
+                   f"up to {s.max_documents_per_row} per row")
+        typer.echo(f"  fill      {100 * s.fill_rate:.3f} %")
+        if s.truncated_samples or s.dropped_samples or s.split_samples:
+            typer.echo(f"  overflow  truncated {s.truncated_samples:,} ({s.truncated_tokens:,} tokens), "
+                       f"dropped {s.dropped_samples:,} ({s.dropped_tokens:,} tokens), "
+                       f"split {s.split_samples:,} into {s.split_pieces:,}")
+        rate = s.input_tokens / max(t2 - t1, 1e-9)
+        typer.echo(f"  time      read {t1 - t0:.2f} s, pack {t2 - t1:.2f} s ({rate / 1e6:,.0f} M tok/s), "
+                   f"write {t3 - t2:.2f} s")
+        typer.echo(f"  output    {output}")
+
+
+def main() -> None:
+    """Entry point of the ``longmagpie`` console script."""
+    app(prog_name="longmagpie")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+//! Errors of the core. Every variant names the column and, where one is to blame, the row, and says
+//! what to do about it; the binding layer turns them into `ValueError`/`TypeError`.
+
+use thiserror::Error;
+
+/// What went wrong, with enough context for a user to find and fix it.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PackError {
+    /// A required column is absent.
+    #[error("missing column '{column}': {hint}")]
+    MissingColumn {
+        /// Column name.
+        column: String,
+        /// What the caller should do.
+        hint: String,
+    },
+    /// A column has an Arrow type the core cannot read.
+    #[error("column '{column}' has type {found}; expected {expected}")]
+    WrongType {
+        /// Column name.
+        column: String,
+        /// The Arrow type found.
+        found: String,
+        /// What would be accepted.
+        expected: String,
+    },
+    /// A null where a value is required.
+    #[error(
+        "column '{column}' is null at row {row}{detail}; drop or fill such rows before packing"
+    )]
+    Null {
+        /// Column name.
+        column: String,
+        /// Global row index (over all input batches).
+        row: usize,
+        /// Extra context, e.g. the position of a null element inside the list.
+        detail: String,
+    },
+    /// Two columns of the same row disagree in length.
+    #[error(
+        "column '{column}' has {found} values at row {row} but 'input_ids' has {expected}; \
+         every per-token column must have one value per token"
+    )]
+    LengthMismatch {
+        /// Column name.
+        column: String,
+        /// Global row index.
+        row: usize,
+        /// Length of `input_ids` at that row.
+        expected: usize,
+        /// Length of the column at that row.
+        found: usize,
+    },
+    /// A value outside the allowed range.
+    #[error(
+        "column '{column}' has invalid value {value} at row {row}, position {position}: {hint}"
+    )]
+    BadValue {
+        /// Column name.
+        column: String,
+        /// Global row index.
+        row: usize,
+        /// Position of the value inside the row's list.
+        position: usize,
+        /// The value, widened for display.
+        value: i128,
+        /// What is allowed.
+        hint: String,
+    },
+    /// A sample longer than the row and `overflow = error`.
+    #[error(
+        "row {row} has {length} tokens, more than seq_len={seq_len}; pass overflow='truncate', \
+         'drop' or 'split', or a larger seq_len"
+    )]
+    TooLong {
+        /// Global row index.
+        row: usize,
+        /// Its length in tokens.
+        length: usize,
+        /// The row capacity.
+        seq_len: usize,
+    },
+    /// A bad argument (not data).
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+impl PackError {
+    /// True for errors about the *type* of the input (mapped to `TypeError`), false for values.
+    pub fn is_type_error(&self) -> bool {
+        matches!(self, PackError::WrongType { .. })
+    }
+}
+
+/// Result alias of the core.
+pub type Result<T> = std::result::Result<T, PackError>;

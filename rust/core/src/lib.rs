@@ -1,0 +1,22 @@
+//! longmagpie-core: the pure-Rust computations of longmagpie over Arrow buffers.
+//!
+//! No Python and no I/O live here: the binding crate converts Arrow between Python and these
+//! functions, and Python reads and writes files. Everything is deterministic: the same inputs and
+//! options give byte-identical outputs whatever the thread count.
+
+#![deny(clippy::unwrap_used)]
+#![warn(missing_docs)]
+
+pub mod columns;
+pub mod error;
+mod kernels;
+mod memory;
+pub mod pack;
+pub mod plan;
+
+pub use error::{PackError, Result};
+pub use pack::{output_schema, pack, Overflow, PackOptions, PackStats, Packed};
+pub use plan::{plan, Plan, Strategy};
+
+#[cfg(test)]
+mod tests;

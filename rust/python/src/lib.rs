@@ -1,0 +1,113 @@
+//! PyO3 binding of longmagpie-core. Conversion only: Arrow in through the PyCapsule interface
+//! (zero-copy), the GIL released around all work, Arrow out as pyarrow, errors as Python
+//! exceptions. Panics never cross into Python: they become `RuntimeError`.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use longmagpie_core::{pack as core_pack, Overflow, PackError, PackOptions, PackStats, Strategy};
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use pyo3_arrow::input::AnyRecordBatch;
+use pyo3_arrow::PyTable;
+
+fn to_py_err(e: PackError) -> PyErr {
+    if e.is_type_error() {
+        PyTypeError::new_err(e.to_string())
+    } else {
+        PyValueError::new_err(e.to_string())
+    }
+}
+
+/// Runs `f` with the GIL released; a panic inside becomes a `RuntimeError`.
+fn detached<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> Result<T, PackError> + Send,
+) -> PyResult<T> {
+    let outcome = py.detach(|| catch_unwind(AssertUnwindSafe(f)));
+    match outcome {
+        Ok(result) => result.map_err(to_py_err),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(PyRuntimeError::new_err(format!(
+                "internal error in longmagpie's Rust core ({msg}); please report it with the input that caused it"
+            )))
+        }
+    }
+}
+
+fn stats_dict<'py>(py: Python<'py>, s: &PackStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("input_samples", s.input_samples)?;
+    d.set_item("input_tokens", s.input_tokens)?;
+    d.set_item("empty_samples", s.empty_samples)?;
+    d.set_item("rows", s.rows)?;
+    d.set_item("documents", s.documents)?;
+    d.set_item("output_tokens", s.output_tokens)?;
+    d.set_item("pad_tokens", s.pad_tokens)?;
+    d.set_item("fill_rate", s.fill_rate)?;
+    d.set_item("truncated_samples", s.truncated_samples)?;
+    d.set_item("truncated_tokens", s.truncated_tokens)?;
+    d.set_item("dropped_samples", s.dropped_samples)?;
+    d.set_item("dropped_tokens", s.dropped_tokens)?;
+    d.set_item("split_samples", s.split_samples)?;
+    d.set_item("split_pieces", s.split_pieces)?;
+    d.set_item("max_documents_per_row", s.max_documents_per_row)?;
+    d.set_item("min_row_tokens", s.min_row_tokens)?;
+    Ok(d)
+}
+
+/// Packs tokenized samples into rows of at most `seq_len` tokens.
+///
+/// Returns `(pyarrow.Table, stats: dict)`. See `longmagpie.pack` for the documented API.
+#[pyfunction]
+#[pyo3(signature = (samples, seq_len, strategy, overflow, num_threads=None, pad_to=None, pad_id=0))]
+#[allow(clippy::too_many_arguments)]
+fn pack<'py>(
+    py: Python<'py>,
+    samples: AnyRecordBatch,
+    seq_len: i64,
+    strategy: &str,
+    overflow: &str,
+    num_threads: Option<i64>,
+    pad_to: Option<i64>,
+    pad_id: i64,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
+    let arg = |name: &str, v: i64| -> PyResult<usize> {
+        usize::try_from(v)
+            .map_err(|_| PyValueError::new_err(format!("{name} must be >= 0 (got {v})")))
+    };
+    let mut opts = PackOptions::new(if seq_len <= 0 {
+        return Err(PyValueError::new_err(format!(
+            "seq_len must be a positive number of tokens (got {seq_len})"
+        )));
+    } else {
+        arg("seq_len", seq_len)?
+    });
+    opts.strategy = strategy.parse::<Strategy>().map_err(to_py_err)?;
+    opts.overflow = overflow.parse::<Overflow>().map_err(to_py_err)?;
+    opts.num_threads = num_threads.map(|n| arg("num_threads", n)).transpose()?;
+    opts.pad_to = pad_to.map(|n| arg("pad_to", n)).transpose()?;
+    opts.pad_id = i32::try_from(pad_id)
+        .map_err(|_| PyValueError::new_err(format!("pad_id must fit in int32 (got {pad_id})")))?;
+
+    // Reading the stream may call back into Python (a generator-backed reader): keep the GIL here.
+    let table = samples.into_table()?;
+    let (batches, schema) = table.into_inner();
+    let packed = detached(py, move || core_pack(&schema, &batches, &opts))?;
+    let stats = stats_dict(py, &packed.stats)?;
+    let out = PyTable::try_new(packed.batches, packed.schema)?.into_pyarrow(py)?;
+    Ok((out, stats))
+}
+
+/// The compiled core of longmagpie.
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(pack, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
