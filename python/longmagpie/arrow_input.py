@@ -22,6 +22,7 @@ def as_arrow(samples: Any) -> Any:
 
     Raises:
         TypeError: for anything else, saying what is accepted.
+
     """
     if hasattr(samples, "__arrow_c_stream__") or hasattr(samples, "__arrow_c_array__"):
         return samples

@@ -35,7 +35,9 @@ def _fail(message: str) -> typer.Exit:
 def pack(
     inputs: Annotated[
         list[Path] | None,
-        typer.Argument(help="Parquet files or directories of tokenized samples (input_ids, [assistant_masks|labels], [source])."),
+        typer.Argument(
+            help="Parquet files or directories of tokenized samples (input_ids, [assistant_masks|labels], [source])."
+        ),
     ] = None,
     output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write (atomically).")] = Path(
         "packed.parquet"
@@ -46,8 +48,8 @@ def pack(
     demo_tokens: Annotated[int, typer.Option(help="Tokens in the --demo sample.")] = 20_000_000,
     seq_len: Annotated[int, typer.Option(help="Row capacity in tokens.")] = 65536,
     strategy: Annotated[str, typer.Option(help="bfd | ffd | sequential.")] = "bfd",
-    overflow: Annotated[str, typer.Option(help="Samples longer than seq-len: error | truncate | drop | split.")] = "error",
-    threads: Annotated[int | None, typer.Option(help="Threads (default: all cores). Output is identical for any.")] = None,
+    overflow: Annotated[str, typer.Option(help="Samples longer than seq-len: error|truncate|drop|split.")] = "error",
+    threads: Annotated[int | None, typer.Option(help="Threads (default: all cores); same output for any.")] = None,
     pad_to: Annotated[int | None, typer.Option(help="Pad rows to this length (>= seq-len).")] = None,
     pad_id: Annotated[int, typer.Option(help="Token id of the padding.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the --demo sample.")] = 0,
@@ -73,8 +75,13 @@ def pack(
             label = ", ".join(map(str, inputs or []))
         t1 = time.perf_counter()
         packed = longmagpie.pack(
-            samples, seq_len=seq_len, strategy=strategy, overflow=overflow,  # type: ignore[arg-type]
-            num_threads=threads, pad_to=pad_to, pad_id=pad_id,
+            samples,
+            seq_len=seq_len,
+            strategy=strategy,
+            overflow=overflow,  # type: ignore[arg-type]
+            num_threads=threads,
+            pad_to=pad_to,
+            pad_id=pad_id,
         )
         t2 = time.perf_counter()
         write_parquet_atomic(packed, output, overwrite=overwrite)
@@ -85,16 +92,21 @@ def pack(
         s = longmagpie.pack_stats(packed)
         typer.echo(f"packed {label}")
         typer.echo(f"  samples   {s.input_samples:,} ({s.input_tokens:,} tokens; {s.empty_samples:,} empty skipped)")
-        typer.echo(f"  rows      {s.rows:,} of {seq_len:,} tokens, {s.documents:,} documents, "
-                   f"up to {s.max_documents_per_row} per row")
+        typer.echo(
+            f"  rows      {s.rows:,} of {seq_len:,} tokens, {s.documents:,} documents, "
+            f"up to {s.max_documents_per_row} per row"
+        )
         typer.echo(f"  fill      {100 * s.fill_rate:.3f} %")
         if s.truncated_samples or s.dropped_samples or s.split_samples:
-            typer.echo(f"  overflow  truncated {s.truncated_samples:,} ({s.truncated_tokens:,} tokens), "
-                       f"dropped {s.dropped_samples:,} ({s.dropped_tokens:,} tokens), "
-                       f"split {s.split_samples:,} into {s.split_pieces:,}")
+            typer.echo(
+                f"  overflow  truncated {s.truncated_samples:,} ({s.truncated_tokens:,} tokens), "
+                f"dropped {s.dropped_samples:,} ({s.dropped_tokens:,} tokens), "
+                f"split {s.split_samples:,} into {s.split_pieces:,}"
+            )
         rate = s.input_tokens / max(t2 - t1, 1e-9)
-        typer.echo(f"  time      read {t1 - t0:.2f} s, pack {t2 - t1:.2f} s ({rate / 1e6:,.0f} M tok/s), "
-                   f"write {t3 - t2:.2f} s")
+        typer.echo(
+            f"  time      read {t1 - t0:.2f} s, pack {t2 - t1:.2f} s ({rate / 1e6:,.0f} M tok/s), write {t3 - t2:.2f} s"
+        )
         typer.echo(f"  output    {output}")
 
 

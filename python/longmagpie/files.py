@@ -18,6 +18,7 @@ def read_parquet(paths: Sequence[Path], columns: Sequence[str] | None = None) ->
     Raises:
         FileNotFoundError: a path does not exist.
         ValueError: no Parquet data was found, or the files' schemas disagree.
+
     """
     for p in paths:
         if not Path(p).exists():
@@ -37,6 +38,7 @@ def write_parquet_atomic(table: pa.Table, path: Path, overwrite: bool = False) -
 
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is false.
+
     """
     path = Path(path)
     if path.exists() and not overwrite:

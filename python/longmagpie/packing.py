@@ -38,6 +38,7 @@ class PackStats:
         split_pieces: pieces made from them.
         max_documents_per_row: most documents in one row.
         min_row_tokens: fewest real tokens in a row.
+
     """
 
     input_samples: int
@@ -104,6 +105,7 @@ def pack(
             another length than ``input_ids``, a sample longer than ``seq_len`` with
             ``overflow="error"``, bad arguments); the message names the column and the row.
         TypeError: a column of a type that cannot be read, or an unsupported ``samples`` object.
+
     """
     from longmagpie.arrow_input import as_arrow
 
@@ -127,6 +129,7 @@ def pack_metadata(table: pa.Table | pa.Schema) -> dict[str, Any]:
 
     Raises:
         ValueError: if the table was not produced by ``longmagpie``.
+
     """
     schema = table if isinstance(table, pa.Schema) else table.schema
     raw = (schema.metadata or {}).get(METADATA_KEY)

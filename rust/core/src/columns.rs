@@ -116,6 +116,8 @@ pub enum StrColumn<'a> {
     Large(&'a arrow_array::LargeStringArray),
     /// utf8_view (polars)
     View(&'a arrow_array::StringViewArray),
+    /// null type (a column of nothing but nulls, as pandas and pyarrow infer for all-`None`)
+    Null,
 }
 
 impl<'a> StrColumn<'a> {
@@ -125,6 +127,7 @@ impl<'a> StrColumn<'a> {
             StrColumn::Utf8(a) => a.is_valid(i).then(|| a.value(i)),
             StrColumn::Large(a) => a.is_valid(i).then(|| a.value(i)),
             StrColumn::View(a) => a.is_valid(i).then(|| a.value(i)),
+            StrColumn::Null => None,
         }
     }
 }
@@ -140,6 +143,42 @@ pub struct Layout {
     pub has_source: bool,
 }
 
+/// An Arrow type spelled the way pyarrow prints it (`list<int64>`, `double`, `large_string`).
+pub fn type_name(dt: &DataType) -> String {
+    match dt {
+        DataType::Int8 => "int8".into(),
+        DataType::Int16 => "int16".into(),
+        DataType::Int32 => "int32".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::UInt8 => "uint8".into(),
+        DataType::UInt16 => "uint16".into(),
+        DataType::UInt32 => "uint32".into(),
+        DataType::UInt64 => "uint64".into(),
+        DataType::Float16 => "halffloat".into(),
+        DataType::Float32 => "float".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::Null => "null".into(),
+        DataType::Utf8 => "string".into(),
+        DataType::LargeUtf8 => "large_string".into(),
+        DataType::Utf8View => "string_view".into(),
+        DataType::Binary => "binary".into(),
+        DataType::LargeBinary => "large_binary".into(),
+        DataType::List(f) => format!("list<{}>", type_name(f.data_type())),
+        DataType::LargeList(f) => format!("large_list<{}>", type_name(f.data_type())),
+        DataType::ListView(f) => format!("list_view<{}>", type_name(f.data_type())),
+        DataType::FixedSizeList(f, n) => {
+            format!("fixed_size_list<{}>[{n}]", type_name(f.data_type()))
+        }
+        DataType::Dictionary(k, v) => format!(
+            "dictionary<values={}, indices={}>",
+            type_name(v),
+            type_name(k)
+        ),
+        other => other.to_string(),
+    }
+}
+
 const ID_TYPES: &str = "list<int> or large_list<int> (int8..int64, uint8..uint64)";
 
 impl Layout {
@@ -150,8 +189,13 @@ impl Layout {
             .map_err(|_| PackError::MissingColumn {
                 column: INPUT_IDS.into(),
                 hint: format!(
-                    "the input has columns {:?}; tokenize first or rename the token column to '{INPUT_IDS}'",
-                    schema.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>()
+                    "the input has columns [{}]; tokenize first or rename the token column to '{INPUT_IDS}'",
+                    schema
+                        .fields()
+                        .iter()
+                        .map(|f| format!("'{}'", f.name()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             })?;
         check_int_list(INPUT_IDS, ids.data_type(), false)?;
@@ -166,11 +210,11 @@ impl Layout {
         }
         if let Ok(f) = schema.field_with_name(SOURCE) {
             match f.data_type() {
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {}
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Null => {}
                 other => {
                     return Err(PackError::WrongType {
                         column: SOURCE.into(),
-                        found: other.to_string(),
+                        found: type_name(other),
                         expected: "string, large_string or string_view".into(),
                     })
                 }
@@ -197,7 +241,7 @@ fn check_int_list(column: &str, dt: &DataType, allow_bool: bool) -> Result<()> {
 fn wrong(column: &str, dt: &DataType, allow_bool: bool) -> PackError {
     PackError::WrongType {
         column: column.into(),
-        found: dt.to_string(),
+        found: type_name(dt),
         expected: if allow_bool {
             format!("{ID_TYPES} or list<bool>")
         } else {
@@ -267,10 +311,11 @@ impl<'a> BatchView<'a> {
                 DataType::Utf8 => StrColumn::Utf8(a.as_string::<i32>()),
                 DataType::LargeUtf8 => StrColumn::Large(a.as_string::<i64>()),
                 DataType::Utf8View => StrColumn::View(a.as_string_view()),
+                DataType::Null => StrColumn::Null,
                 other => {
                     return Err(PackError::WrongType {
                         column: SOURCE.into(),
-                        found: other.to_string(),
+                        found: type_name(other),
                         expected: "string, large_string or string_view".into(),
                     })
                 }

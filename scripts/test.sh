@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs everything and runs all tests, on a fresh Linux machine with a Rust toolchain (rustup)
+# and Python >= 3.10:
+#   Rust   - cargo fmt --check, clippy -D warnings, unit + property tests, bench smoke, fuzz smoke;
+#   wheel  - `maturin build --release` (one abi3 manylinux wheel), installed into a clean venv;
+#   Python - ruff, then pytest against the installed wheel (not the source tree).
+# Knobs: PYTHON (interpreter, default python3), FUZZ_SECONDS (per fuzz target, default 20; 0 skips).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+step() { printf '\n== %s\n' "$*"; }
+
+step "Rust: format and lint"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "Rust: unit and property tests"
+cargo test -p longmagpie-core --release --locked
+
+step "Rust: criterion bench, smoke mode (figures: cargo bench -p longmagpie-core --bench pack)"
+cargo bench -p longmagpie-core --bench pack --locked -- --test
+
+if [ "${FUZZ_SECONDS:-20}" != "0" ]; then
+  step "Rust: fuzz smoke (${FUZZ_SECONDS:-20} s per target; longer: scripts/fuzz.sh SECONDS)"
+  bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+fi
+
+step "Wheel: build"
+"$PY" -m venv .venv-build
+.venv-build/bin/pip install -q --disable-pip-version-check "maturin>=1.9.4,<2"
+rm -rf target/wheels
+.venv-build/bin/maturin build --release --locked
+WHEEL=$(ls target/wheels/longmagpie-*.whl)
+echo "built $WHEEL"
+
+step "Wheel: install into a clean virtual environment"
+"$PY" -m venv --clear .venv-test
+.venv-test/bin/pip install -q --disable-pip-version-check "${WHEEL}[test]"
+
+step "Python: lint"
+.venv-test/bin/ruff check python tests benches
+.venv-test/bin/ruff format --check python tests
+
+step "Python: tests against the installed wheel"
+LONGMAGPIE_WHEEL="$WHEEL" .venv-test/bin/python -m pytest tests -q

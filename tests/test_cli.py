@@ -1,0 +1,82 @@
+"""The ``longmagpie pack`` command: through typer's runner and as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from conftest import make_samples
+from typer.testing import CliRunner
+
+import longmagpie
+from longmagpie.cli import app
+
+runner = CliRunner()
+
+
+def test_demo_writes_packed_parquet(tmp_path: Path) -> None:
+    out = tmp_path / "demo.parquet"
+    result = runner.invoke(app, ["pack", "--demo", "--demo-tokens", "2000000", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "fill" in result.output and str(out) in result.output
+    table = pq.read_table(out)
+    stats = longmagpie.pack_stats(table)
+    assert stats.input_tokens >= 2_000_000
+    assert stats.output_tokens == stats.input_tokens
+    assert stats.fill_rate > 0.98
+    assert max(table.column("length").to_pylist()) <= 65536
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_pack_files_and_refuse_to_overwrite(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    pq.write_table(make_samples([5, 9, 3]).append_column("text", [["a", "b", "c"]]), src / "a.parquet")
+    pq.write_table(make_samples([7, 2]), src / "b.parquet")
+    out = tmp_path / "out.parquet"
+    result = runner.invoke(app, ["pack", str(src), "-o", str(out), "--seq-len", "16", "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert longmagpie.pack_stats(pq.read_table(out)).input_samples == 5
+    before = out.read_bytes()
+    result = runner.invoke(app, ["pack", str(src), "-o", str(out), "--seq-len", "16"])
+    assert result.exit_code == 1
+    assert "exists; pass --overwrite" in result.output
+    assert out.read_bytes() == before
+    result = runner.invoke(app, ["pack", str(src), "-o", str(out), "--seq-len", "4"])  # too long, no overwrite
+    assert result.exit_code == 1
+
+
+def test_bad_input_keeps_existing_output(tmp_path: Path) -> None:
+    src = tmp_path / "in.parquet"
+    pq.write_table(make_samples([5, 30]), src)
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"earlier result")
+    result = runner.invoke(app, ["pack", str(src), "-o", str(out), "--seq-len", "16", "--overwrite"])
+    assert result.exit_code == 1
+    assert "row 1 has 30 tokens, more than seq_len=16" in result.output
+    assert out.read_bytes() == b"earlier result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet", "out.parquet"]
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["pack", "-o", str(tmp_path / "x.parquet")])
+    assert result.exit_code == 1 and "give INPUTS or --demo" in result.output
+    result = runner.invoke(app, ["pack", str(tmp_path / "missing.parquet"), "-o", str(tmp_path / "x.parquet")])
+    assert result.exit_code == 1 and "does not exist" in result.output
+    result = runner.invoke(app, ["pack", "--demo", "--strategy", "worst", "-o", str(tmp_path / "x.parquet")])
+    assert result.exit_code == 1 and "unknown strategy 'worst'" in result.output
+
+
+def test_console_script_subprocess(tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "longmagpie"
+    out = tmp_path / "demo.parquet"
+    cmd = [str(exe), "pack", "--demo", "--demo-tokens", "500000", "-o", str(out), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert pq.read_table(out).num_rows > 0
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "exists" in proc.stderr
