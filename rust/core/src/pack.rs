@@ -592,7 +592,14 @@ fn gather_row(
     } = o;
     let mut worst: Option<Fault> = None;
     let mut pos = 0usize;
-    for &i in the_plan.row(row) {
+    let docs = the_plan.row(row);
+    for (k, &i) in docs.iter().enumerate() {
+        if let Some(&next) = docs.get(k + 1) {
+            let q = &pieces[next as usize];
+            let w = &views[q.batch as usize];
+            let s = w.ids.offsets.start(q.row as usize) + q.skip as usize;
+            kernels::prefetch(&w.ids.values, s, q.len as usize);
+        }
         let p = &pieces[i as usize];
         let v = &views[p.batch as usize];
         let (r, n) = (p.row as usize, p.len as usize);
