@@ -9,13 +9,15 @@
 
 pub mod columns;
 pub mod error;
+pub mod gather;
 mod kernels;
 mod memory;
 pub mod pack;
 pub mod plan;
 
 pub use error::{PackError, Result};
-pub use pack::{output_schema, pack, Overflow, PackOptions, PackStats, Packed};
+pub use gather::{output_schema, rows_per_batch};
+pub use pack::{pack, Overflow, PackOptions, PackStats, Packed};
 pub use plan::{plan, Plan, Strategy};
 
 #[cfg(test)]

@@ -1,0 +1,404 @@
+//! Shared by every packer: a row plan over document *pieces* becomes Arrow record batches.
+//!
+//! Rows are gathered in parallel on the caller's pool; each piece's tokens are copied once, straight
+//! into pre-sized buffers, and validated during that copy. Faults are reduced with `min`, so the
+//! reported error never depends on the thread count.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, StringBuilder};
+use arrow_array::{ArrayRef, Int32Array, Int8Array, ListArray, RecordBatch};
+use arrow_buffer::{OffsetBuffer, ScalarBuffer};
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use rayon::prelude::*;
+
+use crate::columns::{BatchView, Layout, ASSISTANT_MASKS, IGNORE_INDEX, INPUT_IDS, LABELS, SOURCE};
+use crate::error::{PackError, Result};
+use crate::kernels;
+use crate::memory;
+use crate::plan::Plan;
+
+/// A slice of one input sample placed as one document.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Piece {
+    /// Index of the input batch (view).
+    pub batch: u32,
+    /// Row inside that batch.
+    pub row: u32,
+    /// Tokens of the sample skipped before this piece.
+    pub skip: u32,
+    /// Tokens in the piece.
+    pub len: u32,
+}
+
+/// Tokens the overflow policy leaves out; checked, never copied.
+pub(crate) type Discarded = Piece;
+
+/// Name of the per-segment kind column of p-mix output.
+pub const KIND: &str = "kind";
+
+/// Output batches hold about this many token slots, so `list<int32>` offsets never overflow.
+const BATCH_TOKENS: usize = 1 << 26;
+
+/// Rows per output batch for a given row capacity (fixed by the arguments, not by threads).
+pub fn rows_per_batch(row_capacity: usize) -> usize {
+    (BATCH_TOKENS / row_capacity.max(1)).max(1)
+}
+
+fn list_field(name: &str, item: DataType) -> Field {
+    Field::new(
+        name,
+        DataType::List(Arc::new(Field::new_list_field(item, true))),
+        true,
+    )
+}
+
+/// The output schema for an input with the given optional columns:
+/// `input_ids` list<int32>, `seq_lengths` list<int32>, `assistant_masks` list<int8>,
+/// [`labels` list<int32>], `length` int32, [`source` list<string>].
+pub fn output_schema(layout: Layout) -> SchemaRef {
+    schema_with(layout, false)
+}
+
+/// [`output_schema`], plus a per-segment `kind` list<string> (`long`/`short`) for p-mix.
+pub fn schema_with(layout: Layout, with_kind: bool) -> SchemaRef {
+    let mut fields = vec![
+        list_field(INPUT_IDS, DataType::Int32),
+        list_field("seq_lengths", DataType::Int32),
+        list_field(ASSISTANT_MASKS, DataType::Int8),
+    ];
+    if layout.has_labels {
+        fields.push(list_field(LABELS, DataType::Int32));
+    }
+    fields.push(Field::new("length", DataType::Int32, true));
+    if layout.has_source {
+        fields.push(list_field(SOURCE, DataType::Utf8));
+    }
+    if with_kind {
+        fields.push(list_field(KIND, DataType::Utf8));
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// A bad value found while copying: global row, position in that row's list, value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Fault {
+    row: usize,
+    position: usize,
+    column: u8, // 0 ids, 1 mask, 2 labels
+    value: i128,
+}
+
+impl Fault {
+    fn into_error(self) -> PackError {
+        let (column, hint) = match self.column {
+            0 => (INPUT_IDS, "token ids must be in 0..=2147483647"),
+            1 => (ASSISTANT_MASKS, "mask values must be 0 or 1"),
+            _ => (
+                LABELS,
+                "labels must be -100 (ignored) or a token id in 0..=2147483647",
+            ),
+        };
+        PackError::BadValue {
+            column: column.into(),
+            row: self.row,
+            position: self.position,
+            value: self.value,
+            hint: hint.into(),
+        }
+    }
+}
+
+fn fault(v: &BatchView, p: &Piece, column: u8, bad: kernels::Bad) -> Option<Fault> {
+    bad.map(|(pos, value)| Fault {
+        row: v.first_row + p.row as usize,
+        position: p.skip as usize + pos,
+        column,
+        value,
+    })
+}
+
+pub(crate) fn check_discarded(views: &[BatchView], discarded: &[Discarded]) -> Result<()> {
+    let worst = discarded
+        .par_iter()
+        .filter_map(|p| {
+            let v = &views[p.batch as usize];
+            let (row, len) = (p.row as usize, p.len as usize);
+            let ids = v.ids.offsets.start(row) + p.skip as usize;
+            let mut f = fault(v, p, 0, kernels::check_ids(&v.ids.values, ids, len));
+            if let Some(m) = &v.mask {
+                let s = m.offsets.start(row) + p.skip as usize;
+                f = f.min_some(fault(v, p, 1, kernels::check_flags(&m.values, s, len)));
+            }
+            if let Some(l) = &v.labels {
+                let s = l.offsets.start(row) + p.skip as usize;
+                f = f.min_some(fault(v, p, 2, kernels::check_labels(&l.values, s, len)));
+            }
+            f
+        })
+        .min();
+    worst.map_or(Ok(()), |f| Err(f.into_error()))
+}
+
+trait MinSome {
+    fn min_some(self, other: Self) -> Self;
+}
+
+impl MinSome for Option<Fault> {
+    fn min_some(self, other: Self) -> Self {
+        match (self, other) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, None) => a,
+            (None, b) => b,
+        }
+    }
+}
+
+/// Mutable per-row destinations inside a batch's buffers.
+struct RowOut<'a> {
+    row: usize,
+    ids: &'a mut [i32],
+    mask: &'a mut [i8],
+    labels: Option<&'a mut [i32]>,
+}
+
+/// Everything the gather needs: inputs, pieces, the row plan and the output shape.
+pub(crate) struct Gather<'a> {
+    /// Views of the input batches.
+    pub views: &'a [BatchView<'a>],
+    /// Documents to place.
+    pub pieces: &'a [Piece],
+    /// Rows of piece indices, each row in output order.
+    pub plan: &'a Plan,
+    /// Row capacity in real tokens (sizes the output batches).
+    pub seq_len: usize,
+    /// Pad rows to this many tokens.
+    pub pad_to: Option<usize>,
+    /// Padding token id.
+    pub pad_id: i32,
+    /// Optional columns present.
+    pub layout: Layout,
+    /// Output schema (from [`schema_with`]).
+    pub schema: SchemaRef,
+    /// For p-mix: views `0..n` hold long samples, the rest short ones (emits `kind`).
+    pub long_views: Option<usize>,
+}
+
+impl Gather<'_> {
+    /// Gathers every row into record batches of at most [`rows_per_batch`] rows.
+    pub fn run(&self) -> Result<Vec<RecordBatch>> {
+        let per_batch = rows_per_batch(self.pad_to.unwrap_or(self.seq_len));
+        let rows = self.plan.rows();
+        let mut out = Vec::with_capacity(rows.div_ceil(per_batch));
+        let mut r0 = 0;
+        while r0 < rows {
+            let r1 = (r0 + per_batch).min(rows);
+            out.push(self.batch(r0..r1)?);
+            r0 = r1;
+        }
+        Ok(out)
+    }
+
+    fn batch(&self, rows: std::ops::Range<usize>) -> Result<RecordBatch> {
+        let (views, pieces, the_plan, layout) = (self.views, self.pieces, self.plan, self.layout);
+        // Row lengths and offsets.
+        let mut row_offsets = Vec::with_capacity(rows.len() + 1);
+        row_offsets.push(0i32);
+        let mut total = 0usize;
+        let mut seg_offsets = Vec::with_capacity(rows.len() + 1);
+        seg_offsets.push(0i32);
+        let mut seg_lengths = Vec::new();
+        let mut lengths = Vec::with_capacity(rows.len());
+        for r in rows.clone() {
+            let mut row_len = 0usize;
+            for &i in the_plan.row(r) {
+                let l = pieces[i as usize].len as usize;
+                seg_lengths.push(l as i32);
+                row_len += l;
+            }
+            if let Some(p) = self.pad_to {
+                if p > row_len {
+                    seg_lengths.push((p - row_len) as i32);
+                    row_len = p;
+                }
+            }
+            total += row_len;
+            row_offsets.push(total as i32);
+            seg_offsets.push(seg_lengths.len() as i32);
+            lengths.push(row_len as i32);
+        }
+
+        // Buffers: zeroed allocations are lazily mapped (huge pages where possible); each page is
+        // touched once, by the copy.
+        let mut ids = memory::zeroed_vec::<i32>(total);
+        let mut mask = memory::zeroed_vec::<i8>(total);
+        let mut labels = layout.has_labels.then(|| memory::zeroed_vec::<i32>(total));
+
+        let mut outs = Vec::with_capacity(rows.len());
+        {
+            let (mut ids_rest, mut mask_rest) = (ids.as_mut_slice(), mask.as_mut_slice());
+            let mut labels_rest = labels.as_deref_mut();
+            for (k, r) in rows.clone().enumerate() {
+                let n = lengths[k] as usize;
+                let (a, b) = std::mem::take(&mut ids_rest).split_at_mut(n);
+                ids_rest = b;
+                let (c, d) = std::mem::take(&mut mask_rest).split_at_mut(n);
+                mask_rest = d;
+                let lab = match labels_rest.take() {
+                    Some(rest) => {
+                        let (e, f) = rest.split_at_mut(n);
+                        labels_rest = Some(f);
+                        Some(e)
+                    }
+                    None => None,
+                };
+                outs.push(RowOut {
+                    row: r,
+                    ids: a,
+                    mask: c,
+                    labels: lab,
+                });
+            }
+        }
+        let worst = outs
+            .into_par_iter()
+            .with_min_len(4)
+            .filter_map(|o| self.row(o))
+            .min();
+        if let Some(f) = worst {
+            return Err(f.into_error());
+        }
+
+        // Arrow arrays, wrapping the vectors without copying.
+        let list = |offsets: Vec<i32>, values: ArrayRef, item: DataType| -> ArrayRef {
+            Arc::new(ListArray::new(
+                Arc::new(Field::new_list_field(item, true)),
+                OffsetBuffer::new(ScalarBuffer::from(offsets)),
+                values,
+                None,
+            ))
+        };
+        let mut columns: Vec<ArrayRef> = vec![
+            list(
+                row_offsets.clone(),
+                Arc::new(Int32Array::from(ids)),
+                DataType::Int32,
+            ),
+            list(
+                seg_offsets.clone(),
+                Arc::new(Int32Array::from(seg_lengths)),
+                DataType::Int32,
+            ),
+            list(
+                row_offsets.clone(),
+                Arc::new(Int8Array::from(mask)),
+                DataType::Int8,
+            ),
+        ];
+        if let Some(labels) = labels {
+            columns.push(list(
+                row_offsets,
+                Arc::new(Int32Array::from(labels)),
+                DataType::Int32,
+            ));
+        }
+        columns.push(Arc::new(Int32Array::from(lengths)));
+        if layout.has_source {
+            let mut builder = ListBuilder::new(StringBuilder::new());
+            for r in rows.clone() {
+                let row_docs = the_plan.row(r);
+                let mut row_tokens = 0usize;
+                for &i in row_docs {
+                    let p = &pieces[i as usize];
+                    row_tokens += p.len as usize;
+                    let v = &views[p.batch as usize];
+                    let s = v.source.as_ref().and_then(|s| s.get(p.row as usize));
+                    builder.values().append_option(s);
+                }
+                if self.pad_to.is_some_and(|t| t > row_tokens) {
+                    builder.values().append_null();
+                }
+                builder.append(true);
+            }
+            columns.push(Arc::new(builder.finish()));
+        }
+        if let Some(n_long) = self.long_views {
+            let mut builder = ListBuilder::new(StringBuilder::new());
+            for r in rows {
+                for &i in the_plan.row(r) {
+                    let long = (pieces[i as usize].batch as usize) < n_long;
+                    builder
+                        .values()
+                        .append_value(if long { "long" } else { "short" });
+                }
+                let row_tokens: usize = the_plan
+                    .row(r)
+                    .iter()
+                    .map(|&i| pieces[i as usize].len as usize)
+                    .sum();
+                if self.pad_to.is_some_and(|t| t > row_tokens) {
+                    builder.values().append_value("pad");
+                }
+                builder.append(true);
+            }
+            columns.push(Arc::new(builder.finish()));
+        }
+        RecordBatch::try_new(self.schema.clone(), columns)
+            .map_err(|e| PackError::InvalidArgument(format!("internal: building output: {e}")))
+    }
+
+    fn row(&self, o: RowOut) -> Option<Fault> {
+        let (views, pieces, the_plan) = (self.views, self.pieces, self.plan);
+        let RowOut {
+            row,
+            ids,
+            mask,
+            mut labels,
+        } = o;
+        let mut worst: Option<Fault> = None;
+        let mut pos = 0usize;
+        let docs = the_plan.row(row);
+        for (k, &i) in docs.iter().enumerate() {
+            if let Some(&next) = docs.get(k + 1) {
+                let q = &pieces[next as usize];
+                let w = &views[q.batch as usize];
+                let s = w.ids.offsets.start(q.row as usize) + q.skip as usize;
+                kernels::prefetch(&w.ids.values, s, q.len as usize);
+            }
+            let p = &pieces[i as usize];
+            let v = &views[p.batch as usize];
+            let (r, n) = (p.row as usize, p.len as usize);
+            let dst_ids = &mut ids[pos..pos + n];
+            let s = v.ids.offsets.start(r) + p.skip as usize;
+            worst = worst.min_some(fault(v, p, 0, kernels::copy_ids(&v.ids.values, s, dst_ids)));
+            let dst_mask = &mut mask[pos..pos + n];
+            if let Some(lab) = labels.as_deref_mut() {
+                let l = v.labels.as_ref().expect("layout says labels");
+                let dst = &mut lab[pos..pos + n];
+                let s = l.offsets.start(r) + p.skip as usize;
+                worst = worst.min_some(fault(v, p, 2, kernels::copy_labels(&l.values, s, dst)));
+                if v.mask.is_none() {
+                    kernels::flags_from_labels(dst, dst_mask);
+                }
+            }
+            match &v.mask {
+                Some(m) => {
+                    let s = m.offsets.start(r) + p.skip as usize;
+                    worst =
+                        worst.min_some(fault(v, p, 1, kernels::copy_flags(&m.values, s, dst_mask)));
+                }
+                None if v.labels.is_none() => dst_mask.fill(1),
+                None => {}
+            }
+            pos += n;
+        }
+        if pos < ids.len() {
+            ids[pos..].fill(self.pad_id);
+            mask[pos..].fill(0);
+            if let Some(lab) = labels {
+                lab[pos..].fill(IGNORE_INDEX);
+            }
+        }
+        worst
+    }
+}
