@@ -83,12 +83,32 @@ pub enum PackError {
     /// A bad argument (not data).
     #[error("{0}")]
     InvalidArgument(String),
+    /// An error in one of several inputs (p-mix: the `long` or the `short` samples).
+    #[error("in the {pool} samples: {inner}")]
+    InPool {
+        /// Which input.
+        pool: &'static str,
+        /// The error.
+        inner: Box<PackError>,
+    },
 }
 
 impl PackError {
     /// True for errors about the *type* of the input (mapped to `TypeError`), false for values.
     pub fn is_type_error(&self) -> bool {
-        matches!(self, PackError::WrongType { .. })
+        match self {
+            PackError::WrongType { .. } => true,
+            PackError::InPool { inner, .. } => inner.is_type_error(),
+            _ => false,
+        }
+    }
+
+    /// Says which input the error is about.
+    pub fn in_pool(self, pool: &'static str) -> PackError {
+        PackError::InPool {
+            pool,
+            inner: Box::new(self),
+        }
     }
 }
 

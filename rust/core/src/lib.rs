@@ -14,11 +14,13 @@ mod kernels;
 mod memory;
 pub mod pack;
 pub mod plan;
+pub mod pmix;
 
 pub use error::{PackError, Result};
 pub use gather::{output_schema, rows_per_batch};
 pub use pack::{pack, Overflow, PackOptions, PackStats, Packed};
 pub use plan::{plan, Plan, Strategy};
+pub use pmix::{pack_pmix, Exhausted, Fill, PmixOptions, PmixPacked, PmixStats};
 
 #[cfg(test)]
 mod tests;

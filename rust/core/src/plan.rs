@@ -143,12 +143,12 @@ fn decreasing_order(lengths: &[u32], cap: u32) -> Vec<u32> {
 const NONE: u32 = u32::MAX;
 
 /// Hierarchical bitset over `0..n` with "smallest set element >= x" in O(log64 n).
-struct SuccessorSet {
+pub(crate) struct SuccessorSet {
     levels: Vec<Vec<u64>>, // levels[0] = one bit per element; levels[k+1] = one bit per word of levels[k]
 }
 
 impl SuccessorSet {
-    fn new(n: usize) -> Self {
+    pub(crate) fn new(n: usize) -> Self {
         let mut levels = Vec::new();
         let mut len = n.max(1);
         loop {
@@ -162,7 +162,7 @@ impl SuccessorSet {
         SuccessorSet { levels }
     }
 
-    fn insert(&mut self, mut x: usize) {
+    pub(crate) fn insert(&mut self, mut x: usize) {
         for level in &mut self.levels {
             let (w, b) = (x / 64, x % 64);
             let was_empty = level[w] == 0;
@@ -174,7 +174,7 @@ impl SuccessorSet {
         }
     }
 
-    fn remove(&mut self, mut x: usize) {
+    pub(crate) fn remove(&mut self, mut x: usize) {
         for level in &mut self.levels {
             let (w, b) = (x / 64, x % 64);
             level[w] &= !(1u64 << b);
@@ -186,7 +186,7 @@ impl SuccessorSet {
     }
 
     /// Smallest element `>= x`, if any.
-    fn successor(&self, x: usize) -> Option<usize> {
+    pub(crate) fn successor(&self, x: usize) -> Option<usize> {
         let mut x = x;
         let mut depth = 0;
         // Climb until a word holds a set bit at or after the position.

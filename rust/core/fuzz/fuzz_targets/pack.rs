@@ -1,7 +1,7 @@
 //! Fuzz target `pack`: arbitrary samples through the whole pipeline, checked against a model.
 //!
-//! From the fuzzer's bytes: up to 256 samples (lengths 0..=2*seq_len+2, so empty and too-long
-//! samples are common), seq_len in 1..=300, strategy, overflow, pad_to, pad_id, the Arrow types
+//! From the fuzzer's bytes: up to 256 samples (lengths 0..=2*seq_len+2, biased so that empty,
+//! short and too-long samples are all common), seq_len in 1..=300, strategy, overflow, pad_to, pad_id, the Arrow types
 //! of `input_ids` / `assistant_masks` / `labels` (list or large_list; mask and labels optional),
 //! 1-3 input batches (independent, or slices of one batch so offsets do not start at 0), rare
 //! injected faults (negative or too-large id, mask value 2, label -1, null row) and rare invalid
@@ -27,7 +27,7 @@ use arrow_array::{
     RecordBatch, UInt32Array, UInt8Array,
 };
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
-use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use arrow_schema::{Field, Schema, SchemaRef};
 use libfuzzer_sys::fuzz_target;
 use longmagpie_core::{pack, Overflow, PackError, PackOptions, Packed, Strategy};
 
@@ -165,7 +165,13 @@ fn setup(case: &Case) -> Setup {
         .iter()
         .take(MAX_SAMPLES)
         .map(|r| {
-            let len = r.len as usize % (2 * seq_len + 3);
+            // Top two bits pick a range, so rows of many short documents are common too.
+            let raw = (r.len & 0x3fff) as usize;
+            let len = match r.len >> 14 {
+                0 => raw % (seq_len / 4 + 2),
+                1 => raw % (seq_len + 1),
+                _ => raw % (2 * seq_len + 3),
+            };
             let at = if len > 0 { r.at as usize % len } else { 0 };
             let defect = match r.defect {
                 251 if len > 0 => Defect::Id(at),
@@ -182,7 +188,8 @@ fn setup(case: &Case) -> Setup {
         })
         .collect();
     let mut opts = PackOptions::new(seq_len);
-    opts.strategy = [Strategy::Bfd, Strategy::Ffd, Strategy::Sequential][case.strategy as usize % 3];
+    opts.strategy =
+        [Strategy::Bfd, Strategy::Ffd, Strategy::Sequential][case.strategy as usize % 3];
     opts.overflow = [
         Overflow::Error,
         Overflow::Truncate,
@@ -266,9 +273,7 @@ fn build_batch(setup: &Setup, range: std::ops::Range<usize>) -> RecordBatch {
     let id_values: ArrayRef = match setup.id_type {
         IdType::I32 => Arc::new(Int32Array::from_iter_values(ids.iter().map(|&v| v as i32))),
         IdType::I64 => Arc::new(Int64Array::from(ids)),
-        IdType::U32 => Arc::new(UInt32Array::from_iter_values(
-            ids.iter().map(|&v| v as u32),
-        )),
+        IdType::U32 => Arc::new(UInt32Array::from_iter_values(ids.iter().map(|&v| v as u32))),
     };
     let mut cols = vec![("input_ids", list(id_values, &offsets, nulls, setup.large))];
     if let Some(t) = setup.mask {
@@ -277,9 +282,7 @@ fn build_batch(setup: &Setup, range: std::ops::Range<usize>) -> RecordBatch {
             MaskType::I32 => Arc::new(Int32Array::from_iter_values(
                 masks.iter().map(|&v| v as i32),
             )),
-            MaskType::U8 => Arc::new(UInt8Array::from_iter_values(
-                masks.iter().map(|&v| v as u8),
-            )),
+            MaskType::U8 => Arc::new(UInt8Array::from_iter_values(masks.iter().map(|&v| v as u8))),
             MaskType::Bool => Arc::new(BooleanArray::from(
                 masks.iter().map(|&v| v != 0).collect::<Vec<bool>>(),
             )),
@@ -314,7 +317,10 @@ fn batches(setup: &Setup, case: &Case) -> (SchemaRef, Vec<RecordBatch>) {
         return (schema, vec![]);
     }
     let parts = 1 + (case.batching as usize / 2) % 3;
-    let mut cuts = vec![case.cuts.0 as usize % (n + 1), case.cuts.1 as usize % (n + 1)];
+    let mut cuts = vec![
+        case.cuts.0 as usize % (n + 1),
+        case.cuts.1 as usize % (n + 1),
+    ];
     cuts.truncate(parts - 1);
     cuts.sort_unstable();
     cuts.insert(0, 0);
@@ -470,7 +476,10 @@ fn check_output(setup: &Setup, packed: &Packed) {
             if let Some(l) = row_labels {
                 assert_eq!(l.len(), length, "labels vs length");
             }
-            assert!(row_segs.iter().all(|&d| d > 0), "empty segment: {row_segs:?}");
+            assert!(
+                row_segs.iter().all(|&d| d > 0),
+                "empty segment: {row_segs:?}"
+            );
             let total: usize = row_segs.iter().map(|&d| d as usize).sum();
             assert_eq!(total, length, "seq_lengths sum to the row length");
             match o.pad_to {
@@ -526,7 +535,10 @@ fn check_output(setup: &Setup, packed: &Packed) {
             if let Some(p) = o.pad_to {
                 assert_eq!(row_pad > 0, real < p, "pad segment iff the row is short");
             }
-            assert!(docs.windows(2).all(|w| w[0] < w[1]), "row out of input order: {docs:?}");
+            assert!(
+                docs.windows(2).all(|w| w[0] < w[1]),
+                "row out of input order: {docs:?}"
+            );
             row_docs.push(docs);
             row_real.push(real);
         }
@@ -536,7 +548,12 @@ fn check_output(setup: &Setup, packed: &Packed) {
     for (i, s) in setup.samples.iter().enumerate() {
         let mut got = pieces[i].clone();
         got.sort_unstable();
-        assert_eq!(got, expected_pieces(s, o), "pieces of sample {i} (len {})", s.len);
+        assert_eq!(
+            got,
+            expected_pieces(s, o),
+            "pieces of sample {i} (len {})",
+            s.len
+        );
     }
 
     match o.strategy {
@@ -609,7 +626,10 @@ fn check_output(setup: &Setup, packed: &Packed) {
         "overflow counts (truncated, dropped, split)"
     );
     let max_docs = row_docs.iter().map(Vec::len).max().unwrap_or(0);
-    assert_eq!(st.max_documents_per_row as usize, max_docs, "max_documents_per_row");
+    assert_eq!(
+        st.max_documents_per_row as usize, max_docs,
+        "max_documents_per_row"
+    );
     assert_eq!(
         st.min_row_tokens as usize,
         row_real.iter().copied().min().unwrap_or(0),
@@ -620,7 +640,11 @@ fn check_output(setup: &Setup, packed: &Packed) {
     } else {
         output_tokens as f64 / (row_docs.len() as f64 * cap as f64)
     };
-    assert!((st.fill_rate - fill).abs() <= 1e-12, "fill_rate {} vs {fill}", st.fill_rate);
+    assert!(
+        (st.fill_rate - fill).abs() <= 1e-12,
+        "fill_rate {} vs {fill}",
+        st.fill_rate
+    );
     assert!(st.fill_rate <= 1.0 + 1e-12, "fill_rate above 1");
 }
 

@@ -78,15 +78,26 @@ fuzz_target!(|case: Case| {
     let lengths: Vec<u32> = case.lengths.iter().map(|&l| l % cap + 1).collect();
     let p = plan(&lengths, cap, strategy);
 
-    assert_eq!(p.row_offsets.first().copied().unwrap_or(0), 0, "offsets start at 0");
+    assert_eq!(
+        p.row_offsets.first().copied().unwrap_or(0),
+        0,
+        "offsets start at 0"
+    );
     assert_eq!(p.items.len(), lengths.len(), "one entry per item");
-    assert_eq!(*p.row_offsets.last().unwrap_or(&0), p.items.len(), "offsets end at items");
+    assert_eq!(
+        *p.row_offsets.last().unwrap_or(&0),
+        p.items.len(),
+        "offsets end at items"
+    );
     let mut seen = vec![false; lengths.len()];
     let mut sums = Vec::with_capacity(p.rows());
     for r in 0..p.rows() {
         let row = p.row(r);
         assert!(!row.is_empty(), "row {r} is empty");
-        assert!(row.windows(2).all(|w| w[0] < w[1]), "row {r} not ascending: {row:?}");
+        assert!(
+            row.windows(2).all(|w| w[0] < w[1]),
+            "row {r} not ascending: {row:?}"
+        );
         let sum: u64 = row.iter().map(|&i| lengths[i as usize] as u64).sum();
         assert!(sum <= cap as u64, "row {r} holds {sum} > cap {cap}");
         for &i in row {
@@ -100,10 +111,17 @@ fuzz_target!(|case: Case| {
     match strategy {
         Strategy::Sequential => {
             // Input order across rows, and a row closes only when the next item does not fit.
-            assert!(p.items.windows(2).all(|w| w[0] < w[1]), "sequential reorders");
+            assert!(
+                p.items.windows(2).all(|w| w[0] < w[1]),
+                "sequential reorders"
+            );
             for r in 1..p.rows() {
                 let first = lengths[p.row(r)[0] as usize] as u64;
-                assert!(sums[r - 1] + first > cap as u64, "row {} closed early", r - 1);
+                assert!(
+                    sums[r - 1] + first > cap as u64,
+                    "row {} closed early",
+                    r - 1
+                );
             }
         }
         Strategy::Bfd | Strategy::Ffd => {
