@@ -626,7 +626,7 @@ impl Mixer<'_> {
             if self
                 .opts
                 .max_rows
-                .is_some_and(|m| self.row_offsets.len() - 1 >= m)
+                .is_some_and(|m| self.row_offsets.len() > m)
             {
                 return Ok(());
             }

@@ -398,7 +398,13 @@ mod pmix {
 
     fn mix(long: &[usize], short: &[usize], o: &PmixOptions) -> Result<PmixPacked, PackError> {
         let (l, s) = (pool(long, true), pool(short, false));
-        pack_pmix(&l.schema(), &[l.clone()], &s.schema(), &[s.clone()], o)
+        pack_pmix(
+            &l.schema(),
+            std::slice::from_ref(&l),
+            &s.schema(),
+            std::slice::from_ref(&s),
+            o,
+        )
     }
 
     /// Rows as lists of (kind, sample, length) segments, checking ids along the way.
