@@ -16,3 +16,18 @@ def pack(
     pad_id: int = 0,
 ) -> tuple[pa.Table, dict[str, int | float]]:
     """Pack an Arrow stream/array of tokenized samples; return the packed table and the statistics."""
+
+def pack_pmix(
+    long: Any,
+    short: Any,
+    seq_len: int,
+    p_long: float,
+    n_short_prefix: int,
+    seed: int,
+    fill: str,
+    overflow: str,
+    exhausted: str,
+    max_rows: int | None = None,
+    num_threads: int | None = None,
+) -> tuple[pa.Table, dict[str, int | float]]:
+    """Mix long and short samples with p-mix; return the packed table and the statistics."""

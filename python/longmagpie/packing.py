@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 import pyarrow as pa
 
 from longmagpie import _core
+from longmagpie.metadata import attach, stats_of
 
 Strategy = Literal["bfd", "ffd", "sequential"]
 Overflow = Literal["error", "truncate", "drop", "split"]
-
-#: Schema-metadata key under which ``pack`` records its parameters and statistics (JSON).
-METADATA_KEY = b"longmagpie"
 
 
 @dataclass(frozen=True)
@@ -63,6 +60,13 @@ class PackStats:
         return asdict(self)
 
 
+def require_ints(**values: object) -> None:
+    """Raise ``TypeError`` naming the first argument that is neither ``None`` nor an ``int``."""
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+
+
 def pack(
     samples: Any,
     seq_len: int = 65536,
@@ -109,36 +113,13 @@ def pack(
     """
     from longmagpie.arrow_input import as_arrow
 
-    for name, value in (("seq_len", seq_len), ("num_threads", num_threads), ("pad_to", pad_to), ("pad_id", pad_id)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    require_ints(seq_len=seq_len, num_threads=num_threads, pad_to=pad_to, pad_id=pad_id)
     table, stats = _core.pack(as_arrow(samples), seq_len, strategy, overflow, num_threads, pad_to, pad_id)
-    meta = {
-        "op": "pack",
-        "version": _core.__version__,
-        "params": {"seq_len": seq_len, "strategy": strategy, "overflow": overflow, "pad_to": pad_to, "pad_id": pad_id},
-        "stats": stats,
-    }
-    return table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True).encode()})
-
-
-def pack_metadata(table: pa.Table | pa.Schema) -> dict[str, Any]:
-    """Return the parameters and statistics that :func:`pack` stored in a table's schema metadata.
-
-    Works on tables read back from Parquet too (the metadata travels with the schema).
-
-    Raises:
-        ValueError: if the table was not produced by ``longmagpie``.
-
-    """
-    schema = table if isinstance(table, pa.Schema) else table.schema
-    raw = (schema.metadata or {}).get(METADATA_KEY)
-    if raw is None:
-        raise ValueError("this table carries no longmagpie metadata (was it produced by longmagpie.pack?)")
-    return json.loads(raw)
+    params = {"seq_len": seq_len, "strategy": strategy, "overflow": overflow, "pad_to": pad_to, "pad_id": pad_id}
+    return attach(table, "pack", params, stats)
 
 
 def pack_stats(table: pa.Table | pa.Schema) -> PackStats:
-    """Return the :class:`PackStats` that :func:`pack` recorded for ``table``."""
-    stats = pack_metadata(table)["stats"]
+    """Return the :class:`PackStats` that :func:`pack` recorded for ``table`` (also after a Parquet round trip)."""
+    stats = stats_of(table, "pack")
     return PackStats(**{f.name: stats[f.name] for f in fields(PackStats)})

@@ -4,7 +4,10 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use longmagpie_core::{pack as core_pack, Overflow, PackError, PackOptions, PackStats, Strategy};
+use longmagpie_core::{
+    pack as core_pack, pack_pmix as core_pack_pmix, Exhausted, Fill, Overflow, PackError,
+    PackOptions, PackStats, PmixOptions, PmixStats, Strategy,
+};
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -90,8 +93,8 @@ fn pack<'py>(
     });
     opts.strategy = strategy.parse::<Strategy>().map_err(to_py_err)?;
     opts.overflow = overflow.parse::<Overflow>().map_err(to_py_err)?;
-    opts.num_threads = num_threads.map(|n| arg("num_threads", n)).transpose()?;
-    opts.pad_to = pad_to.map(|n| arg("pad_to", n)).transpose()?;
+    opts.num_threads = num_threads.map(|n| count("num_threads", n)).transpose()?;
+    opts.pad_to = pad_to.map(|n| count("pad_to", n)).transpose()?;
     opts.pad_id = i32::try_from(pad_id)
         .map_err(|_| PyValueError::new_err(format!("pad_id must fit in int32 (got {pad_id})")))?;
 
@@ -104,10 +107,100 @@ fn pack<'py>(
     Ok((out, stats))
 }
 
+fn pmix_stats_dict<'py>(py: Python<'py>, s: &PmixStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("rows", s.rows)?;
+    d.set_item("output_tokens", s.output_tokens)?;
+    d.set_item("fill_rate", s.fill_rate)?;
+    d.set_item("long_samples", s.long_samples)?;
+    d.set_item("short_samples", s.short_samples)?;
+    d.set_item("long_input_tokens", s.long_input_tokens)?;
+    d.set_item("short_input_tokens", s.short_input_tokens)?;
+    d.set_item("long_used", s.long_used)?;
+    d.set_item("short_used", s.short_used)?;
+    d.set_item("long_unused", s.long_unused)?;
+    d.set_item("short_unused", s.short_unused)?;
+    d.set_item("reused_placements", s.reused_placements)?;
+    d.set_item("long_segments", s.long_segments)?;
+    d.set_item("short_segments", s.short_segments)?;
+    d.set_item("prefix_segments", s.prefix_segments)?;
+    d.set_item("best_fit_segments", s.best_fit_segments)?;
+    d.set_item("long_segment_share", s.long_segment_share)?;
+    d.set_item("long_tokens", s.long_tokens)?;
+    d.set_item("short_tokens", s.short_tokens)?;
+    d.set_item("long_token_share", s.long_token_share)?;
+    d.set_item("empty_samples", s.empty_samples)?;
+    d.set_item("truncated_samples", s.truncated_samples)?;
+    d.set_item("truncated_tokens", s.truncated_tokens)?;
+    d.set_item("dropped_samples", s.dropped_samples)?;
+    d.set_item("dropped_tokens", s.dropped_tokens)?;
+    d.set_item("max_documents_per_row", s.max_documents_per_row)?;
+    Ok(d)
+}
+
+fn count(name: &str, v: i64) -> PyResult<usize> {
+    usize::try_from(v).map_err(|_| PyValueError::new_err(format!("{name} must be >= 0 (got {v})")))
+}
+
+fn positive_seq_len(seq_len: i64) -> PyResult<usize> {
+    if seq_len <= 0 {
+        return Err(PyValueError::new_err(format!(
+            "seq_len must be a positive number of tokens (got {seq_len})"
+        )));
+    }
+    count("seq_len", seq_len)
+}
+
+/// Mixes long and short tokenized samples with p-mix.
+///
+/// Returns `(pyarrow.Table, stats: dict)`. See `longmagpie.pack_pmix` for the documented API.
+#[pyfunction]
+#[pyo3(signature = (long, short, seq_len, p_long, n_short_prefix, seed, fill, overflow, exhausted, max_rows=None, num_threads=None))]
+#[allow(clippy::too_many_arguments)]
+fn pack_pmix<'py>(
+    py: Python<'py>,
+    long: AnyRecordBatch,
+    short: AnyRecordBatch,
+    seq_len: i64,
+    p_long: f64,
+    n_short_prefix: i64,
+    seed: u64,
+    fill: &str,
+    overflow: &str,
+    exhausted: &str,
+    max_rows: Option<i64>,
+    num_threads: Option<i64>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
+    let mut opts = PmixOptions::new(positive_seq_len(seq_len)?);
+    opts.p_long = p_long;
+    opts.n_short_prefix = count("n_short_prefix", n_short_prefix)?;
+    opts.seed = seed;
+    opts.fill = fill.parse::<Fill>().map_err(to_py_err)?;
+    opts.overflow = overflow.parse::<Overflow>().map_err(to_py_err)?;
+    opts.exhausted = exhausted.parse::<Exhausted>().map_err(to_py_err)?;
+    opts.max_rows = max_rows.map(|n| count("max_rows", n)).transpose()?;
+    opts.num_threads = num_threads.map(|n| count("num_threads", n)).transpose()?;
+    let (long_batches, long_schema) = long.into_table()?.into_inner();
+    let (short_batches, short_schema) = short.into_table()?.into_inner();
+    let packed = detached(py, move || {
+        core_pack_pmix(
+            &long_schema,
+            &long_batches,
+            &short_schema,
+            &short_batches,
+            &opts,
+        )
+    })?;
+    let stats = pmix_stats_dict(py, &packed.stats)?;
+    let out = PyTable::try_new(packed.batches, packed.schema)?.into_pyarrow(py)?;
+    Ok((out, stats))
+}
+
 /// The compiled core of longmagpie.
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pack, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_pmix, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
