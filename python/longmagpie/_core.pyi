@@ -14,6 +14,7 @@ def pack(
     num_threads: int | None = None,
     pad_to: int | None = None,
     pad_id: int = 0,
+    row_offset: int = 0,
 ) -> tuple[pa.Table, dict[str, int | float]]:
     """Pack an Arrow stream/array of tokenized samples; return the packed table and the statistics."""
 

@@ -62,6 +62,8 @@ pub struct PackOptions {
     pub pad_to: Option<usize>,
     /// Token id of the padding.
     pub pad_id: i32,
+    /// Number of the first input row in error messages (a stream's window starts past 0).
+    pub row_offset: usize,
 }
 
 impl PackOptions {
@@ -74,6 +76,7 @@ impl PackOptions {
             num_threads: None,
             pad_to: None,
             pad_id: 0,
+            row_offset: 0,
         }
     }
 
@@ -159,7 +162,7 @@ pub fn pack(schema: &Schema, batches: &[RecordBatch], opts: &PackOptions) -> Res
     let layout = Layout::of(schema)?;
     let out_schema = output_schema(layout);
     let mut views = Vec::with_capacity(batches.len());
-    let mut first_row = 0usize;
+    let mut first_row = opts.row_offset;
     for b in batches {
         views.push(BatchView::new(b, layout, first_row)?);
         first_row += b.num_rows();

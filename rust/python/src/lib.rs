@@ -68,7 +68,7 @@ fn stats_dict<'py>(py: Python<'py>, s: &PackStats) -> PyResult<Bound<'py, PyDict
 ///
 /// Returns `(pyarrow.Table, stats: dict)`. See `longmagpie.pack` for the documented API.
 #[pyfunction]
-#[pyo3(signature = (samples, seq_len, strategy, overflow, num_threads=None, pad_to=None, pad_id=0))]
+#[pyo3(signature = (samples, seq_len, strategy, overflow, num_threads=None, pad_to=None, pad_id=0, row_offset=0))]
 #[allow(clippy::too_many_arguments)]
 fn pack<'py>(
     py: Python<'py>,
@@ -79,22 +79,14 @@ fn pack<'py>(
     num_threads: Option<i64>,
     pad_to: Option<i64>,
     pad_id: i64,
+    row_offset: u64,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
-    let arg = |name: &str, v: i64| -> PyResult<usize> {
-        usize::try_from(v)
-            .map_err(|_| PyValueError::new_err(format!("{name} must be >= 0 (got {v})")))
-    };
-    let mut opts = PackOptions::new(if seq_len <= 0 {
-        return Err(PyValueError::new_err(format!(
-            "seq_len must be a positive number of tokens (got {seq_len})"
-        )));
-    } else {
-        arg("seq_len", seq_len)?
-    });
+    let mut opts = PackOptions::new(positive_seq_len(seq_len)?);
     opts.strategy = strategy.parse::<Strategy>().map_err(to_py_err)?;
     opts.overflow = overflow.parse::<Overflow>().map_err(to_py_err)?;
     opts.num_threads = num_threads.map(|n| count("num_threads", n)).transpose()?;
     opts.pad_to = pad_to.map(|n| count("pad_to", n)).transpose()?;
+    opts.row_offset = row_offset as usize;
     opts.pad_id = i32::try_from(pad_id)
         .map_err(|_| PyValueError::new_err(format!("pad_id must fit in int32 (got {pad_id})")))?;
 
