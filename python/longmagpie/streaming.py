@@ -12,7 +12,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import fields
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from longmagpie import _core
 from longmagpie.metadata import attach
@@ -72,14 +74,14 @@ def _as_batches(item: pa.RecordBatch | pa.Table) -> Iterator[pa.RecordBatch]:
         raise TypeError(f"a stream item is a {type(item).__name__}, not a pyarrow RecordBatch or Table")
 
 
-def _token_counts(batch: pa.RecordBatch) -> list[int] | None:
+def _token_counts(batch: pa.RecordBatch) -> np.ndarray | None:
     """Tokens per row of ``input_ids`` (None when the column is missing: the core reports it)."""
     if "input_ids" not in batch.schema.names:
         return None
     col = batch.column("input_ids")
     if not pa.types.is_list(col.type) and not pa.types.is_large_list(col.type):
         return None
-    return pa.compute.list_value_length(col).fill_null(0).to_pylist()
+    return pc.list_value_length(col).fill_null(0).to_numpy().astype(np.int64)
 
 
 def windows(batches: Iterator[pa.RecordBatch], window_tokens: int) -> Iterator[list[pa.RecordBatch]]:
@@ -96,15 +98,12 @@ def windows(batches: Iterator[pa.RecordBatch], window_tokens: int) -> Iterator[l
             if counts is None:
                 window.append(batch)
                 break
-            cut = None
-            for i, n in enumerate(counts):
-                have += n
-                if have >= window_tokens:
-                    cut = i + 1
-                    break
-            if cut is None:
+            cumulative = np.cumsum(counts) + have
+            if cumulative[-1] < window_tokens:
                 window.append(batch)
+                have = int(cumulative[-1])
                 break
+            cut = int(np.searchsorted(cumulative, window_tokens, side="left")) + 1
             window.append(batch.slice(0, cut))
             yield window
             window, have = [], 0
