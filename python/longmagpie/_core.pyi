@@ -2,8 +2,6 @@
 
 from typing import Any
 
-import pyarrow as pa
-
 __version__: str
 
 def pack(
@@ -15,8 +13,8 @@ def pack(
     pad_to: int | None = None,
     pad_id: int = 0,
     row_offset: int = 0,
-) -> tuple[pa.Table, dict[str, int | float]]:
-    """Pack an Arrow stream/array of tokenized samples; return the packed table and the statistics."""
+) -> tuple[Any, dict[str, int | float]]:
+    """Pack an Arrow stream/array of tokenized samples; return (an Arrow C stream of the packed rows, stats)."""
 
 def pack_pmix(
     long: Any,
@@ -30,5 +28,5 @@ def pack_pmix(
     exhausted: str,
     max_rows: int | None = None,
     num_threads: int | None = None,
-) -> tuple[pa.Table, dict[str, int | float]]:
-    """Mix long and short samples with p-mix; return the packed table and the statistics."""
+) -> tuple[Any, dict[str, int | float]]:
+    """Mix long and short samples with p-mix; return (an Arrow C stream of the packed rows, stats)."""

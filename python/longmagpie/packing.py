@@ -60,6 +60,15 @@ class PackStats:
         return asdict(self)
 
 
+def to_pyarrow(stream: object) -> pa.Table:
+    """Read the core's Arrow C stream into a ``pyarrow.Table`` without copying.
+
+    (``pyarrow.table(obj)`` would do the same but first imports pandas to check for a DataFrame,
+    which costs a quarter of a second on the first call.)
+    """
+    return pa.RecordBatchReader.from_stream(stream).read_all()
+
+
 def require_ints(**values: object) -> None:
     """Raise ``TypeError`` naming the first argument that is neither ``None`` nor an ``int``."""
     for name, value in values.items():
@@ -115,6 +124,7 @@ def pack(
 
     require_ints(seq_len=seq_len, num_threads=num_threads, pad_to=pad_to, pad_id=pad_id)
     table, stats = _core.pack(as_arrow(samples), seq_len, strategy, overflow, num_threads, pad_to, pad_id)
+    table = to_pyarrow(table)
     params = {"seq_len": seq_len, "strategy": strategy, "overflow": overflow, "pad_to": pad_to, "pad_id": pad_id}
     return attach(table, "pack", params, stats)
 

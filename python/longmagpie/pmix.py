@@ -10,7 +10,7 @@ import pyarrow as pa
 from longmagpie import _core
 from longmagpie.arrow_input import as_arrow
 from longmagpie.metadata import attach, stats_of
-from longmagpie.packing import require_ints
+from longmagpie.packing import require_ints, to_pyarrow
 
 Fill = Literal["upstream", "best_fit"]
 PmixOverflow = Literal["error", "truncate", "drop"]
@@ -150,6 +150,7 @@ def pack_pmix(
         max_rows,
         num_threads,
     )
+    table = to_pyarrow(table)
     params = {
         "seq_len": seq_len,
         "p_long": float(p_long),

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from longmagpie import _core
 from longmagpie.metadata import attach
-from longmagpie.packing import Overflow, PackStats, Strategy, require_ints
+from longmagpie.packing import Overflow, PackStats, Strategy, require_ints, to_pyarrow
 
 #: Default window: 2**27 tokens (512 MiB of int32 ids), about 2,000 rows of 64k.
 DEFAULT_WINDOW_TOKENS = 2**27
@@ -204,7 +204,9 @@ def pack_stream(
         raise ValueError(f"window_tokens must be >= 1 (got {window_tokens})")
     schema, stream = record_batches(batches)
     # Packing no rows validates the arguments and the schema up front and gives the output schema.
-    out_schema = _core.pack(schema.empty_table(), seq_len, strategy, overflow, num_threads, pad_to, pad_id)[0].schema
+    out_schema = to_pyarrow(
+        _core.pack(schema.empty_table(), seq_len, strategy, overflow, num_threads, pad_to, pad_id)[0]
+    ).schema
 
     def run(result: PackedStream) -> Iterator[pa.RecordBatch]:
         first_row = 0
@@ -214,7 +216,7 @@ def pack_stream(
             first_row += table.num_rows
             result._add(stats)
             del table, window
-            yield from packed.to_batches()
+            yield from pa.RecordBatchReader.from_stream(packed)
 
     result = PackedStream(out_schema, iter(()), seq_len)
     result._batches = run(result)

@@ -180,8 +180,8 @@ pub(crate) struct Gather<'a> {
     pub layout: Layout,
     /// Output schema (from [`schema_with`]).
     pub schema: SchemaRef,
-    /// For p-mix: views `0..n` hold long samples, the rest short ones (emits `kind`).
-    pub long_views: Option<usize>,
+    /// For p-mix: whether each view holds long samples (emits `kind`).
+    pub long_views: Option<&'a [bool]>,
 }
 
 impl Gather<'_> {
@@ -322,11 +322,11 @@ impl Gather<'_> {
             }
             columns.push(Arc::new(builder.finish()));
         }
-        if let Some(n_long) = self.long_views {
+        if let Some(is_long) = self.long_views {
             let mut builder = ListBuilder::new(StringBuilder::new());
             for r in rows {
                 for &i in the_plan.row(r) {
-                    let long = (pieces[i as usize].batch as usize) < n_long;
+                    let long = is_long[pieces[i as usize].batch as usize];
                     builder
                         .values()
                         .append_value(if long { "long" } else { "short" });

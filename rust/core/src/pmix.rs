@@ -6,6 +6,11 @@
 //! on every machine; tokens are gathered like `pack`'s (parallel, byte-identical for any thread
 //! count). Unlike the upstream script every segment keeps its own boundary (`seq_lengths`) and its
 //! `kind`, and the sample that does not fit is carried to the next row instead of being cut.
+//!
+//! The same engine serves inputs larger than memory ([`PmixStream`]): each pool is read in blocks
+//! of about `window_tokens` tokens, shuffled within the block, and rows are gathered into output
+//! batches as they close, so memory holds two blocks and one output batch. With a window as large
+//! as the input, the stream and [`pack_pmix`] give the same bytes.
 
 use std::str::FromStr;
 
@@ -16,9 +21,12 @@ use rand_core::{Rng, SeedableRng};
 
 use crate::columns::{BatchView, Layout};
 use crate::error::{PackError, Result};
-use crate::gather::{check_discarded, schema_with, Discarded, Gather, Piece};
+use crate::gather::{check_discarded, rows_per_batch, schema_with, Discarded, Gather, Piece};
 use crate::pack::Overflow;
 use crate::plan::{Plan, SuccessorSet};
+
+/// A stream of input record batches (e.g. an Arrow C stream imported from Python).
+pub type BatchSource = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
 
 /// What to do when the drawn sample does not fit in the row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,6 +101,9 @@ pub struct PmixOptions {
     pub max_rows: Option<usize>,
     /// Threads of the gather pool; `None` = all cores.
     pub num_threads: Option<usize>,
+    /// Shuffle window per pool, in tokens: samples are loaded in blocks of about this many tokens
+    /// (cut at sample boundaries) and shuffled within the block. `None` = the whole input.
+    pub window_tokens: Option<usize>,
 }
 
 impl PmixOptions {
@@ -108,6 +119,7 @@ impl PmixOptions {
             exhausted: Exhausted::Stop,
             max_rows: None,
             num_threads: None,
+            window_tokens: None,
         }
     }
 
@@ -137,6 +149,9 @@ impl PmixOptions {
             return bad(
                 "exhausted='recycle' with p_long=0 never ends: pass max_rows, or another exhausted policy".into(),
             );
+        }
+        if self.window_tokens == Some(0) {
+            return bad("window_tokens must be >= 1 (or None for the whole input)".into());
         }
         if self.max_rows == Some(0) {
             return bad("max_rows must be >= 1 (or None)".into());
@@ -214,22 +229,6 @@ pub struct PmixPacked {
     pub stats: PmixStats,
 }
 
-/// Which pool a sample comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Long,
-    Short,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Long => "long",
-            Kind::Short => "short",
-        }
-    }
-}
-
 /// Portable draws from ChaCha8: the stream is value-stable across platforms and versions.
 struct Draws(ChaCha8Rng);
 
@@ -255,54 +254,6 @@ impl Draws {
             let j = self.below(i + 1);
             v.swap(i, j);
         }
-    }
-}
-
-/// One pool of samples: locations, lengths, a shuffled order and a cursor.
-struct Pool {
-    /// (view index into the combined views, row in that view), per sample.
-    loc: Vec<(u32, u32)>,
-    /// Tokens per sample (after `truncate` to `seq_len`).
-    len: Vec<u32>,
-    /// Samples that may still be drawn (not empty, not dropped).
-    live: Vec<bool>,
-    order: Vec<u32>,
-    pos: usize,
-    /// Used in the current pass over `order`.
-    used: Vec<bool>,
-    /// Used at least once.
-    ever: Vec<bool>,
-    /// Best-fit index (short pool, `fill = best_fit` only).
-    index: Option<FitIndex>,
-}
-
-impl Pool {
-    fn reshuffle(&mut self, draws: &mut Draws, seq_len: usize) {
-        self.order = (0..self.len.len() as u32)
-            .filter(|&s| self.live[s as usize])
-            .collect();
-        draws.shuffle(&mut self.order);
-        self.pos = 0;
-        self.used.iter_mut().for_each(|u| *u = false);
-        if self.index.is_some() {
-            self.index = Some(FitIndex::new(&self.order, &self.len, seq_len));
-        }
-    }
-
-    /// Next unused sample in the shuffled order, if any in this pass.
-    fn next(&mut self) -> Option<u32> {
-        while self.pos < self.order.len() {
-            let s = self.order[self.pos];
-            self.pos += 1;
-            if !self.used[s as usize] && self.live[s as usize] {
-                return Some(s);
-            }
-        }
-        None
-    }
-
-    fn any_live(&self) -> bool {
-        self.live.iter().any(|&l| l)
     }
 }
 
@@ -355,331 +306,243 @@ impl FitIndex {
     }
 }
 
-/// Mixes `long` and `short` samples into rows of at most `opts.seq_len` tokens (see module docs).
-pub fn pack_pmix(
-    long_schema: &Schema,
-    long: &[RecordBatch],
-    short_schema: &Schema,
-    short: &[RecordBatch],
-    opts: &PmixOptions,
-) -> Result<PmixPacked> {
-    opts.validate()?;
-    let in_pool = |pool: &'static str| move |e: PackError| e.in_pool(pool);
-    let long_layout = Layout::of(long_schema).map_err(in_pool("long"))?;
-    let short_layout = Layout::of(short_schema).map_err(in_pool("short"))?;
-    if long_layout.has_labels != short_layout.has_labels {
-        return Err(PackError::InvalidArgument(format!(
-            "'labels' is in the {} samples but not in the {} ones; give labels to both pools or to neither",
-            if long_layout.has_labels { "long" } else { "short" },
-            if long_layout.has_labels { "short" } else { "long" },
-        )));
-    }
-    let layout = Layout {
-        has_mask: long_layout.has_mask || short_layout.has_mask,
-        has_labels: long_layout.has_labels,
-        has_source: long_layout.has_source || short_layout.has_source,
-    };
-    let mut views = Vec::with_capacity(long.len() + short.len());
-    let mut first = 0;
-    for b in long {
-        views.push(BatchView::new(b, long_layout, first).map_err(in_pool("long"))?);
-        first += b.num_rows();
-    }
-    let n_long_views = views.len();
-    first = 0;
-    for b in short {
-        views.push(BatchView::new(b, short_layout, first).map_err(in_pool("short"))?);
-        first += b.num_rows();
-    }
-
-    let mut stats = PmixStats::default();
-    let mut discarded: Vec<Discarded> = Vec::new();
-    let mut draws = Draws::new(opts.seed);
-    let mut long_pool = make_pool(
-        Kind::Long,
-        &views[..n_long_views],
-        0,
-        opts,
-        &mut stats,
-        &mut discarded,
-    )?;
-    let mut short_pool = make_pool(
-        Kind::Short,
-        &views[n_long_views..],
-        n_long_views,
-        opts,
-        &mut stats,
-        &mut discarded,
-    )?;
-    if opts.fill == Fill::BestFit {
-        short_pool.index = Some(FitIndex::new(&[], &short_pool.len, opts.seq_len));
-    }
-    long_pool.reshuffle(&mut draws, opts.seq_len);
-    short_pool.reshuffle(&mut draws, opts.seq_len);
-    if opts.n_short_prefix > 0 && !short_pool.any_live() {
-        return Err(PackError::InvalidArgument(format!(
-            "the short pool is empty, so no row can open with n_short_prefix={} short samples; \
-             give short samples or pass n_short_prefix=0",
-            opts.n_short_prefix
-        )));
-    }
-
-    let mut mixer = Mixer {
-        opts,
-        draws,
-        long: long_pool,
-        short: short_pool,
-        pieces: Vec::new(),
-        row_offsets: vec![0],
-        discarded,
-        stats,
-        long_exhausted: false,
-    };
-    mixer.run()?;
-    let Mixer {
-        pieces,
-        row_offsets,
-        discarded,
-        mut stats,
-        long,
-        short,
-        ..
-    } = mixer;
-    let n_pieces = pieces.len();
-    let the_plan = Plan {
-        row_offsets,
-        items: (0..n_pieces as u32).collect(),
-    };
-
-    let schema = schema_with(layout, true);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.num_threads.unwrap_or(0))
-        .build()
-        .map_err(|e| PackError::InvalidArgument(format!("cannot start threads: {e}")))?;
-    let batches = pool.install(|| -> Result<Vec<RecordBatch>> {
-        check_discarded(&views, &discarded)?;
-        Gather {
-            views: &views,
-            pieces: &pieces,
-            plan: &the_plan,
-            seq_len: opts.seq_len,
-            pad_to: None,
-            pad_id: 0,
-            layout,
-            schema: schema.clone(),
-            long_views: Some(n_long_views),
-        }
-        .run()
-    })?;
-
-    stats.rows = the_plan.rows() as u64;
-    for p in &pieces {
-        if (p.batch as usize) < n_long_views {
-            stats.long_tokens += p.len as u64;
-        } else {
-            stats.short_tokens += p.len as u64;
-        }
-    }
-    stats.output_tokens = stats.long_tokens + stats.short_tokens;
-    for r in 0..the_plan.rows() {
-        stats.max_documents_per_row = stats
-            .max_documents_per_row
-            .max(the_plan.row(r).len() as u64);
-    }
-    if stats.rows > 0 {
-        stats.fill_rate = stats.output_tokens as f64 / (stats.rows as f64 * opts.seq_len as f64);
-    }
-    if stats.output_tokens > 0 {
-        stats.long_token_share = stats.long_tokens as f64 / stats.output_tokens as f64;
-    }
-    let body = stats.long_segments + stats.short_segments - stats.prefix_segments;
-    if body > 0 {
-        stats.long_segment_share = stats.long_segments as f64 / body as f64;
-    }
-    let count = |p: &Pool| {
-        let used = p.ever.iter().filter(|&&e| e).count() as u64;
-        let live_unused = (0..p.len.len())
-            .filter(|&s| p.live[s] && !p.ever[s])
-            .count() as u64;
-        (used, live_unused)
-    };
-    (stats.long_used, stats.long_unused) = count(&long);
-    (stats.short_used, stats.short_unused) = count(&short);
-    Ok(PmixPacked {
-        schema,
-        batches,
-        stats,
-    })
+/// Which pool a sample comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Long,
+    Short,
 }
 
-fn make_pool(
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Long => "long",
+            Kind::Short => "short",
+        }
+    }
+}
+
+/// One input stream, cut into blocks of about `window` tokens at sample boundaries.
+struct Source {
+    layout: Layout,
+    batches: BatchSource,
+    /// The rest of a batch cut by the previous block.
+    pending: Option<RecordBatch>,
+    done: bool,
+    /// Pool-wide index of the next sample (error messages).
+    rows_seen: usize,
+}
+
+/// The current block of one pool: where its samples are, their lengths, a shuffled order.
+struct Pool {
+    source: Source,
+    /// Store id and row of each sample of the block.
+    loc: Vec<(u32, u32)>,
+    /// Pool-wide row index of each sample.
+    gid: Vec<u64>,
+    /// Tokens per sample (after `truncate` to `seq_len`).
+    len: Vec<u32>,
+    /// Samples that may still be drawn (not empty, not dropped).
+    live: Vec<bool>,
+    order: Vec<u32>,
+    pos: usize,
+    /// Used in the current pass over `order`.
+    used: Vec<bool>,
+    /// Used at least once (within this block).
+    ever: Vec<bool>,
+    /// Best-fit index (short pool, `fill = best_fit` only).
+    index: Option<FitIndex>,
+    /// Live samples loaded so far, over all blocks (for `unused = live - used`).
+    live_loaded: u64,
+    /// Samples placed at least once, over all blocks.
+    used_count: u64,
+}
+
+impl Pool {
+    fn new(layout: Layout, batches: BatchSource, best_fit: bool) -> Self {
+        Pool {
+            source: Source {
+                layout,
+                batches,
+                pending: None,
+                done: false,
+                rows_seen: 0,
+            },
+            loc: Vec::new(),
+            gid: Vec::new(),
+            len: Vec::new(),
+            live: Vec::new(),
+            order: Vec::new(),
+            pos: 0,
+            used: Vec::new(),
+            ever: Vec::new(),
+            index: best_fit.then(|| FitIndex::new(&[], &[], 0)),
+            live_loaded: 0,
+            used_count: 0,
+        }
+    }
+
+    fn reshuffle(&mut self, draws: &mut Draws, seq_len: usize) {
+        self.order = (0..self.len.len() as u32)
+            .filter(|&s| self.live[s as usize])
+            .collect();
+        draws.shuffle(&mut self.order);
+        self.pos = 0;
+        self.used.iter_mut().for_each(|u| *u = false);
+        if self.index.is_some() {
+            self.index = Some(FitIndex::new(&self.order, &self.len, seq_len));
+        }
+    }
+
+    /// Next unused sample in the shuffled order, if any in this pass.
+    fn next(&mut self) -> Option<u32> {
+        while self.pos < self.order.len() {
+            let s = self.order[self.pos];
+            self.pos += 1;
+            if !self.used[s as usize] && self.live[s as usize] {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    fn any_live(&self) -> bool {
+        self.live.iter().any(|&l| l)
+    }
+
+    /// Unused live samples left in this pass, or more input to come.
+    fn remaining(&self) -> bool {
+        !self.source.done
+            || self.source.pending.is_some()
+            || self.order[self.pos..]
+                .iter()
+                .any(|&s| !self.used[s as usize] && self.live[s as usize])
+    }
+}
+
+/// A sample drawn that did not fit its row; it opens the next row's body.
+#[derive(Clone, Copy)]
+struct Carry {
     kind: Kind,
-    views: &[BatchView],
-    view_offset: usize,
-    opts: &PmixOptions,
-    stats: &mut PmixStats,
-    discarded: &mut Vec<Discarded>,
-) -> Result<Pool> {
-    let cap = opts.seq_len;
-    let mut loc = Vec::new();
-    let mut len = Vec::new();
-    let mut live = Vec::new();
-    for (b, v) in views.iter().enumerate() {
-        for r in 0..v.rows {
-            let n = v.ids.offsets.len(r);
-            let vb = (view_offset + b) as u32;
-            match kind {
-                Kind::Long => {
-                    stats.long_samples += 1;
-                    stats.long_input_tokens += n as u64;
-                }
-                Kind::Short => {
-                    stats.short_samples += 1;
-                    stats.short_input_tokens += n as u64;
-                }
-            }
-            let mut keep = n > 0;
-            let mut eff = n;
-            if n == 0 {
-                stats.empty_samples += 1;
-            } else if n > cap {
-                match opts.overflow {
-                    Overflow::Truncate => {
-                        stats.truncated_samples += 1;
-                        stats.truncated_tokens += (n - cap) as u64;
-                        discarded.push(piece(vb, r, cap, n - cap));
-                        eff = cap;
-                    }
-                    Overflow::Drop => {
-                        stats.dropped_samples += 1;
-                        stats.dropped_tokens += n as u64;
-                        discarded.push(piece(vb, r, 0, n));
-                        keep = false;
-                    }
-                    _ => {
-                        return Err(PackError::TooLong {
-                            row: v.first_row + r,
-                            length: n,
-                            seq_len: cap,
-                        }
-                        .in_pool(kind.name()))
-                    }
-                }
-            }
-            loc.push((vb, r as u32));
-            len.push(eff.min(u32::MAX as usize) as u32);
-            live.push(keep);
-        }
-    }
-    let n = len.len();
-    if n >= u32::MAX as usize {
-        return Err(PackError::InvalidArgument(
-            "more than 4 billion samples in one pool".into(),
-        ));
-    }
-    Ok(Pool {
-        loc,
-        len,
-        live,
-        order: Vec::new(),
-        pos: 0,
-        used: vec![false; n],
-        ever: vec![false; n],
-        index: None,
-    })
+    sid: u32,
+    row: u32,
+    len: u32,
+    /// Pool-wide row (error messages).
+    gid: u64,
+    was_used: bool,
 }
 
-fn piece(batch: u32, row: usize, skip: usize, len: usize) -> Piece {
-    Piece {
-        batch,
-        row: row as u32,
-        skip: skip as u32,
-        len: len as u32,
-    }
-}
-
-/// The sequential row builder.
-struct Mixer<'a> {
-    opts: &'a PmixOptions,
+/// The p-mix engine over two streams; yields packed record batches.
+///
+/// Rows are planned sequentially (deterministic) and gathered every [`rows_per_batch`] rows on a
+/// dedicated pool. Input batches stay alive only while a block or an ungathered row needs them.
+pub struct PmixStream {
+    opts: PmixOptions,
+    window: usize,
     draws: Draws,
     long: Pool,
     short: Pool,
+    /// Input batches by store id (`None` once no longer needed) and their first pool-wide row.
+    store: Vec<Option<(RecordBatch, Kind, usize)>>,
+    /// Pieces of closed rows not gathered yet, and their row offsets.
     pieces: Vec<Piece>,
     row_offsets: Vec<usize>,
     discarded: Vec<Discarded>,
+    carry: Option<Carry>,
     stats: PmixStats,
+    layout: Layout,
+    schema: SchemaRef,
     long_exhausted: bool,
+    finished: bool,
+    rows_done: usize,
+    pool: rayon::ThreadPool,
 }
 
-/// How a row ended.
-enum RowEnd {
-    /// Full or closed; go on with the next row.
-    Next,
-    /// A pool ran out: this is the last row.
-    Last,
-}
-
-impl Mixer<'_> {
-    fn run(&mut self) -> Result<()> {
-        let mut carry: Option<(Kind, u32)> = None;
-        loop {
-            if self
-                .opts
-                .max_rows
-                .is_some_and(|m| self.row_offsets.len() > m)
-            {
-                return Ok(());
-            }
-            let end = self.row(&mut carry)?;
-            let placed = self.pieces.len() > *self.row_offsets.last().unwrap_or(&0);
-            if placed {
-                self.row_offsets.push(self.pieces.len());
-            }
-            if matches!(end, RowEnd::Last) || !placed {
-                return Ok(());
-            }
+impl PmixStream {
+    /// Starts a p-mix over two batch streams with the given schemas; reads the first block of
+    /// each pool (long first, then short).
+    pub fn new(
+        long_schema: &Schema,
+        long: BatchSource,
+        short_schema: &Schema,
+        short: BatchSource,
+        opts: &PmixOptions,
+    ) -> Result<Self> {
+        opts.validate()?;
+        let long_layout = Layout::of(long_schema).map_err(|e| e.in_pool("long"))?;
+        let short_layout = Layout::of(short_schema).map_err(|e| e.in_pool("short"))?;
+        if long_layout.has_labels != short_layout.has_labels {
+            return Err(PackError::InvalidArgument(format!(
+                "'labels' is in the {} samples but not in the {} ones; give labels to both pools or to neither",
+                if long_layout.has_labels { "long" } else { "short" },
+                if long_layout.has_labels { "short" } else { "long" },
+            )));
         }
+        let layout = Layout {
+            has_mask: long_layout.has_mask || short_layout.has_mask,
+            has_labels: long_layout.has_labels,
+            has_source: long_layout.has_source || short_layout.has_source,
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.num_threads.unwrap_or(0))
+            .build()
+            .map_err(|e| PackError::InvalidArgument(format!("cannot start threads: {e}")))?;
+        let best_fit = opts.fill == Fill::BestFit;
+        let mut me = PmixStream {
+            opts: opts.clone(),
+            window: opts.window_tokens.unwrap_or(usize::MAX),
+            draws: Draws::new(opts.seed),
+            long: Pool::new(long_layout, long, false),
+            short: Pool::new(short_layout, short, best_fit),
+            store: Vec::new(),
+            pieces: Vec::new(),
+            row_offsets: vec![0],
+            discarded: Vec::new(),
+            carry: None,
+            stats: PmixStats::default(),
+            layout,
+            schema: schema_with(layout, true),
+            long_exhausted: false,
+            finished: false,
+            rows_done: 0,
+            pool,
+        };
+        me.load_block(Kind::Long)?;
+        me.load_block(Kind::Short)?;
+        if opts.n_short_prefix > 0 && !me.short.any_live() {
+            return Err(PackError::InvalidArgument(format!(
+                "the short pool is empty, so no row can open with n_short_prefix={} short samples; \
+                 give short samples or pass n_short_prefix=0",
+                opts.n_short_prefix
+            )));
+        }
+        Ok(me)
     }
 
-    /// Takes the next sample of `kind`, applying the exhaustion policy.
-    fn take(&mut self, kind: Kind) -> Option<(Kind, u32)> {
-        let recycle_all = self.opts.exhausted == Exhausted::Recycle && self.opts.max_rows.is_some();
-        match kind {
-            Kind::Long => {
-                if let Some(s) = self.long.next() {
-                    return Some((Kind::Long, s));
-                }
-                if recycle_all && self.long.any_live() {
-                    self.long.reshuffle(&mut self.draws, self.opts.seq_len);
-                    return self.long.next().map(|s| (Kind::Long, s));
-                }
-                if self.opts.exhausted == Exhausted::ShortOnly {
-                    self.long_exhausted = true;
-                    return self.take(Kind::Short);
-                }
-                None
-            }
-            Kind::Short => {
-                if let Some(s) = self.short.next() {
-                    return Some((Kind::Short, s));
-                }
-                // Without max_rows, short samples are reused only while long ones remain, so
-                // packing ends.
-                let may_recycle = self.opts.max_rows.is_some() || self.long_remaining();
-                if self.opts.exhausted == Exhausted::Recycle && may_recycle && self.short.any_live()
-                {
-                    self.short.reshuffle(&mut self.draws, self.opts.seq_len);
-                    return self.short.next().map(|s| (Kind::Short, s));
-                }
-                None
-            }
-        }
+    /// The output schema: `pack`'s plus `kind`.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
     }
 
-    fn long_remaining(&self) -> bool {
-        self.long.order[self.long.pos..]
-            .iter()
-            .any(|&s| !self.long.used[s as usize] && self.long.live[s as usize])
+    /// Statistics over the rows produced so far (final once the stream is exhausted).
+    pub fn stats(&self) -> PmixStats {
+        let mut s = self.stats.clone();
+        s.long_used = self.long.used_count;
+        s.short_used = self.short.used_count;
+        s.long_unused = self.long.live_loaded - self.long.used_count;
+        s.short_unused = self.short.live_loaded - self.short.used_count;
+        s.output_tokens = s.long_tokens + s.short_tokens;
+        if s.rows > 0 {
+            s.fill_rate = s.output_tokens as f64 / (s.rows as f64 * self.opts.seq_len as f64);
+        }
+        if s.output_tokens > 0 {
+            s.long_token_share = s.long_tokens as f64 / s.output_tokens as f64;
+        }
+        let body = s.long_segments + s.short_segments - s.prefix_segments;
+        if body > 0 {
+            s.long_segment_share = s.long_segments as f64 / body as f64;
+        }
+        s
     }
 
     fn pool(&mut self, kind: Kind) -> &mut Pool {
@@ -689,85 +552,285 @@ impl Mixer<'_> {
         }
     }
 
-    /// Places sample `s` of `kind`, at most `room` tokens of it.
-    fn place(&mut self, kind: Kind, s: u32, take: usize) {
-        let pool = self.pool(kind);
-        let (vb, row) = pool.loc[s as usize];
-        let reused = pool.ever[s as usize];
-        pool.used[s as usize] = true;
-        pool.ever[s as usize] = true;
-        let full = pool.len[s as usize] as usize;
-        if reused {
-            self.stats.reused_placements += 1;
+    /// Replaces the block of `kind` with the next `window` tokens of its stream; false at the end.
+    fn load_block(&mut self, kind: Kind) -> Result<bool> {
+        let window = self.window;
+        let cap = self.opts.seq_len;
+        let overflow = self.opts.overflow;
+        let (pool, store, stats, discarded) = match kind {
+            Kind::Long => (
+                &mut self.long,
+                &mut self.store,
+                &mut self.stats,
+                &mut self.discarded,
+            ),
+            Kind::Short => (
+                &mut self.short,
+                &mut self.store,
+                &mut self.stats,
+                &mut self.discarded,
+            ),
+        };
+        // Keep the current block (recycle may reuse it) unless the stream has more rows.
+        while pool
+            .source
+            .pending
+            .as_ref()
+            .is_none_or(|b| b.num_rows() == 0)
+        {
+            if pool.source.done {
+                return Ok(false);
+            }
+            match pool.source.batches.next() {
+                Some(b) => pool.source.pending = Some(b.map_err(|e| e.in_pool(kind.name()))?),
+                None => {
+                    pool.source.done = true;
+                    pool.source.pending = None;
+                }
+            }
         }
-        match kind {
+        pool.loc.clear();
+        pool.gid.clear();
+        pool.len.clear();
+        pool.live.clear();
+        let mut tokens = 0usize;
+        while tokens < window {
+            let batch = match pool.source.pending.take() {
+                Some(b) => b,
+                None if pool.source.done => break,
+                None => match pool.source.batches.next() {
+                    Some(b) => b.map_err(|e| e.in_pool(kind.name()))?,
+                    None => {
+                        pool.source.done = true;
+                        break;
+                    }
+                },
+            };
+            // Take samples until the block reaches its window; the rest waits for the next block.
+            let (take, rows) = {
+                let view = BatchView::new(&batch, pool.source.layout, pool.source.rows_seen)
+                    .map_err(|e| e.in_pool(kind.name()))?;
+                let mut take = view.rows;
+                for r in 0..view.rows {
+                    tokens += view.ids.offsets.len(r);
+                    if tokens >= window {
+                        take = r + 1;
+                        break;
+                    }
+                }
+                (take, view.rows)
+            };
+            let (batch, rest) = if take < rows {
+                (batch.slice(0, take), Some(batch.slice(take, rows - take)))
+            } else {
+                (batch, None)
+            };
+            let view = BatchView::new(&batch, pool.source.layout, pool.source.rows_seen)
+                .map_err(|e| e.in_pool(kind.name()))?;
+            let sid = store.len() as u32;
+            for r in 0..view.rows {
+                let n = view.ids.offsets.len(r);
+                let gid = (pool.source.rows_seen + r) as u64;
+                match kind {
+                    Kind::Long => {
+                        stats.long_samples += 1;
+                        stats.long_input_tokens += n as u64;
+                    }
+                    Kind::Short => {
+                        stats.short_samples += 1;
+                        stats.short_input_tokens += n as u64;
+                    }
+                }
+                let mut keep = n > 0;
+                let mut eff = n;
+                if n == 0 {
+                    stats.empty_samples += 1;
+                } else if n > cap {
+                    match overflow {
+                        Overflow::Truncate => {
+                            stats.truncated_samples += 1;
+                            stats.truncated_tokens += (n - cap) as u64;
+                            discarded.push(piece(sid, r, cap, n - cap));
+                            eff = cap;
+                        }
+                        Overflow::Drop => {
+                            stats.dropped_samples += 1;
+                            stats.dropped_tokens += n as u64;
+                            discarded.push(piece(sid, r, 0, n));
+                            keep = false;
+                        }
+                        _ => {
+                            return Err(PackError::TooLong {
+                                row: gid as usize,
+                                length: n,
+                                seq_len: cap,
+                            }
+                            .in_pool(kind.name()))
+                        }
+                    }
+                }
+                pool.loc.push((sid, r as u32));
+                pool.gid.push(gid);
+                pool.len.push(eff.min(u32::MAX as usize) as u32);
+                pool.live.push(keep);
+                pool.live_loaded += keep as u64;
+            }
+            pool.source.rows_seen += view.rows;
+            drop(view);
+            store.push(Some((batch, kind, pool.source.rows_seen - take)));
+            pool.source.pending = rest;
+        }
+        if pool.loc.len() >= u32::MAX as usize {
+            return Err(PackError::InvalidArgument(
+                "more than 4 billion samples in one block; use a smaller window_tokens".into(),
+            ));
+        }
+        let n = pool.len.len();
+        pool.used = vec![false; n];
+        pool.ever = vec![false; n];
+        pool.reshuffle(&mut self.draws, cap);
+        Ok(n > 0)
+    }
+
+    /// Next unused sample of `kind`, loading blocks and applying the exhaustion policy.
+    fn take(&mut self, kind: Kind) -> Result<Option<(Kind, u32)>> {
+        loop {
+            if let Some(s) = self.pool(kind).next() {
+                return Ok(Some((kind, s)));
+            }
+            if self.load_block(kind)? {
+                continue;
+            }
+            // The stream of `kind` is over.
+            let max_rows = self.opts.max_rows.is_some();
+            match kind {
+                Kind::Long => {
+                    if self.opts.exhausted == Exhausted::Recycle && max_rows && self.long.any_live()
+                    {
+                        self.long.reshuffle(&mut self.draws, self.opts.seq_len);
+                        continue;
+                    }
+                    if self.opts.exhausted == Exhausted::ShortOnly {
+                        self.long_exhausted = true;
+                        return self.take(Kind::Short);
+                    }
+                    return Ok(None);
+                }
+                Kind::Short => {
+                    // Without max_rows, short samples are reused only while long ones remain.
+                    let may_recycle = max_rows || self.long.remaining();
+                    if self.opts.exhausted == Exhausted::Recycle
+                        && may_recycle
+                        && self.short.any_live()
+                    {
+                        self.short.reshuffle(&mut self.draws, self.opts.seq_len);
+                        continue;
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Places `take` tokens of a sample as the next segment.
+    fn place(&mut self, c: Carry, take: usize) {
+        if c.was_used {
+            self.stats.reused_placements += 1;
+        } else {
+            self.pool(c.kind).used_count += 1;
+        }
+        match c.kind {
             Kind::Long => self.stats.long_segments += 1,
             Kind::Short => self.stats.short_segments += 1,
         }
-        self.pieces.push(piece(vb, row as usize, 0, take));
+        match c.kind {
+            Kind::Long => self.stats.long_tokens += take as u64,
+            Kind::Short => self.stats.short_tokens += take as u64,
+        }
+        self.pieces.push(piece(c.sid, c.row as usize, 0, take));
+        let full = c.len as usize;
         if take < full {
             self.stats.truncated_samples += 1;
             self.stats.truncated_tokens += (full - take) as u64;
             self.discarded
-                .push(piece(vb, row as usize, take, full - take));
+                .push(piece(c.sid, c.row as usize, take, full - take));
         }
+    }
+
+    /// Marks sample `s` of the current block used and describes it.
+    fn claim(&mut self, kind: Kind, s: u32) -> Carry {
+        let pool = self.pool(kind);
+        let i = s as usize;
+        let c = Carry {
+            kind,
+            sid: pool.loc[i].0,
+            row: pool.loc[i].1,
+            len: pool.len[i],
+            gid: pool.gid[i],
+            was_used: pool.ever[i],
+        };
+        pool.used[i] = true;
+        pool.ever[i] = true;
+        c
     }
 
     /// A sample too long for the space next to its row's prefix: the overflow policy decides.
     /// Returns whether it was placed (truncated).
-    fn overflow(&mut self, kind: Kind, s: u32, room: usize) -> Result<bool> {
-        let pool = self.pool(kind);
-        let n = pool.len[s as usize] as usize;
-        let (vb, row) = pool.loc[s as usize];
+    fn overflow(&mut self, c: Carry, room: usize) -> Result<bool> {
+        let n = c.len as usize;
         match self.opts.overflow {
             Overflow::Truncate if room > 0 => {
-                self.place(kind, s, room);
+                self.place(c, room);
                 Ok(true)
             }
             Overflow::Drop | Overflow::Truncate => {
-                let pool = self.pool(kind);
-                pool.live[s as usize] = false;
-                pool.used[s as usize] = true;
+                let pool = self.pool(c.kind);
+                pool.live_loaded -= !c.was_used as u64;
                 self.stats.dropped_samples += 1;
                 self.stats.dropped_tokens += n as u64;
-                self.discarded.push(piece(vb, row as usize, 0, n));
+                self.discarded.push(piece(c.sid, c.row as usize, 0, n));
                 Ok(false)
             }
             _ => Err(PackError::InvalidArgument(format!(
-                "row {s} of the {} samples has {n} tokens, but next to its row's short prefix only {room} \
+                "row {} of the {} samples has {n} tokens, but next to its row's short prefix only {room} \
                  of seq_len={} remain; pass overflow='truncate' or 'drop', a larger seq_len, or shorter samples",
-                kind.name(),
+                c.gid,
+                c.kind.name(),
                 self.opts.seq_len
             ))),
         }
     }
 
-    fn row(&mut self, carry: &mut Option<(Kind, u32)>) -> Result<RowEnd> {
+    /// Builds one row; false when packing is over (the row may still hold samples).
+    fn row(&mut self) -> Result<bool> {
         let cap = self.opts.seq_len;
         let mut used = 0usize;
-        // Prefix.
-        let mut prefix = 0;
         let start = self.pieces.len();
-        let mut placed: Vec<(u32, bool)> = Vec::new();
+        let mut prefix = 0;
+        let mut placed_prefix: Vec<Carry> = Vec::new();
         while prefix < self.opts.n_short_prefix {
-            let Some((_, s)) = self.take(Kind::Short) else {
-                // An incomplete prefix is rolled back: its samples stay unused.
-                for (s, was_used) in placed {
-                    self.short.used[s as usize] = false;
-                    self.short.ever[s as usize] = was_used;
-                    self.stats.reused_placements -= was_used as u64;
+            let Some((_, s)) = self.take(Kind::Short)? else {
+                // An incomplete prefix is rolled back: its samples count as unused.
+                for c in placed_prefix {
+                    if c.was_used {
+                        self.stats.reused_placements -= 1;
+                    } else {
+                        self.short.used_count -= 1;
+                    }
                     self.stats.short_segments -= 1;
                     self.stats.prefix_segments -= 1;
+                    self.stats.short_tokens -= c.len as u64;
                 }
                 self.pieces.truncate(start);
-                return Ok(RowEnd::Last);
+                return Ok(false);
             };
-            let n = self.short.len[s as usize] as usize;
+            let c = self.claim(Kind::Short, s);
+            let n = c.len as usize;
             if n <= cap - used {
-                placed.push((s, self.short.ever[s as usize]));
-                self.place(Kind::Short, s, n);
+                self.place(c, n);
+                placed_prefix.push(c);
                 used += n;
-            } else if self.overflow(Kind::Short, s, cap - used)? {
+            } else if self.overflow(c, cap - used)? {
                 used = cap;
             } else {
                 continue;
@@ -775,58 +838,212 @@ impl Mixer<'_> {
             self.stats.prefix_segments += 1;
             prefix += 1;
             if used == cap {
-                return Ok(RowEnd::Next);
+                return Ok(true);
             }
         }
-        // Body.
         let mut body = 0usize;
         loop {
-            let next = match carry.take() {
-                Some(c) => Some(c),
+            let c = match self.carry.take() {
+                Some(c) => c,
                 None => {
-                    let kind = if self.draws.unit() < self.opts.p_long && !self.long_exhausted {
-                        Kind::Long
-                    } else {
-                        Kind::Short
+                    let long = self.draws.unit() < self.opts.p_long && !self.long_exhausted;
+                    let kind = if long { Kind::Long } else { Kind::Short };
+                    let Some((kind, s)) = self.take(kind)? else {
+                        return Ok(false);
                     };
-                    self.take(kind)
+                    self.claim(kind, s)
                 }
             };
-            let Some((kind, s)) = next else {
-                return Ok(RowEnd::Last);
-            };
-            let n = self.pool(kind).len[s as usize] as usize;
+            let n = c.len as usize;
             if n <= cap - used {
-                self.place(kind, s, n);
+                self.place(c, n);
                 used += n;
                 body += 1;
                 if used == cap {
-                    return Ok(RowEnd::Next);
+                    return Ok(true);
                 }
             } else if body == 0 {
-                if self.overflow(kind, s, cap - used)? {
-                    return Ok(RowEnd::Next);
+                if self.overflow(c, cap - used)? {
+                    return Ok(true);
                 }
             } else {
                 // Does not fit: it opens the next row's body; best_fit first fills the gap.
-                self.pool(kind).used[s as usize] = true;
-                *carry = Some((kind, s));
-                if self.opts.fill == Fill::BestFit {
-                    while used < cap {
-                        let Some(index) = self.short.index.as_mut() else {
-                            break;
-                        };
-                        let Some(b) = index.take_best(cap - used, &self.short.used) else {
-                            break;
-                        };
-                        let n = self.short.len[b as usize] as usize;
-                        self.place(Kind::Short, b, n);
-                        self.stats.best_fit_segments += 1;
-                        used += n;
-                    }
+                self.carry = Some(c);
+                while used < cap {
+                    let Some(index) = self.short.index.as_mut() else {
+                        break;
+                    };
+                    let Some(b) = index.take_best(cap - used, &self.short.used) else {
+                        break;
+                    };
+                    let c = self.claim(Kind::Short, b);
+                    self.place(c, c.len as usize);
+                    self.stats.best_fit_segments += 1;
+                    used += c.len as usize;
                 }
-                return Ok(RowEnd::Next);
+                return Ok(true);
             }
         }
+    }
+
+    /// Plans up to `n` more rows; sets `finished` when packing is over.
+    fn plan_rows(&mut self, n: usize) -> Result<()> {
+        let mut made = 0;
+        while made < n && !self.finished {
+            if self.opts.max_rows.is_some_and(|m| self.rows_done >= m) {
+                self.finished = true;
+                break;
+            }
+            let more = self.row()?;
+            if self.pieces.len() > *self.row_offsets.last().unwrap_or(&0) {
+                self.row_offsets.push(self.pieces.len());
+                self.rows_done += 1;
+                made += 1;
+            }
+            if !more {
+                self.finished = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gathers the planned rows into one record batch and frees input no longer needed.
+    fn gather(&mut self) -> Result<RecordBatch> {
+        // Local view indices for the store entries the rows (and discarded tails) touch.
+        let mut local = vec![u32::MAX; self.store.len()];
+        let mut used_sids = Vec::new();
+        for p in self.pieces.iter().chain(&self.discarded) {
+            let l = &mut local[p.batch as usize];
+            if *l == u32::MAX {
+                *l = used_sids.len() as u32;
+                used_sids.push(p.batch as usize);
+            }
+        }
+        let mut views = Vec::with_capacity(used_sids.len());
+        let mut is_long = Vec::with_capacity(used_sids.len());
+        for &sid in &used_sids {
+            let Some((batch, kind, first_row)) = self.store[sid].as_ref() else {
+                return Err(PackError::InvalidArgument(
+                    "internal: a piece refers to a released input batch".into(),
+                ));
+            };
+            let layout = match kind {
+                Kind::Long => self.long.source.layout,
+                Kind::Short => self.short.source.layout,
+            };
+            views.push(
+                BatchView::new(batch, layout, *first_row).map_err(|e| e.in_pool(kind.name()))?,
+            );
+            is_long.push(*kind == Kind::Long);
+        }
+        let remap = |p: &Piece| Piece {
+            batch: local[p.batch as usize],
+            ..*p
+        };
+        let pieces: Vec<Piece> = self.pieces.iter().map(remap).collect();
+        let discarded: Vec<Piece> = self.discarded.iter().map(remap).collect();
+        let the_plan = Plan {
+            row_offsets: std::mem::replace(&mut self.row_offsets, vec![0]),
+            items: (0..pieces.len() as u32).collect(),
+        };
+        let gather = Gather {
+            views: &views,
+            pieces: &pieces,
+            plan: &the_plan,
+            seq_len: self.opts.seq_len,
+            pad_to: None,
+            pad_id: 0,
+            layout: self.layout,
+            schema: self.schema.clone(),
+            long_views: Some(&is_long),
+        };
+        let batches = self.pool.install(|| -> Result<Vec<RecordBatch>> {
+            check_discarded(&views, &discarded)?;
+            gather.run()
+        })?;
+        self.stats.rows += the_plan.rows() as u64;
+        for r in 0..the_plan.rows() {
+            let d = the_plan.row(r).len() as u64;
+            self.stats.max_documents_per_row = self.stats.max_documents_per_row.max(d);
+        }
+        drop(views);
+        self.pieces.clear();
+        self.discarded.clear();
+        // Keep only the batches that the current blocks or the carried sample still need.
+        let mut keep = vec![false; self.store.len()];
+        for &(sid, _) in self.long.loc.iter().chain(&self.short.loc) {
+            keep[sid as usize] = true;
+        }
+        if let Some(c) = self.carry {
+            keep[c.sid as usize] = true;
+        }
+        for (slot, k) in self.store.iter_mut().zip(keep) {
+            if !k {
+                *slot = None;
+            }
+        }
+        let mut batches = batches.into_iter();
+        match (batches.next(), batches.next()) {
+            (Some(b), None) => Ok(b),
+            _ => Err(PackError::InvalidArgument(
+                "internal: one gather must give one batch".into(),
+            )),
+        }
+    }
+}
+
+impl Iterator for PmixStream {
+    type Item = Result<RecordBatch>;
+
+    /// The next batch of up to [`rows_per_batch`] rows; `None` once packing is over.
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished && self.row_offsets.len() == 1 {
+            return None;
+        }
+        let rows = rows_per_batch(self.opts.seq_len);
+        if let Err(e) = self.plan_rows(rows) {
+            self.finished = true;
+            self.row_offsets = vec![0];
+            self.pieces.clear();
+            return Some(Err(e));
+        }
+        if self.row_offsets.len() == 1 {
+            return None;
+        }
+        Some(self.gather())
+    }
+}
+
+/// Mixes `long` and `short` samples into rows of at most `opts.seq_len` tokens (see module docs),
+/// all in memory: the stream over the given batches, collected.
+pub fn pack_pmix(
+    long_schema: &Schema,
+    long: &[RecordBatch],
+    short_schema: &Schema,
+    short: &[RecordBatch],
+    opts: &PmixOptions,
+) -> Result<PmixPacked> {
+    let source = |b: &[RecordBatch]| -> BatchSource {
+        let owned: Vec<RecordBatch> = b.to_vec(); // cheap: batches share their buffers
+        Box::new(owned.into_iter().map(Ok))
+    };
+    let mut stream = PmixStream::new(long_schema, source(long), short_schema, source(short), opts)?;
+    let mut batches = Vec::new();
+    for b in stream.by_ref() {
+        batches.push(b?);
+    }
+    Ok(PmixPacked {
+        schema: stream.schema(),
+        batches,
+        stats: stream.stats(),
+    })
+}
+
+fn piece(batch: u32, row: usize, skip: usize, len: usize) -> Piece {
+    Piece {
+        batch,
+        row: row as u32,
+        skip: skip as u32,
+        len: len as u32,
     }
 }

@@ -383,7 +383,30 @@ fn bad_options_are_rejected() {
 
 mod pmix {
     use super::*;
+    use crate::pmix::{BatchSource, PmixStream};
     use crate::{pack_pmix, Exhausted, Fill, PmixOptions, PmixPacked};
+
+    /// The stream over `batch` cut into chunks of `chunk` rows.
+    fn chunked(batch: &RecordBatch, chunk: usize) -> BatchSource {
+        let parts: Vec<_> = (0..batch.num_rows())
+            .step_by(chunk.max(1))
+            .map(|i| Ok(batch.slice(i, chunk.min(batch.num_rows() - i))))
+            .collect();
+        Box::new(parts.into_iter())
+    }
+
+    fn stream(long: &[usize], short: &[usize], o: &PmixOptions, chunk: usize) -> Vec<RecordBatch> {
+        let (l, s) = (pool(long, true), pool(short, false));
+        let st = PmixStream::new(
+            &l.schema(),
+            chunked(&l, chunk),
+            &s.schema(),
+            chunked(&s, chunk),
+            o,
+        )
+        .expect("starts");
+        st.map(|b| b.expect("batch")).collect()
+    }
 
     /// Long ids are 50_000_000 + sample * 10_000 + position; short ids sample * 10_000 + position.
     fn pool(lengths: &[usize], long: bool) -> RecordBatch {
@@ -502,6 +525,62 @@ mod pmix {
             };
             prop_assert_eq!(&again.batches, &packed.batches);
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn stream_matches_in_memory_and_ignores_chunking(
+            long in proptest::collection::vec(1usize..120, 0..40),
+            short in proptest::collection::vec(1usize..40, 1..80),
+            window in 1usize..800,
+            best in proptest::bool::ANY,
+            seed in 0u64..100,
+        ) {
+            let mut o = PmixOptions::new(200);
+            o.seed = seed;
+            o.overflow = Overflow::Drop;
+            o.fill = if best { Fill::BestFit } else { Fill::Upstream };
+            // A window as large as the input: the stream is the in-memory result.
+            let whole = mix(&long, &short, &o).expect("mixes");
+            let rows = |bs: &[RecordBatch]| -> Vec<RecordBatch> { bs.to_vec() };
+            let streamed = stream(&long, &short, &o, 7);
+            prop_assert_eq!(
+                arrow_select_concat(&rows(&whole.batches)),
+                arrow_select_concat(&streamed)
+            );
+            // A small window: same output whatever the input chunking; invariants hold.
+            o.window_tokens = Some(window);
+            let a = stream(&long, &short, &o, 1);
+            let b = stream(&long, &short, &o, 5);
+            prop_assert_eq!(arrow_select_concat(&a), arrow_select_concat(&b));
+            let packed = crate::PmixPacked { schema: whole.schema.clone(), batches: a, stats: whole.stats.clone() };
+            let mut seen = std::collections::HashSet::new();
+            for row in segments(&packed) {
+                prop_assert!(row.iter().map(|s| s.2).sum::<usize>() <= 200);
+                prop_assert!(!row[0].0, "rows open with a short sample");
+                for (is_long, s, _) in row {
+                    prop_assert!(seen.insert((is_long, s)), "sample used twice");
+                }
+            }
+        }
+    }
+
+    /// Rows of all batches as plain vectors (batch boundaries differ between runs).
+    fn arrow_select_concat(batches: &[RecordBatch]) -> Vec<(Vec<i32>, Vec<i32>)> {
+        let mut out = vec![];
+        for b in batches {
+            let ids = b.column(0).as_list::<i32>();
+            let sl = b.column(1).as_list::<i32>();
+            for r in 0..b.num_rows() {
+                out.push((
+                    ids.value(r).as_primitive::<Int32Type>().values().to_vec(),
+                    sl.value(r).as_primitive::<Int32Type>().values().to_vec(),
+                ));
+            }
+        }
+        out
     }
 
     #[test]

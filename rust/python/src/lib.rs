@@ -95,7 +95,9 @@ fn pack<'py>(
     let (batches, schema) = table.into_inner();
     let packed = detached(py, move || core_pack(&schema, &batches, &opts))?;
     let stats = stats_dict(py, &packed.stats)?;
-    let out = PyTable::try_new(packed.batches, packed.schema)?.into_pyarrow(py)?;
+    let out = PyTable::try_new(packed.batches, packed.schema)?
+        .into_pyobject(py)?
+        .into_any();
     Ok((out, stats))
 }
 
@@ -184,7 +186,9 @@ fn pack_pmix<'py>(
         )
     })?;
     let stats = pmix_stats_dict(py, &packed.stats)?;
-    let out = PyTable::try_new(packed.batches, packed.schema)?.into_pyarrow(py)?;
+    let out = PyTable::try_new(packed.batches, packed.schema)?
+        .into_pyobject(py)?
+        .into_any();
     Ok((out, stats))
 }
 
