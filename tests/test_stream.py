@@ -73,3 +73,53 @@ def test_errors_number_rows_over_the_whole_stream() -> None:
         longmagpie.pack_stream(samples, window_tokens=0)
     with pytest.raises(TypeError, match="cannot stream int"):
         longmagpie.pack_stream(3)
+
+
+# ---------------------------------------------------------------- p-mix streams
+
+
+def test_pmix_stream_with_a_whole_window_equals_pack_pmix() -> None:
+    long = make_samples(rng_lengths(0, 80, 20, 200), source=True)
+    short = make_samples(rng_lengths(1, 400, 1, 30), mask=False)
+    kwargs = dict(seq_len=512, seed=4, fill="best_fit")
+    whole = longmagpie.pack_pmix(long, short, **kwargs)
+    stream = longmagpie.pack_pmix_stream(
+        long.to_batches(max_chunksize=3), iter(short.to_batches(max_chunksize=50)), window_tokens=10**12, **kwargs
+    )
+    out = stream.read_all()
+    assert body(out) == body(whole)
+    assert stream.stats == longmagpie.pmix_stats(whole)
+
+
+def test_pmix_stream_small_window_is_chunking_independent_and_bounded() -> None:
+    long = make_samples(rng_lengths(2, 300, 20, 200))
+    short = make_samples(rng_lengths(3, 2000, 1, 30), mask=False)
+    outs = []
+    for chunk in (7, 64):
+        reader = pa.RecordBatchReader.from_batches(long.schema, long.to_batches(max_chunksize=chunk))
+        s = longmagpie.pack_pmix_stream(reader, short.to_batches(max_chunksize=chunk), seq_len=512, window_tokens=3000)
+        outs.append(body(s.read_all()))
+        assert s.stats.long_unused == 0 and s.stats.long_used == 300
+    assert outs[0] == outs[1]
+    table = pa.ipc.open_stream(outs[0]).read_all()
+    seen = set()
+    for row in table.select(["input_ids", "seq_lengths", "kind"]).to_pylist():
+        assert row["kind"][0] == "short" and sum(row["seq_lengths"]) <= 512
+        pos = 0
+        for n, kind in zip(row["seq_lengths"], row["kind"], strict=True):
+            key = (kind, row["input_ids"][pos] // 100_000)
+            assert key not in seen
+            seen.add(key)
+            pos += n
+
+
+def test_pmix_stream_errors_surface_while_reading() -> None:
+    long = make_samples([10, 20, 700])
+    short = make_samples([5] * 50)
+    stream = longmagpie.pack_pmix_stream(long, short, seq_len=512, window_tokens=15, p_long=1.0)
+    with pytest.raises(ValueError, match=r"in the long samples: row 2 has 700 tokens, more than seq_len=512"):
+        stream.read_all()
+    with pytest.raises(ValueError, match="window_tokens must be >= 1"):
+        longmagpie.pack_pmix_stream(long, short, window_tokens=0)
+    with pytest.raises(ValueError, match="short pool is empty"):
+        longmagpie.pack_pmix_stream(make_samples([10]), make_samples([]), seq_len=512)

@@ -6,7 +6,8 @@ The public API:
   array per row so training can mask attention between documents.
 - :func:`pack_stream` does the same over streams larger than memory, one window at a time.
 - :func:`pack_pmix` mixes long and short samples with p-mix (a short prefix per row, then long
-  with probability ``p_long``), keeping a boundary and a kind per segment.
+  with probability ``p_long``), keeping a boundary and a kind per segment;
+  :func:`pack_pmix_stream` does it over streams larger than memory.
 - :func:`pack_stats`, :func:`pmix_stats` and :func:`pack_metadata` read what a run recorded in
   the table.
 - :func:`synthetic_samples` builds seeded tokenized samples (demo, tests, benchmarks).
@@ -15,18 +16,20 @@ The public API:
 from longmagpie._core import __version__
 from longmagpie.metadata import pack_metadata
 from longmagpie.packing import PackStats, pack, pack_stats
-from longmagpie.pmix import PmixStats, pack_pmix, pmix_stats
+from longmagpie.pmix import PmixPackedStream, PmixStats, pack_pmix, pack_pmix_stream, pmix_stats
 from longmagpie.streaming import PackedStream, pack_stream
 from longmagpie.synthetic import synthetic_samples
 
 __all__ = [
     "PackStats",
     "PackedStream",
+    "PmixPackedStream",
     "PmixStats",
     "__version__",
     "pack",
     "pack_metadata",
     "pack_pmix",
+    "pack_pmix_stream",
     "pack_stats",
     "pack_stream",
     "pmix_stats",

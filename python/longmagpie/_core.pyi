@@ -30,3 +30,29 @@ def pack_pmix(
     num_threads: int | None = None,
 ) -> tuple[Any, dict[str, int | float]]:
     """Mix long and short samples with p-mix; return (an Arrow C stream of the packed rows, stats)."""
+
+class PmixStream:
+    """p-mix over two Arrow streams; each ``next_batch`` runs with the GIL released."""
+
+    def next_batch(self) -> Any | None:
+        """Return the next packed batch as an Arrow C stream of one batch, or None at the end."""
+    def empty(self) -> Any:
+        """Return an empty Arrow C stream with the output schema."""
+    def stats(self) -> dict[str, int | float]:
+        """Return the statistics so far (final once ``next_batch`` returned None)."""
+
+def pack_pmix_stream(
+    long: Any,
+    short: Any,
+    seq_len: int,
+    p_long: float,
+    n_short_prefix: int,
+    seed: int,
+    fill: str,
+    overflow: str,
+    exhausted: str,
+    max_rows: int | None = None,
+    num_threads: int | None = None,
+    window_tokens: int | None = None,
+) -> PmixStream:
+    """Start a p-mix over two Arrow streams."""

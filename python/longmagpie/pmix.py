@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -168,3 +169,126 @@ def pmix_stats(table: pa.Table | pa.Schema) -> PmixStats:
     """Return the :class:`PmixStats` that :func:`pack_pmix` recorded for ``table``."""
     stats = stats_of(table, "pack_pmix")
     return PmixStats(**{f.name: stats[f.name] for f in fields(PmixStats)})
+
+
+class PmixPackedStream:
+    """The output of :func:`pack_pmix_stream`: a one-shot stream of packed record batches.
+
+    Iterate it, read it with :meth:`read_all`, or hand it to anything that takes an Arrow stream
+    (``__arrow_c_stream__``). :attr:`stats` covers the rows produced so far and is final once the
+    stream is exhausted.
+    """
+
+    def __init__(self, core: Any, params: dict[str, Any]) -> None:
+        """Wrap the compiled stream ``core``."""
+        self._core = core
+        self._params = params
+        self.schema: pa.Schema = to_pyarrow(core.empty()).schema
+
+    @property
+    def stats(self) -> PmixStats:
+        """Statistics over the rows produced so far."""
+        stats = self._core.stats()
+        return PmixStats(**{f.name: stats[f.name] for f in fields(PmixStats)})
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        """Yield packed record batches (the planning and copying run with the GIL released)."""
+        while (chunk := self._core.next_batch()) is not None:
+            yield from pa.RecordBatchReader.from_stream(chunk)
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        """Export the remaining batches as an Arrow C stream."""
+        reader = pa.RecordBatchReader.from_batches(self.schema, iter(self))
+        return reader.__arrow_c_stream__(requested_schema)
+
+    def read_all(self) -> pa.Table:
+        """Read every remaining batch into a table carrying the final statistics in its metadata."""
+        table = pa.Table.from_batches(list(self), schema=self.schema)
+        return attach(table, "pack_pmix", self._params, self.stats.as_dict())
+
+
+def pack_pmix_stream(
+    long: Any,
+    short: Any,
+    seq_len: int = 65536,
+    p_long: float = UPSTREAM_P_LONG,
+    n_short_prefix: int = 1,
+    seed: int = 0,
+    fill: Fill = "upstream",
+    overflow: PmixOverflow = "error",
+    exhausted: Exhausted = "stop",
+    max_rows: int | None = None,
+    num_threads: int | None = None,
+    window_tokens: int = 2**27,
+) -> PmixPackedStream:
+    """:func:`pack_pmix` over streams larger than memory, in bounded memory.
+
+    Each pool is read in blocks of about ``window_tokens`` tokens (cut at sample boundaries, so the
+    result does not depend on how the input is chunked), shuffled within the block; rows are
+    copied out every ~1,000 rows and input batches are released as soon as no block or pending row
+    needs them. Memory holds about two blocks plus one output batch. With ``window_tokens`` at
+    least the size of the input, the output equals :func:`pack_pmix`'s, byte for byte. Smaller
+    windows shuffle less globally (a block shuffle), and ``exhausted="recycle"`` reuses the last
+    block of a pool rather than the whole pool.
+
+    Args:
+        long: long samples: a ``pyarrow.RecordBatchReader`` (or any ``__arrow_c_stream__``
+            producer), a ``pyarrow.dataset`` Dataset or Scanner, a table, or an iterable of record
+            batches; read lazily.
+        short: short samples, in the same forms.
+        seq_len: row capacity, as for :func:`pack_pmix`.
+        p_long: probability of a long segment after the prefix, as for :func:`pack_pmix`.
+        n_short_prefix: short samples opening each row, as for :func:`pack_pmix`.
+        seed: seed of the shuffles and draws, as for :func:`pack_pmix`.
+        fill: ``"upstream"`` or ``"best_fit"``, as for :func:`pack_pmix`.
+        overflow: ``"error"``, ``"truncate"`` or ``"drop"``, as for :func:`pack_pmix`.
+        exhausted: ``"stop"``, ``"short_only"`` or ``"recycle"``, as for :func:`pack_pmix`.
+        max_rows: stop after this many rows.
+        num_threads: threads used to copy tokens; the output is identical for any value.
+        window_tokens: tokens per block and pool; memory grows with it.
+
+    Returns:
+        A :class:`PmixPackedStream` of record batches with :func:`pack_pmix`'s schema.
+
+    """
+    from longmagpie.streaming import record_batches
+
+    require_ints(
+        seq_len=seq_len,
+        n_short_prefix=n_short_prefix,
+        seed=seed,
+        max_rows=max_rows,
+        num_threads=num_threads,
+        window_tokens=window_tokens,
+    )
+    if isinstance(p_long, bool) or not isinstance(p_long, (int, float)):
+        raise TypeError(f"p_long must be a number, got {type(p_long).__name__}")
+    if seed < 0 or seed >= 2**64:
+        raise ValueError(f"seed must be in [0, 2**64) (got {seed})")
+    readers = [pa.RecordBatchReader.from_batches(*record_batches(x)) for x in (long, short)]
+    core = _core.pack_pmix_stream(
+        readers[0],
+        readers[1],
+        seq_len,
+        float(p_long),
+        n_short_prefix,
+        seed,
+        fill,
+        overflow,
+        exhausted,
+        max_rows,
+        num_threads,
+        window_tokens,
+    )
+    params = {
+        "seq_len": seq_len,
+        "p_long": float(p_long),
+        "n_short_prefix": n_short_prefix,
+        "seed": seed,
+        "fill": fill,
+        "overflow": overflow,
+        "exhausted": exhausted,
+        "max_rows": max_rows,
+        "window_tokens": window_tokens,
+    }
+    return PmixPackedStream(core, params)

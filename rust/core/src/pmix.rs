@@ -660,11 +660,10 @@ impl PmixStream {
                             keep = false;
                         }
                         _ => {
-                            return Err(PackError::TooLong {
-                                row: gid as usize,
-                                length: n,
-                                seq_len: cap,
-                            }
+                            return Err(PackError::InvalidArgument(format!(
+                                "row {gid} has {n} tokens, more than seq_len={cap}; pass overflow='truncate' \
+                                 or 'drop', or a larger seq_len"
+                            ))
                             .in_pool(kind.name()))
                         }
                     }

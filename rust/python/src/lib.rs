@@ -3,7 +3,9 @@
 //! exceptions. Panics never cross into Python: they become `RuntimeError`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Mutex;
 
+use longmagpie_core::pmix::{BatchSource, PmixStream};
 use longmagpie_core::{
     pack as core_pack, pack_pmix as core_pack_pmix, Exhausted, Fill, Overflow, PackError,
     PackOptions, PackStats, PmixOptions, PmixStats, Strategy,
@@ -145,6 +147,137 @@ fn positive_seq_len(seq_len: i64) -> PyResult<usize> {
     count("seq_len", seq_len)
 }
 
+#[allow(clippy::too_many_arguments)]
+fn pmix_options(
+    seq_len: i64,
+    p_long: f64,
+    n_short_prefix: i64,
+    seed: u64,
+    (fill, overflow, exhausted): (&str, &str, &str),
+    max_rows: Option<i64>,
+    num_threads: Option<i64>,
+    window_tokens: Option<i64>,
+) -> PyResult<PmixOptions> {
+    let mut opts = PmixOptions::new(positive_seq_len(seq_len)?);
+    opts.p_long = p_long;
+    opts.n_short_prefix = count("n_short_prefix", n_short_prefix)?;
+    opts.seed = seed;
+    opts.fill = fill.parse::<Fill>().map_err(to_py_err)?;
+    opts.overflow = overflow.parse::<Overflow>().map_err(to_py_err)?;
+    opts.exhausted = exhausted.parse::<Exhausted>().map_err(to_py_err)?;
+    opts.max_rows = max_rows.map(|n| count("max_rows", n)).transpose()?;
+    opts.num_threads = num_threads.map(|n| count("num_threads", n)).transpose()?;
+    opts.window_tokens = window_tokens
+        .map(|n| count("window_tokens", n))
+        .transpose()?;
+    Ok(opts)
+}
+
+/// A batch stream read from Python through the Arrow C stream interface (GIL not needed: a
+/// Python-backed pyarrow reader takes the GIL itself).
+fn source(input: AnyRecordBatch) -> PyResult<(arrow_schema::SchemaRef, BatchSource)> {
+    let reader = input.into_reader()?;
+    let schema = reader.schema();
+    let batches = reader.map(|b| {
+        b.map_err(|e| PackError::InvalidArgument(format!("reading the input stream: {e}")))
+    });
+    Ok((schema, Box::new(batches)))
+}
+
+/// p-mix over two Arrow streams, as an iterator of packed record batches (see
+/// `longmagpie.pack_pmix_stream`). Each `next` runs with the GIL released.
+#[pyclass(name = "PmixStream", module = "longmagpie._core")]
+struct PyPmixStream {
+    inner: Mutex<Option<PmixStream>>,
+    schema: arrow_schema::SchemaRef,
+}
+
+#[pymethods]
+impl PyPmixStream {
+    /// The next packed batch as an Arrow C stream of one batch, or `None` at the end.
+    fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let inner = &self.inner;
+        let next = detached(py, move || {
+            let mut guard = inner
+                .lock()
+                .map_err(|_| PackError::InvalidArgument("the stream failed earlier".into()))?;
+            match guard.as_mut().and_then(|s| s.next()) {
+                Some(Ok(b)) => Ok(Some(b)),
+                Some(Err(e)) => {
+                    *guard = None;
+                    Err(e)
+                }
+                None => Ok(None),
+            }
+        })?;
+        match next {
+            Some(b) => {
+                let t = PyTable::try_new(vec![b], self.schema.clone())?;
+                Ok(Some(t.into_pyobject(py)?.into_any()))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// An empty Arrow C stream with the output schema.
+    fn empty<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let t = PyTable::try_new(vec![], self.schema.clone())?;
+        Ok(t.into_pyobject(py)?.into_any())
+    }
+
+    /// Statistics so far (final once `next_batch` returned `None`).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let guard = self
+            .inner
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("the stream failed earlier"))?;
+        match guard.as_ref() {
+            Some(s) => pmix_stats_dict(py, &s.stats()),
+            None => Err(PyRuntimeError::new_err("the stream failed; no statistics")),
+        }
+    }
+}
+
+/// Starts a p-mix stream over two Arrow streams.
+#[pyfunction]
+#[pyo3(signature = (long, short, seq_len, p_long, n_short_prefix, seed, fill, overflow, exhausted, max_rows=None, num_threads=None, window_tokens=None))]
+#[allow(clippy::too_many_arguments)]
+fn pack_pmix_stream(
+    py: Python<'_>,
+    long: AnyRecordBatch,
+    short: AnyRecordBatch,
+    seq_len: i64,
+    p_long: f64,
+    n_short_prefix: i64,
+    seed: u64,
+    fill: &str,
+    overflow: &str,
+    exhausted: &str,
+    max_rows: Option<i64>,
+    num_threads: Option<i64>,
+    window_tokens: Option<i64>,
+) -> PyResult<PyPmixStream> {
+    let opts = pmix_options(
+        seq_len,
+        p_long,
+        n_short_prefix,
+        seed,
+        (fill, overflow, exhausted),
+        max_rows,
+        num_threads,
+        window_tokens,
+    )?;
+    let (long_schema, long) = source(long)?;
+    let (short_schema, short) = source(short)?;
+    let stream = detached(py, move || {
+        PmixStream::new(&long_schema, long, &short_schema, short, &opts)
+    })?;
+    Ok(PyPmixStream {
+        schema: stream.schema(),
+        inner: Mutex::new(Some(stream)),
+    })
+}
+
 /// Mixes long and short tokenized samples with p-mix.
 ///
 /// Returns `(pyarrow.Table, stats: dict)`. See `longmagpie.pack_pmix` for the documented API.
@@ -165,15 +298,16 @@ fn pack_pmix<'py>(
     max_rows: Option<i64>,
     num_threads: Option<i64>,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
-    let mut opts = PmixOptions::new(positive_seq_len(seq_len)?);
-    opts.p_long = p_long;
-    opts.n_short_prefix = count("n_short_prefix", n_short_prefix)?;
-    opts.seed = seed;
-    opts.fill = fill.parse::<Fill>().map_err(to_py_err)?;
-    opts.overflow = overflow.parse::<Overflow>().map_err(to_py_err)?;
-    opts.exhausted = exhausted.parse::<Exhausted>().map_err(to_py_err)?;
-    opts.max_rows = max_rows.map(|n| count("max_rows", n)).transpose()?;
-    opts.num_threads = num_threads.map(|n| count("num_threads", n)).transpose()?;
+    let opts = pmix_options(
+        seq_len,
+        p_long,
+        n_short_prefix,
+        seed,
+        (fill, overflow, exhausted),
+        max_rows,
+        num_threads,
+        None,
+    )?;
     let (long_batches, long_schema) = long.into_table()?.into_inner();
     let (short_batches, short_schema) = short.into_table()?.into_inner();
     let packed = detached(py, move || {
@@ -197,6 +331,8 @@ fn pack_pmix<'py>(
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pack, m)?)?;
     m.add_function(wrap_pyfunction!(pack_pmix, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_pmix_stream, m)?)?;
+    m.add_class::<PyPmixStream>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
