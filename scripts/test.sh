@@ -17,12 +17,16 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "Rust: unit and property tests"
 cargo test -p longmagpie-core --release --locked
 
-step "Rust: criterion bench, smoke mode (figures: cargo bench -p longmagpie-core --bench pack)"
-cargo bench -p longmagpie-core --bench pack --locked -- --test
+step "Rust: criterion benches, smoke mode (figures: cargo bench -p longmagpie-core)"
+cargo bench -p longmagpie-core --benches --locked -- --test
 
 if [ "${FUZZ_SECONDS:-20}" != "0" ]; then
   step "Rust: fuzz smoke (${FUZZ_SECONDS:-20} s per target; longer: scripts/fuzz.sh SECONDS)"
-  bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+  if rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
+    bash scripts/fuzz.sh "${FUZZ_SECONDS:-20}"
+  else
+    echo "skipped: cargo-fuzz needs a nightly toolchain (rustup toolchain install nightly)"
+  fi
 fi
 
 step "Wheel: build"
