@@ -615,6 +615,7 @@ def run_mode(
         in_tokens=meta["tokens"],
         in_samples=meta["samples"],
         ru_maxrss_MiB=peak_rss_mib(),
+        loadavg_1m=os.getloadavg()[0],
         **mem.info(),
     )
     return res
@@ -812,10 +813,18 @@ def bench_dataset(data_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
                 chk = "ok" if res["checks"]["ok"] else f"CHECK FAIL {res['checks']}"
                 print(
                     f"[{data_dir.name}] rep {rep + 1} {mode:22s} {res['seconds']:8.3f} s "
-                    f"{fmt_rate(res['tokens_per_s']):>9s} M tok/s  peak RSS {res['peak_rss_MiB']:.0f} MiB  {chk}",
+                    f"{fmt_rate(res['tokens_per_s']):>9s} M tok/s  peak RSS {res['peak_rss_MiB']:.0f} MiB  "
+                    f"load {res['loadavg_1m']:.1f}  {chk}",
                     flush=True,
                 )
     summaries = {m: summarize(m, runs[m]) for m in active}
+    loads = [r["loadavg_1m"] for rs in runs.values() for r in rs if "loadavg_1m" in r]
+    if loads:
+        print(
+            f"[{data_dir.name}] 1-min load average at child exit: {min(loads):.1f}-{max(loads):.1f} "
+            f"on {os.cpu_count()} CPUs (other work on the box inflates timings)",
+            flush=True,
+        )
     printed = print_table(data_dir.name, meta, summaries, skipped, args.seq_len)
     return {
         "data": str(data_dir),

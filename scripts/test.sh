@@ -43,7 +43,7 @@ step "Wheel: install into a clean virtual environment"
 
 step "Python: lint"
 .venv-test/bin/ruff check python tests benches
-.venv-test/bin/ruff format --check python tests
+.venv-test/bin/ruff format --check python tests benches
 
 step "Python: tests against the installed wheel"
 LONGMAGPIE_WHEEL="$WHEEL" .venv-test/bin/python -m pytest tests -q
