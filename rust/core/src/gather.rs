@@ -154,13 +154,19 @@ impl MinSome for Option<Fault> {
     }
 }
 
-/// Mutable per-row destinations inside a batch's buffers.
-struct RowOut<'a> {
-    row: usize,
-    ids: &'a mut [i32],
-    mask: &'a mut [i8],
-    labels: Option<&'a mut [i32]>,
+/// The output buffers of one batch, shared by the copying threads. Every piece writes its own
+/// disjoint range `[offset, offset + len)`, so no two threads ever touch the same element.
+#[derive(Clone, Copy)]
+struct Out {
+    ids: *mut i32,
+    mask: *mut i8,
+    labels: *mut i32,
 }
+
+// SAFETY: the pointers are only used to build slices over disjoint ranges (see `Out`), while the
+// buffers they point into are alive and not otherwise borrowed (`Gather::batch`).
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
 
 /// Everything the gather needs: inputs, pieces, the row plan and the output shape.
 pub(crate) struct Gather<'a> {
@@ -234,39 +240,63 @@ impl Gather<'_> {
         let mut mask = memory::zeroed_vec::<i8>(total);
         let mut labels = layout.has_labels.then(|| memory::zeroed_vec::<i32>(total));
 
-        let mut outs = Vec::with_capacity(rows.len());
-        {
-            let (mut ids_rest, mut mask_rest) = (ids.as_mut_slice(), mask.as_mut_slice());
-            let mut labels_rest = labels.as_deref_mut();
-            for (k, r) in rows.clone().enumerate() {
-                let n = lengths[k] as usize;
-                let (a, b) = std::mem::take(&mut ids_rest).split_at_mut(n);
-                ids_rest = b;
-                let (c, d) = std::mem::take(&mut mask_rest).split_at_mut(n);
-                mask_rest = d;
-                let lab = match labels_rest.take() {
-                    Some(rest) => {
-                        let (e, f) = rest.split_at_mut(n);
-                        labels_rest = Some(f);
-                        Some(e)
-                    }
-                    None => None,
-                };
-                outs.push(RowOut {
-                    row: r,
-                    ids: a,
-                    mask: c,
-                    labels: lab,
-                });
+        // Copy in input order, not row order: a row's documents lie scattered over the input
+        // (best fit mixes them), and reading them in order lets the prefetchers and the kernel's
+        // read-ahead of memory-mapped input work; the writes land in their fixed places.
+        let mut order: Vec<(u32, usize)> = Vec::new();
+        let mut pads: Vec<(usize, usize)> = Vec::new();
+        let mut start = 0usize;
+        for (k, r) in rows.clone().enumerate() {
+            let mut pos = start;
+            for &i in the_plan.row(r) {
+                order.push((i, pos));
+                pos += pieces[i as usize].len as usize;
             }
+            let end = start + lengths[k] as usize;
+            if pos < end {
+                pads.push((pos, end - pos));
+            }
+            start = end;
         }
-        let worst = outs
-            .into_par_iter()
-            .with_min_len(4)
-            .filter_map(|o| self.row(o))
+        order.sort_unstable_by_key(|&(i, _)| {
+            let p = &pieces[i as usize];
+            (p.batch, p.row, p.skip)
+        });
+        let out = Out {
+            ids: ids.as_mut_ptr(),
+            mask: mask.as_mut_ptr(),
+            labels: labels
+                .as_mut()
+                .map_or(std::ptr::null_mut(), |l| l.as_mut_ptr()),
+        };
+        let worst = order
+            .par_chunks(64)
+            .filter_map(|chunk| {
+                let mut worst: Option<Fault> = None;
+                for (k, &(i, offset)) in chunk.iter().enumerate() {
+                    if let Some(&(next, _)) = chunk.get(k + 1) {
+                        let q = &pieces[next as usize];
+                        let w = &views[q.batch as usize];
+                        let s = w.ids.offsets.start(q.row as usize) + q.skip as usize;
+                        kernels::prefetch(&w.ids.values, s, q.len as usize);
+                    }
+                    let p = &pieces[i as usize];
+                    // SAFETY: `offset..offset + p.len` lies inside the buffers (row offsets were
+                    // summed from the same lengths) and belongs to this piece alone.
+                    worst = worst.min_some(unsafe { self.copy_piece(p, out, offset) });
+                }
+                worst
+            })
             .min();
         if let Some(f) = worst {
             return Err(f.into_error());
+        }
+        for (offset, n) in pads {
+            ids[offset..offset + n].fill(self.pad_id);
+            mask[offset..offset + n].fill(0);
+            if let Some(l) = labels.as_mut() {
+                l[offset..offset + n].fill(IGNORE_INDEX);
+            }
         }
 
         // Arrow arrays, wrapping the vectors without copying.
@@ -347,57 +377,34 @@ impl Gather<'_> {
             .map_err(|e| PackError::InvalidArgument(format!("internal: building output: {e}")))
     }
 
-    fn row(&self, o: RowOut) -> Option<Fault> {
-        let (views, pieces, the_plan) = (self.views, self.pieces, self.plan);
-        let RowOut {
-            row,
-            ids,
-            mask,
-            mut labels,
-        } = o;
-        let mut worst: Option<Fault> = None;
-        let mut pos = 0usize;
-        let docs = the_plan.row(row);
-        for (k, &i) in docs.iter().enumerate() {
-            if let Some(&next) = docs.get(k + 1) {
-                let q = &pieces[next as usize];
-                let w = &views[q.batch as usize];
-                let s = w.ids.offsets.start(q.row as usize) + q.skip as usize;
-                kernels::prefetch(&w.ids.values, s, q.len as usize);
+    /// Copies one piece (ids, labels, mask) to `offset` in the batch buffers.
+    ///
+    /// # Safety
+    /// `offset..offset + p.len` must lie inside the buffers of `out` and be written by no one else
+    /// while this runs.
+    unsafe fn copy_piece(&self, p: &Piece, out: Out, offset: usize) -> Option<Fault> {
+        let v = &self.views[p.batch as usize];
+        let (r, n) = (p.row as usize, p.len as usize);
+        let dst_ids = std::slice::from_raw_parts_mut(out.ids.add(offset), n);
+        let dst_mask = std::slice::from_raw_parts_mut(out.mask.add(offset), n);
+        let s = v.ids.offsets.start(r) + p.skip as usize;
+        let mut worst = fault(v, p, 0, kernels::copy_ids(&v.ids.values, s, dst_ids));
+        if !out.labels.is_null() {
+            let l = v.labels.as_ref().expect("layout says labels");
+            let dst = std::slice::from_raw_parts_mut(out.labels.add(offset), n);
+            let s = l.offsets.start(r) + p.skip as usize;
+            worst = worst.min_some(fault(v, p, 2, kernels::copy_labels(&l.values, s, dst)));
+            if v.mask.is_none() {
+                kernels::flags_from_labels(dst, dst_mask);
             }
-            let p = &pieces[i as usize];
-            let v = &views[p.batch as usize];
-            let (r, n) = (p.row as usize, p.len as usize);
-            let dst_ids = &mut ids[pos..pos + n];
-            let s = v.ids.offsets.start(r) + p.skip as usize;
-            worst = worst.min_some(fault(v, p, 0, kernels::copy_ids(&v.ids.values, s, dst_ids)));
-            let dst_mask = &mut mask[pos..pos + n];
-            if let Some(lab) = labels.as_deref_mut() {
-                let l = v.labels.as_ref().expect("layout says labels");
-                let dst = &mut lab[pos..pos + n];
-                let s = l.offsets.start(r) + p.skip as usize;
-                worst = worst.min_some(fault(v, p, 2, kernels::copy_labels(&l.values, s, dst)));
-                if v.mask.is_none() {
-                    kernels::flags_from_labels(dst, dst_mask);
-                }
-            }
-            match &v.mask {
-                Some(m) => {
-                    let s = m.offsets.start(r) + p.skip as usize;
-                    worst =
-                        worst.min_some(fault(v, p, 1, kernels::copy_flags(&m.values, s, dst_mask)));
-                }
-                None if v.labels.is_none() => dst_mask.fill(1),
-                None => {}
-            }
-            pos += n;
         }
-        if pos < ids.len() {
-            ids[pos..].fill(self.pad_id);
-            mask[pos..].fill(0);
-            if let Some(lab) = labels {
-                lab[pos..].fill(IGNORE_INDEX);
+        match &v.mask {
+            Some(m) => {
+                let s = m.offsets.start(r) + p.skip as usize;
+                worst = worst.min_some(fault(v, p, 1, kernels::copy_flags(&m.values, s, dst_mask)));
             }
+            None if v.labels.is_none() => dst_mask.fill(1),
+            None => {}
         }
         worst
     }
