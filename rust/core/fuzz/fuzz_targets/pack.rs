@@ -119,7 +119,7 @@ fn mask_value(s: &Sample, pos: usize) -> i8 {
 }
 
 fn label_value(i: usize, s: &Sample, pos: usize) -> i32 {
-    if (s.seed as usize + pos) % 3 == 0 {
+    if (s.seed as usize + pos).is_multiple_of(3) {
         IGNORE
     } else {
         encode(i, pos) as i32
@@ -132,7 +132,7 @@ fn stored_id(setup: &Setup, i: usize, pos: usize) -> i64 {
     if s.defect == Defect::Id(pos) {
         match setup.id_type {
             IdType::I32 => -1 - (pos as i64),
-            IdType::I64 if pos % 2 == 0 => -1 - (pos as i64),
+            IdType::I64 if pos.is_multiple_of(2) => -1 - (pos as i64),
             IdType::I64 | IdType::U32 => i32::MAX as i64 + 1 + pos as i64,
         }
     } else {
@@ -313,7 +313,7 @@ fn batches(setup: &Setup, case: &Case) -> (SchemaRef, Vec<RecordBatch>) {
     let n = setup.samples.len();
     let whole = build_batch(setup, 0..n);
     let schema = whole.schema();
-    if n == 0 && case.batching % 7 == 0 {
+    if n == 0 && case.batching.is_multiple_of(7) {
         return (schema, vec![]);
     }
     let parts = 1 + (case.batching as usize / 2) % 3;
@@ -328,7 +328,7 @@ fn batches(setup: &Setup, case: &Case) -> (SchemaRef, Vec<RecordBatch>) {
     let out = cuts
         .windows(2)
         .map(|w| {
-            if case.batching % 2 == 0 {
+            if case.batching.is_multiple_of(2) {
                 whole.slice(w[0], w[1] - w[0])
             } else {
                 build_batch(setup, w[0]..w[1])
