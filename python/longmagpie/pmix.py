@@ -133,36 +133,39 @@ def pack_pmix(
         TypeError: unreadable column types or inputs.
 
     """
-    require_ints(seq_len=seq_len, n_short_prefix=n_short_prefix, seed=seed, max_rows=max_rows, num_threads=num_threads)
+    params = _checked_params(
+        seq_len=seq_len,
+        p_long=p_long,
+        n_short_prefix=n_short_prefix,
+        seed=seed,
+        fill=fill,
+        overflow=overflow,
+        exhausted=exhausted,
+        max_rows=max_rows,
+        num_threads=num_threads,
+    )
+    table, stats = _core.pack_pmix(as_arrow(long), as_arrow(short), *_core_args(params))
+    del params["num_threads"]
+    return attach(to_pyarrow(table), "pack_pmix", params, stats)
+
+
+def _checked_params(**params: Any) -> dict[str, Any]:
+    """Type-check p-mix arguments; return them (``p_long`` as a float) for the core and the metadata."""
+    p_long = params["p_long"]
     if isinstance(p_long, bool) or not isinstance(p_long, (int, float)):
         raise TypeError(f"p_long must be a number, got {type(p_long).__name__}")
-    if seed < 0 or seed >= 2**64:
-        raise ValueError(f"seed must be in [0, 2**64) (got {seed})")
-    table, stats = _core.pack_pmix(
-        as_arrow(long),
-        as_arrow(short),
-        seq_len,
-        float(p_long),
-        n_short_prefix,
-        seed,
-        fill,
-        overflow,
-        exhausted,
-        max_rows,
-        num_threads,
-    )
-    table = to_pyarrow(table)
-    params = {
-        "seq_len": seq_len,
-        "p_long": float(p_long),
-        "n_short_prefix": n_short_prefix,
-        "seed": seed,
-        "fill": fill,
-        "overflow": overflow,
-        "exhausted": exhausted,
-        "max_rows": max_rows,
-    }
-    return attach(table, "pack_pmix", params, stats)
+    ints = ("seq_len", "n_short_prefix", "seed", "max_rows", "num_threads", "window_tokens")
+    require_ints(**{k: params[k] for k in ints if k in params})
+    if not 0 <= params["seed"] < 2**64:
+        raise ValueError(f"seed must be in [0, 2**64) (got {params['seed']})")
+    params["p_long"] = float(p_long)
+    return params
+
+
+def _core_args(params: dict[str, Any]) -> tuple[Any, ...]:
+    """Return the arguments of ``_core.pack_pmix`` and ``_core.pack_pmix_stream`` after the two inputs."""
+    names = ("seq_len", "p_long", "n_short_prefix", "seed", "fill", "overflow", "exhausted", "max_rows", "num_threads")
+    return tuple(params[n] for n in names)
 
 
 def pmix_stats(table: pa.Table | pa.Schema) -> PmixStats:
@@ -253,42 +256,19 @@ def pack_pmix_stream(
     """
     from longmagpie.streaming import record_batches
 
-    require_ints(
+    params = _checked_params(
         seq_len=seq_len,
+        p_long=p_long,
         n_short_prefix=n_short_prefix,
         seed=seed,
+        fill=fill,
+        overflow=overflow,
+        exhausted=exhausted,
         max_rows=max_rows,
         num_threads=num_threads,
         window_tokens=window_tokens,
     )
-    if isinstance(p_long, bool) or not isinstance(p_long, (int, float)):
-        raise TypeError(f"p_long must be a number, got {type(p_long).__name__}")
-    if seed < 0 or seed >= 2**64:
-        raise ValueError(f"seed must be in [0, 2**64) (got {seed})")
     readers = [pa.RecordBatchReader.from_batches(*record_batches(x)) for x in (long, short)]
-    core = _core.pack_pmix_stream(
-        readers[0],
-        readers[1],
-        seq_len,
-        float(p_long),
-        n_short_prefix,
-        seed,
-        fill,
-        overflow,
-        exhausted,
-        max_rows,
-        num_threads,
-        window_tokens,
-    )
-    params = {
-        "seq_len": seq_len,
-        "p_long": float(p_long),
-        "n_short_prefix": n_short_prefix,
-        "seed": seed,
-        "fill": fill,
-        "overflow": overflow,
-        "exhausted": exhausted,
-        "max_rows": max_rows,
-        "window_tokens": window_tokens,
-    }
+    core = _core.pack_pmix_stream(readers[0], readers[1], *_core_args(params), window_tokens)
+    del params["num_threads"]
     return PmixPackedStream(core, params)
