@@ -222,7 +222,7 @@ def pack_pmix_stream(
     exhausted: Exhausted = "stop",
     max_rows: int | None = None,
     num_threads: int | None = None,
-    window_tokens: int = 2**27,
+    window_tokens: int = 2**26,
 ) -> PmixPackedStream:
     """:func:`pack_pmix` over streams larger than memory, in bounded memory.
 
@@ -248,7 +248,8 @@ def pack_pmix_stream(
         exhausted: ``"stop"``, ``"short_only"`` or ``"recycle"``, as for :func:`pack_pmix`.
         max_rows: stop after this many rows.
         num_threads: threads used to copy tokens; the output is identical for any value.
-        window_tokens: tokens per block and pool; memory grows with it.
+        window_tokens: tokens per block and pool (default 2**26: about 320 MB of ids and masks per
+            pool); memory grows with it.
 
     Returns:
         A :class:`PmixPackedStream` of record batches with :func:`pack_pmix`'s schema.

@@ -216,7 +216,10 @@ def pack_stream(
             first_row += table.num_rows
             result._add(stats)
             del table, window
-            yield from pa.RecordBatchReader.from_stream(packed)
+            reader = pa.RecordBatchReader.from_stream(packed)
+            del packed  # the reader owns the batches now; each is released once the caller drops it
+            yield from reader
+            del reader
 
     result = PackedStream(out_schema, iter(()), seq_len)
     result._batches = run(result)

@@ -12,6 +12,7 @@ pub mod error;
 pub mod gather;
 mod kernels;
 mod memory;
+mod options;
 pub mod pack;
 pub mod plan;
 pub mod pmix;

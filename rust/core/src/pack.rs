@@ -82,13 +82,7 @@ impl PackOptions {
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(PackError::InvalidArgument(m));
-        if self.seq_len == 0 || self.seq_len > i32::MAX as usize {
-            return bad(format!(
-                "seq_len must be in 1..={} (got {})",
-                i32::MAX,
-                self.seq_len
-            ));
-        }
+        crate::options::check_common(self.seq_len, self.num_threads)?;
         if let Some(p) = self.pad_to {
             if p < self.seq_len || p > i32::MAX as usize {
                 return bad(format!(
@@ -100,9 +94,6 @@ impl PackOptions {
         }
         if self.pad_id < 0 {
             return bad(format!("pad_id must be >= 0 (got {})", self.pad_id));
-        }
-        if self.num_threads == Some(0) {
-            return bad("num_threads must be >= 1 (or None for all cores)".into());
         }
         Ok(())
     }
@@ -177,10 +168,7 @@ pub fn pack(schema: &Schema, batches: &[RecordBatch], opts: &PackOptions) -> Res
     let lengths: Vec<u32> = pieces.iter().map(|p| p.len).collect();
     let the_plan = plan(&lengths, opts.seq_len as u32, opts.strategy);
 
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.num_threads.unwrap_or(0))
-        .build()
-        .map_err(|e| PackError::InvalidArgument(format!("cannot start threads: {e}")))?;
+    let pool = crate::options::thread_pool(opts.num_threads)?;
     let out_batches = pool.install(|| -> Result<Vec<RecordBatch>> {
         check_discarded(&views, &discarded)?;
         Gather {

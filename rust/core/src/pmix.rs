@@ -125,13 +125,7 @@ impl PmixOptions {
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(PackError::InvalidArgument(m));
-        if self.seq_len == 0 || self.seq_len > i32::MAX as usize {
-            return bad(format!(
-                "seq_len must be in 1..={} (got {})",
-                i32::MAX,
-                self.seq_len
-            ));
-        }
+        crate::options::check_common(self.seq_len, self.num_threads)?;
         if !(0.0..=1.0).contains(&self.p_long) {
             return bad(format!("p_long must be in [0, 1] (got {})", self.p_long));
         }
@@ -141,9 +135,6 @@ impl PmixOptions {
                  use 'error', 'truncate' or 'drop'"
                     .into(),
             );
-        }
-        if self.num_threads == Some(0) {
-            return bad("num_threads must be >= 1 (or None for all cores)".into());
         }
         if self.exhausted == Exhausted::Recycle && self.max_rows.is_none() && self.p_long == 0.0 {
             return bad(
@@ -483,10 +474,7 @@ impl PmixStream {
             has_labels: long_layout.has_labels,
             has_source: long_layout.has_source || short_layout.has_source,
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(opts.num_threads.unwrap_or(0))
-            .build()
-            .map_err(|e| PackError::InvalidArgument(format!("cannot start threads: {e}")))?;
+        let pool = crate::options::thread_pool(opts.num_threads)?;
         let best_fit = opts.fill == Fill::BestFit;
         let mut me = PmixStream {
             opts: opts.clone(),

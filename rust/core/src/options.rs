@@ -1,0 +1,28 @@
+//! What every packer checks and starts the same way: the row capacity and the thread pool.
+
+use crate::error::{PackError, Result};
+
+/// Checks `seq_len` (a positive int32) and `num_threads` (`None` or positive).
+pub(crate) fn check_common(seq_len: usize, num_threads: Option<usize>) -> Result<()> {
+    if seq_len == 0 || seq_len > i32::MAX as usize {
+        return Err(PackError::InvalidArgument(format!(
+            "seq_len must be in 1..={} (got {seq_len})",
+            i32::MAX
+        )));
+    }
+    if num_threads == Some(0) {
+        return Err(PackError::InvalidArgument(
+            "num_threads must be >= 1 (or None for all cores)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A dedicated pool of `num_threads` threads (all cores for `None`), so callers such as Ray
+/// workers can bound the CPU a call uses.
+pub(crate) fn thread_pool(num_threads: Option<usize>) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(num_threads.unwrap_or(0))
+        .build()
+        .map_err(|e| PackError::InvalidArgument(format!("cannot start threads: {e}")))
+}
