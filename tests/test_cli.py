@@ -80,3 +80,20 @@ def test_console_script_subprocess(tmp_path: Path) -> None:
     assert pq.read_table(out).num_rows > 0
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "exists" in proc.stderr
+
+
+def test_pmix_command(tmp_path: Path) -> None:
+    pq.write_table(make_samples([300, 400, 250, 500]), tmp_path / "long.parquet")
+    pq.write_table(make_samples([20] * 200, mask=False), tmp_path / "short.parquet")
+    out = tmp_path / "mix.parquet"
+    args = ["pmix", "--long", str(tmp_path / "long.parquet"), "--short", str(tmp_path / "short.parquet")]
+    result = runner.invoke(app, [*args, "-o", str(out), "--seq-len", "1024", "--fill", "best_fit", "--seed", "3"])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(out)
+    stats = longmagpie.pmix_stats(table)
+    assert stats.long_used == 4 and "fill" in result.output
+    assert set(v for row in table.column("kind").to_pylist() for v in row) == {"long", "short"}
+    assert longmagpie.pack_metadata(table)["params"]["fill"] == "best_fit"
+    result = runner.invoke(app, [*args, "-o", str(tmp_path / "x.parquet"), "--seq-len", "256"])
+    assert result.exit_code == 1 and "in the long samples: row 0 has 300 tokens" in result.output
+    assert not (tmp_path / "x.parquet").exists()

@@ -110,6 +110,60 @@ def pack(
         typer.echo(f"  output    {output}")
 
 
+@app.command()
+def pmix(
+    long: Annotated[list[Path], typer.Option("--long", help="Parquet files or directories of long samples.")],
+    short: Annotated[list[Path], typer.Option("--short", help="Parquet files or directories of short samples.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write (atomically).")] = Path(
+        "pmix.parquet"
+    ),
+    seq_len: Annotated[int, typer.Option(help="Row capacity in tokens.")] = 65536,
+    p_long: Annotated[float, typer.Option(help="Probability that a segment after the prefix is long.")] = 0.4,
+    n_short_prefix: Annotated[int, typer.Option(help="Short samples opening each row.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the shuffles and draws.")] = 0,
+    fill: Annotated[str, typer.Option(help="upstream | best_fit.")] = "upstream",
+    overflow: Annotated[str, typer.Option(help="error | truncate | drop.")] = "error",
+    exhausted: Annotated[str, typer.Option(help="stop | short_only | recycle.")] = "stop",
+    max_rows: Annotated[int | None, typer.Option(help="Stop after this many rows.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads (default: all cores); same output for any.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Mix long and short tokenized samples with p-mix (a short prefix per row, then long with probability p)."""
+    import longmagpie
+    from longmagpie.files import read_parquet, write_parquet_atomic
+
+    if output.exists() and not overwrite:
+        raise _fail(f"{output} exists; pass --overwrite to replace it")
+    try:
+        mixed = longmagpie.pack_pmix(
+            read_parquet(long, PACK_COLUMNS),
+            read_parquet(short, PACK_COLUMNS),
+            seq_len=seq_len,
+            p_long=p_long,
+            n_short_prefix=n_short_prefix,
+            seed=seed,
+            fill=fill,  # type: ignore[arg-type]
+            overflow=overflow,  # type: ignore[arg-type]
+            exhausted=exhausted,  # type: ignore[arg-type]
+            max_rows=max_rows,
+            num_threads=threads,
+        )
+        write_parquet_atomic(mixed, output, overwrite=overwrite)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+        raise _fail(f"{e}") from None
+    if not quiet:
+        s = longmagpie.pmix_stats(mixed)
+        typer.echo(
+            f"mixed {s.long_used:,} of {s.long_samples:,} long and {s.short_used:,} of {s.short_samples:,} short"
+        )
+        typer.echo(f"  rows      {s.rows:,} of {seq_len:,} tokens, fill {100 * s.fill_rate:.3f} %")
+        typer.echo(
+            f"  long      {s.long_segment_share:.3f} of segments after the prefix, {s.long_token_share:.3f} of tokens"
+        )
+        typer.echo(f"  output    {output}")
+
+
 def main() -> None:
     """Entry point of the ``longmagpie`` console script."""
     app(prog_name="longmagpie")
