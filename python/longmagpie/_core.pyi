@@ -16,21 +16,6 @@ def pack(
 ) -> tuple[Any, dict[str, int | float]]:
     """Pack an Arrow stream/array of tokenized samples; return (an Arrow C stream of the packed rows, stats)."""
 
-def pack_pmix(
-    long: Any,
-    short: Any,
-    seq_len: int,
-    p_long: float,
-    n_short_prefix: int,
-    seed: int,
-    fill: str,
-    overflow: str,
-    exhausted: str,
-    max_rows: int | None = None,
-    num_threads: int | None = None,
-) -> tuple[Any, dict[str, int | float]]:
-    """Mix long and short samples with p-mix; return (an Arrow C stream of the packed rows, stats)."""
-
 class PmixStream:
     """p-mix over two Arrow streams; each ``next_batch`` runs with the GIL released."""
 
@@ -55,4 +40,4 @@ def pack_pmix_stream(
     num_threads: int | None = None,
     window_tokens: int | None = None,
 ) -> PmixStream:
-    """Start a p-mix over two Arrow streams."""
+    """Start a p-mix over two Arrow streams (``window_tokens=None``: one block per pool, in memory)."""

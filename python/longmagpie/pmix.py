@@ -144,9 +144,10 @@ def pack_pmix(
         max_rows=max_rows,
         num_threads=num_threads,
     )
-    table, stats = _core.pack_pmix(as_arrow(long), as_arrow(short), *_core_args(params))
+    # The in-memory call is the streaming engine with one block per pool (window_tokens=None).
+    core = _core.pack_pmix_stream(as_arrow(long), as_arrow(short), *_core_args(params), None)
     del params["num_threads"]
-    return attach(to_pyarrow(table), "pack_pmix", params, stats)
+    return PmixPackedStream(core, params).read_all()
 
 
 def _checked_params(**params: Any) -> dict[str, Any]:

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use longmagpie_core::pmix::{BatchSource, PmixStream};
 use longmagpie_core::{
-    pack as core_pack, pack_pmix as core_pack_pmix, Exhausted, Fill, Overflow, PackError,
-    PackOptions, PackStats, PmixOptions, PmixStats, Strategy,
+    pack as core_pack, Exhausted, Fill, Overflow, PackError, PackOptions, PackStats, PmixOptions,
+    PmixStats, Strategy,
 };
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -278,59 +278,10 @@ fn pack_pmix_stream(
     })
 }
 
-/// Mixes long and short tokenized samples with p-mix.
-///
-/// Returns `(pyarrow.Table, stats: dict)`. See `longmagpie.pack_pmix` for the documented API.
-#[pyfunction]
-#[pyo3(signature = (long, short, seq_len, p_long, n_short_prefix, seed, fill, overflow, exhausted, max_rows=None, num_threads=None))]
-#[allow(clippy::too_many_arguments)]
-fn pack_pmix<'py>(
-    py: Python<'py>,
-    long: AnyRecordBatch,
-    short: AnyRecordBatch,
-    seq_len: i64,
-    p_long: f64,
-    n_short_prefix: i64,
-    seed: u64,
-    fill: &str,
-    overflow: &str,
-    exhausted: &str,
-    max_rows: Option<i64>,
-    num_threads: Option<i64>,
-) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
-    let opts = pmix_options(
-        seq_len,
-        p_long,
-        n_short_prefix,
-        seed,
-        (fill, overflow, exhausted),
-        max_rows,
-        num_threads,
-        None,
-    )?;
-    let (long_batches, long_schema) = long.into_table()?.into_inner();
-    let (short_batches, short_schema) = short.into_table()?.into_inner();
-    let packed = detached(py, move || {
-        core_pack_pmix(
-            &long_schema,
-            &long_batches,
-            &short_schema,
-            &short_batches,
-            &opts,
-        )
-    })?;
-    let stats = pmix_stats_dict(py, &packed.stats)?;
-    let out = PyTable::try_new(packed.batches, packed.schema)?
-        .into_pyobject(py)?
-        .into_any();
-    Ok((out, stats))
-}
-
 /// The compiled core of longmagpie.
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pack, m)?)?;
-    m.add_function(wrap_pyfunction!(pack_pmix, m)?)?;
     m.add_function(wrap_pyfunction!(pack_pmix_stream, m)?)?;
     m.add_class::<PyPmixStream>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
