@@ -46,7 +46,6 @@ import importlib.util
 import inspect
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -60,6 +59,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from benchkit import PeakMemory, auto_prewarm_mib, peak_rss_mib, rss_mib
 
 SEQ_LEN_DEFAULT = 65536
 VOCAB = 151_000
@@ -203,79 +203,6 @@ def clean_hf_cache(data_dir: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- process memory
-
-
-def rss_mib() -> float:
-    """Return the current resident set size (VmRSS) in MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_rss_mib() -> float:
-    """Return the peak resident set size of this process so far (ru_maxrss, KiB on Linux) in MiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def status_mib(field: str) -> float:
-    """Return a ``/proc/self/status`` memory field (e.g. VmRSS, VmHWM) in MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class PeakMemory:
-    """Peak RSS of one child, with optional pre-faulting of free memory just before the timed call.
-
-    On VMs whose host takes back free guest memory (balloon / free page reporting), the first touch of
-    "fresh" memory can cost 10x more than on bare metal, depending on what ran in the seconds before.
-    ``arm`` touches and frees ``prewarm_mib`` MiB right before the timed call, so every mode allocates its
-    output from memory the host has backed, then resets the peak RSS counter (``clear_refs`` 5), so the
-    pre-fault does not count. Peak RSS = max(peak before arming, peak after arming).
-    """
-
-    def __init__(self, prewarm_mib: int) -> None:
-        """Remember how much memory ``arm`` should pre-fault (0 = none)."""
-        self.prewarm_mib = prewarm_mib
-        self.peak_before = 0.0
-        self.reset_ok = False
-        self.prewarm_seconds = 0.0
-        self.peak: float | None = None
-
-    def arm(self) -> None:
-        """Record the peak so far, pre-fault and release memory, reset the peak counter."""
-        self.peak_before = status_mib("VmHWM")
-        if self.prewarm_mib > 0:
-            t0 = time.perf_counter()
-            scratch = np.ones(self.prewarm_mib * 2**20 // 8, dtype=np.int64)
-            del scratch
-            self.prewarm_seconds = time.perf_counter() - t0
-            try:
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-                self.reset_ok = True
-            except OSError:
-                self.reset_ok = False
-
-    def record(self) -> None:
-        """Take the peak RSS right after the timed call (before any checking allocates)."""
-        if self.reset_ok:
-            self.peak = max(self.peak_before, status_mib("VmHWM"))
-        else:
-            self.peak = peak_rss_mib()
-
-    def info(self) -> dict[str, Any]:
-        """Fields for the result record."""
-        return {
-            "peak_rss_MiB": self.peak if self.peak is not None else peak_rss_mib(),
-            "prewarm_MiB": self.prewarm_mib,
-            "prewarm_seconds": self.prewarm_seconds,
-            "peak_excludes_prewarm": self.reset_ok or self.prewarm_mib == 0,
-        }
 
 
 # ----------------------------------------------------------------------------- output checks
@@ -571,30 +498,12 @@ def run_trl(
     return res
 
 
-def auto_prewarm_mib(tokens: int) -> int:
-    """Default pre-fault size: 5x the int32 token bytes, at most half of the available memory."""
-    available = status_meminfo_mib("MemAvailable")
-    return int(min(5 * 4 * tokens / 2**20, 0.5 * available))
-
-
-def status_meminfo_mib(field: str) -> float:
-    """Return a ``/proc/meminfo`` field in MiB (0 if unavailable)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
 def run_mode(
     mode: str, data_dir: Path, seq_len: int, num_threads: int | None, inner: int, prewarm_mib: int, warmup: bool
 ) -> dict[str, Any]:
     """Run one mode in this process; return its result dict (with peak RSS)."""
     meta = json.loads((data_dir / META_FILE).read_text())
-    mem = PeakMemory(auto_prewarm_mib(meta["tokens"]) if prewarm_mib < 0 else prewarm_mib)
+    mem = PeakMemory(auto_prewarm_mib(meta["tokens"], 5 * 4) if prewarm_mib < 0 else prewarm_mib)
     if mode == "memcpy_fresh":
         res = run_memcpy(data_dir, meta, inner, mem)
     elif mode == "np_ffd":

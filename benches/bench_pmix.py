@@ -47,7 +47,6 @@ import argparse
 import json
 import os
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -60,6 +59,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from benchkit import PeakMemory, auto_prewarm_mib, status_mib
 
 SEQ_LEN = 65536
 QUICK_TOKENS = 5_000_000
@@ -203,60 +203,6 @@ def warm_page_cache(data_dir: Path) -> None:
 # ----------------------------------------------------------------------------- memory
 
 
-def status_mib(field: str) -> float:
-    """A ``/proc/self/status`` memory field (VmRSS, VmHWM) in MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-class PeakMemory:
-    """Peak RSS around the timed call, optionally pre-faulting free memory first (see bench_pack.py).
-
-    On this VM the first touch of memory the host took back can run at ~0.5 GB/s; ``arm`` touches and frees
-    ``prewarm_mib`` MiB, then resets the peak counter (``clear_refs`` 5) so that the pre-fault is not counted.
-    """
-
-    def __init__(self, prewarm_mib: int) -> None:
-        """Remember how much memory to pre-fault (0 = none)."""
-        self.prewarm_mib = prewarm_mib
-        self.peak_before = 0.0
-        self.reset_ok = False
-        self.peak = 0.0
-
-    def arm(self) -> None:
-        """Record the peak so far, pre-fault and free memory, reset the peak counter."""
-        self.peak_before = status_mib("VmHWM")
-        if self.prewarm_mib > 0:
-            scratch = np.ones(self.prewarm_mib * 2**20 // 8, dtype=np.int64)
-            del scratch
-            try:
-                with open("/proc/self/clear_refs", "w") as f:
-                    f.write("5")
-                self.reset_ok = True
-            except OSError:
-                self.reset_ok = False
-
-    def record(self) -> None:
-        """Take the peak right after the timed call."""
-        if self.reset_ok:
-            self.peak = max(self.peak_before, status_mib("VmHWM"))
-        else:
-            self.peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def auto_prewarm_mib(tokens: int) -> int:
-    """Pre-fault size: 3 x the token bytes (ids + masks), at most half of MemAvailable."""
-    avail = 0
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                avail = int(line.split()[1]) // 1024
-    return int(min(3 * tokens * 5 / 2**20, avail / 2))
-
-
 # ============================================================================================================
 # UPSTREAM REFERENCE: LongMagpie ``longmagpie/build_sft_data_p_mix.py`` (caskcsg/longcontext), stage 3b p-mix.
 # Written from /work/shared/reference/longmagpie-upstream.md §4; this is NOT longmagpie's algorithm.
@@ -386,7 +332,7 @@ def run_python(data_dir: Path, meta: dict[str, Any], rows: int, to_ndarray: bool
         "python_pool_tokens": [long_conv, short_conv],
         "convert_seconds": convert_s,
         "rss_before_MiB": rss_before,
-        "peak_rss_MiB": mem.peak,
+        "peak_rss_MiB": mem.info()["peak_rss_MiB"],
         "checks": {"ok": all(len(s["input_ids"]) == SEQ_LEN == len(s["mask"]) for s in samples)},
     }
 
@@ -437,7 +383,7 @@ def run_longmagpie(
         "fill_rate": st.fill_rate,
         "threads": num_threads or os.cpu_count(),
         "rss_before_MiB": rss_before,
-        "peak_rss_MiB": mem.peak,
+        "peak_rss_MiB": mem.info()["peak_rss_MiB"],
         "stats": {k: getattr(st, k) for k in keep},
         "checks": checks,
         "version": getattr(longmagpie, "__version__", "?"),
@@ -465,7 +411,7 @@ def run_np_copy(data_dir: Path, meta: dict[str, Any], mem: PeakMemory) -> dict[s
         "fill_rate": None,
         "threads": 1,
         "rss_before_MiB": rss_before,
-        "peak_rss_MiB": mem.peak,
+        "peak_rss_MiB": mem.info()["peak_rss_MiB"],
         "checks": {"ok": ok},
     }
 
@@ -474,7 +420,7 @@ def child(args: argparse.Namespace) -> None:
     """Run one mode in this process and print ``RESULT {json}``."""
     data_dir = Path(args.data_path)
     meta = json.loads((data_dir / "meta.json").read_text())
-    prewarm = auto_prewarm_mib(meta["tokens"]) if args.prewarm_mib < 0 else args.prewarm_mib
+    prewarm = auto_prewarm_mib(meta["tokens"], 3 * 5) if args.prewarm_mib < 0 else args.prewarm_mib
     mem = PeakMemory(prewarm)
     mode = args.child
     if mode in LM_MODES:

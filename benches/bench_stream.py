@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -45,6 +44,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from benchkit import peak_rss_mib, rss_mib
 
 SEQ_LEN = 65536
 DEFAULT_TOKENS = 2_000_000_000
@@ -158,23 +158,6 @@ def consume(batches: Iterable[pa.RecordBatch]) -> tuple[int, int, int]:
         n += 1
         del batch
     return rows, tokens, n
-
-
-def peak_rss_mib() -> float:
-    """``ru_maxrss`` of this process in MiB (KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def rss_mib() -> float:
-    """Current VmRSS in MiB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-# ----------------------------------------------------------------------------- child modes
 
 
 def split_tokens(total: int, short_frac: float) -> tuple[int, int]:
