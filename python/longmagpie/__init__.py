@@ -10,10 +10,13 @@ The public API:
   :func:`pack_pmix_stream` does it over streams larger than memory.
 - :func:`pack_stats`, :func:`pmix_stats` and :func:`pack_metadata` read what a run recorded in
   the table.
+- :func:`assemble` turns single-document (context, query, answer) samples into multi-document chat
+  samples, token-aware (:class:`Assembler` keeps a tokenized pool for many batches).
 - :func:`synthetic_samples` builds seeded tokenized samples (demo, tests, benchmarks).
 """
 
 from longmagpie._core import __version__
+from longmagpie.assembly import AssembleConfig, Assembler, assemble
 from longmagpie.metadata import pack_metadata
 from longmagpie.packing import PackStats, pack, pack_stats
 from longmagpie.pmix import PmixPackedStream, PmixStats, pack_pmix, pack_pmix_stream, pmix_stats
@@ -21,11 +24,14 @@ from longmagpie.streaming import PackedStream, pack_stream
 from longmagpie.synthetic import synthetic_samples
 
 __all__ = [
+    "AssembleConfig",
+    "Assembler",
     "PackStats",
     "PackedStream",
     "PmixPackedStream",
     "PmixStats",
     "__version__",
+    "assemble",
     "pack",
     "pack_metadata",
     "pack_pmix",

@@ -41,3 +41,35 @@ def pack_pmix_stream(
     window_tokens: int | None = None,
 ) -> PmixStream:
     """Start a p-mix over two Arrow streams (``window_tokens=None``: one block per pool, in memory)."""
+
+class Assembler:
+    """A tokenizer, chat-template spans and a document pool tokenized once (see ``longmagpie.assemble``)."""
+
+    def __init__(
+        self,
+        tokenizer_json: str,
+        template: tuple[str, str, str, str, str, str, bool, bool],
+        documents: Any,
+        distractors: Any | None,
+        max_tokens: int,
+        budget: str,
+        budget_min: int,
+        budget_max: int,
+        long_documents: str,
+        seed: int,
+        max_misses: int,
+        margin: int,
+        with_text: bool,
+        num_threads: int | None = None,
+    ) -> None: ...
+    def documents(self) -> int: ...
+    def document_tokens(self) -> list[int]: ...
+    def document_ids(self, i: int) -> list[int]: ...
+    def assemble(
+        self,
+        gold: Any,
+        queries: Any,
+        answers: Any,
+        gold_in_distractors: Any | None = None,
+        row_offset: int = 0,
+    ) -> tuple[Any, dict[str, int]]: ...

@@ -7,15 +7,18 @@
 #![deny(clippy::unwrap_used)]
 #![warn(missing_docs)]
 
+pub mod assemble;
 pub mod columns;
 pub mod error;
 pub mod gather;
+pub mod joiner;
 mod kernels;
 mod memory;
 mod options;
 pub mod pack;
 pub mod plan;
 pub mod pmix;
+pub mod tokenized;
 
 pub use error::{PackError, Result};
 pub use gather::{output_schema, rows_per_batch};

@@ -14,7 +14,13 @@ use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use pyo3_arrow::input::AnyRecordBatch;
-use pyo3_arrow::PyTable;
+use pyo3_arrow::{PyArray, PyTable};
+
+use arrow_array::{Array, ArrayRef, Int32Array};
+use longmagpie_core::assemble::{
+    AssembleError, AssembleOptions, Assembler as CoreAssembler, Budget, LongDocuments, SampleBatch,
+    TemplateTexts,
+};
 
 fn to_py_err(e: PackError) -> PyErr {
     if e.is_type_error() {
@@ -284,6 +290,182 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pack, m)?)?;
     m.add_function(wrap_pyfunction!(pack_pmix_stream, m)?)?;
     m.add_class::<PyPmixStream>()?;
+    m.add_class::<Assembler>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
+}
+
+fn assemble_err(e: AssembleError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+/// Runs `f` with the GIL released; a panic inside becomes a `RuntimeError`.
+fn detached_assemble<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> Result<T, AssembleError> + Send,
+) -> PyResult<T> {
+    match py.detach(|| catch_unwind(AssertUnwindSafe(f))) {
+        Ok(result) => result.map_err(assemble_err),
+        Err(_) => Err(PyRuntimeError::new_err(
+            "internal error in longmagpie's Rust assembler; please report it with the input that caused it",
+        )),
+    }
+}
+
+fn int32_array(a: &ArrayRef, what: &str) -> PyResult<Int32Array> {
+    a.as_any()
+        .downcast_ref::<Int32Array>()
+        .cloned()
+        .ok_or_else(|| PyTypeError::new_err(format!("{what} must be an int32 array")))
+}
+
+/// Documents tokenized once with a Hugging Face tokenizer, and a chat template cut into spans;
+/// assembles multi-document samples. See `longmagpie.assemble` for the documented API.
+#[pyclass(module = "longmagpie._core", frozen)]
+struct Assembler {
+    inner: CoreAssembler,
+}
+
+#[pymethods]
+impl Assembler {
+    #[new]
+    #[pyo3(signature = (tokenizer_json, template, documents, distractors, max_tokens, budget, budget_min, budget_max, long_documents, seed, max_misses, margin, with_text, num_threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        tokenizer_json: String,
+        template: (String, String, String, String, String, String, bool, bool),
+        documents: PyArray,
+        distractors: Option<PyArray>,
+        max_tokens: usize,
+        budget: &str,
+        budget_min: usize,
+        budget_max: usize,
+        long_documents: &str,
+        seed: u64,
+        max_misses: usize,
+        margin: usize,
+        with_text: bool,
+        num_threads: Option<usize>,
+    ) -> PyResult<Self> {
+        let mut opts = AssembleOptions::new(max_tokens);
+        opts.budget = match budget {
+            "tokens" => Budget::Tokens {
+                min: budget_min,
+                max: budget_max,
+            },
+            "count" => Budget::Count {
+                min: budget_min,
+                max: budget_max,
+            },
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "budget must be 'tokens' or 'count', got {other:?}"
+                )))
+            }
+        };
+        opts.long_documents = match long_documents {
+            "truncate" => LongDocuments::Truncate,
+            "skip" => LongDocuments::Skip,
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "long_documents must be 'truncate' or 'skip', got {other:?}"
+                )))
+            }
+        };
+        opts.seed = seed;
+        opts.max_misses = max_misses;
+        opts.margin = margin;
+        opts.with_text = with_text;
+        opts.num_threads = num_threads;
+        let (prefix, user_to_answer, answer_end, suffix, doc_separator, query_separator, tu, ta) =
+            template;
+        let template = TemplateTexts {
+            prefix,
+            user_to_answer,
+            answer_end,
+            suffix,
+            doc_separator,
+            query_separator,
+            trim_user: tu,
+            trim_answer: ta,
+        };
+        let docs = documents.into_inner().0;
+        let distractors = distractors.map(|d| d.into_inner().0);
+        let inner = detached_assemble(py, move || {
+            CoreAssembler::new(&tokenizer_json, template, docs, distractors, opts)
+        })?;
+        Ok(Assembler { inner })
+    }
+
+    /// Number of pool documents.
+    fn documents(&self) -> usize {
+        self.inner.documents()
+    }
+
+    /// Token count of each pool document, as a list.
+    fn document_tokens(&self) -> Vec<u32> {
+        self.inner.document_tokens()
+    }
+
+    /// Token ids of pool document `i`, tokenized alone.
+    fn document_ids(&self, i: usize) -> PyResult<Vec<u32>> {
+        if i >= self.inner.documents() {
+            return Err(PyValueError::new_err(format!(
+                "document {i} is out of range ({} documents)",
+                self.inner.documents()
+            )));
+        }
+        Ok(self.inner.document_ids(i).to_vec())
+    }
+
+    /// Assembles one batch of samples. Returns (pyarrow.Table, stats dict).
+    #[pyo3(signature = (gold, queries, answers, gold_in_distractors=None, row_offset=0))]
+    fn assemble<'py>(
+        &self,
+        py: Python<'py>,
+        gold: PyArray,
+        queries: PyArray,
+        answers: PyArray,
+        gold_in_distractors: Option<PyArray>,
+        row_offset: u64,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
+        let gold = int32_array(gold.array(), "gold")?;
+        let excl = gold_in_distractors
+            .map(|a| int32_array(a.array(), "gold_in_distractors"))
+            .transpose()?;
+        let (queries, answers) = (queries.into_inner().0, answers.into_inner().0);
+        let inner = &self.inner;
+        let (batches, stats) = detached_assemble(py, || {
+            inner.assemble(&SampleBatch {
+                gold: &gold,
+                gold_in_distractors: excl.as_ref(),
+                queries: &queries,
+                answers: &answers,
+                row_offset,
+            })
+        })?;
+        let d = PyDict::new(py);
+        d.set_item("samples", stats.samples)?;
+        d.set_item("assembled", stats.assembled)?;
+        d.set_item("skipped_long", stats.skipped_long)?;
+        d.set_item("truncated_documents", stats.truncated_documents)?;
+        d.set_item("truncated_tokens", stats.truncated_tokens)?;
+        d.set_item("distractors", stats.distractors)?;
+        d.set_item("output_tokens", stats.output_tokens)?;
+        d.set_item("masked_tokens", stats.masked_tokens)?;
+        d.set_item("reused_tokens", stats.reused_tokens)?;
+        d.set_item("windows", stats.windows)?;
+        d.set_item("rebuilt", stats.rebuilt)?;
+        d.set_item("min_tokens", stats.min_tokens)?;
+        d.set_item("max_tokens", stats.max_tokens)?;
+        let schema = match batches.first() {
+            Some(b) => b.schema(),
+            None => inner.empty_schema(),
+        };
+        let out = PyTable::try_new(batches, schema)?
+            .into_pyobject(py)?
+            .into_any();
+        Ok((out, d))
+    }
 }
