@@ -305,3 +305,32 @@ def test_bad_input_errors_name_the_row_or_file(qwen, tmp_path):
         assemble(pa.table(ok), no_user)
     with pytest.raises(ValueError, match="target_tokens"):
         assemble(pa.table(ok), qwen, target_tokens=(500, 100))
+
+
+def test_cli_assemble_then_pack(qwen_tokenizer_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from longmagpie.cli import app
+
+    docs = [f"Document {i}. " + "words " * (10 + i) for i in range(12)]
+    pq.write_table(
+        pa.table({"context": docs, "query": ["Q?"] * 12, "answer": ["A."] * 12, "id": list(range(12))}),
+        tmp_path / "qa.parquet",
+    )
+    out = tmp_path / "assembled.parquet"
+    runner = CliRunner()
+    args = ["assemble", str(tmp_path / "qa.parquet"), "--tokenizer", str(qwen_tokenizer_dir), "-o", str(out)]
+    result = runner.invoke(app, [*args, "--distractor-count", "1-3", "--messages"])
+    assert result.exit_code == 0, result.output
+    assert "assembled 12 of 12 samples" in result.output
+    table = pq.read_table(out)
+    assert table.column("id").to_pylist() == list(range(12))
+    assert set(table.column("n_documents").to_pylist()) <= {2, 3, 4}
+    # An existing output is kept without --overwrite; a bad count range is a clear error.
+    again = runner.invoke(app, args)
+    assert again.exit_code != 0 and "--overwrite" in again.output
+    bad = runner.invoke(app, [*args, "--overwrite", "--distractor-count", "nine"])
+    assert bad.exit_code != 0 and "MIN-MAX" in bad.output
+    packed = tmp_path / "packed.parquet"
+    result = runner.invoke(app, ["pack", str(out), "-o", str(packed), "--seq-len", "4096"])
+    assert result.exit_code == 0, result.output

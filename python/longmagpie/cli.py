@@ -164,6 +164,80 @@ def pmix(
         typer.echo(f"  output    {output}")
 
 
+@app.command()
+def assemble(
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Parquet files or directories of (context, query, answer) rows.")
+    ],
+    tokenizer: Annotated[Path, typer.Option(help="Directory of a Hugging Face fast tokenizer (its chat template).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write (atomically).")] = Path(
+        "assembled.parquet"
+    ),
+    documents: Annotated[
+        list[Path] | None, typer.Option(help="Pool of gold documents (doc_id, text) that samples name by doc_id.")
+    ] = None,
+    distractors: Annotated[
+        list[Path] | None, typer.Option(help="Separate distractor corpus (text[, doc_id]); default: the pool.")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Hard cap on a sample's tokens.")] = 65536,
+    min_target: Annotated[int, typer.Option(help="Smallest target length (tokens).")] = 8192,
+    max_target: Annotated[int, typer.Option(help="Largest target length (tokens).")] = 65536,
+    distractor_count: Annotated[
+        str | None, typer.Option(help="MIN-MAX distractors instead of a token target (upstream: 0-9).")
+    ] = None,
+    doc_separator: Annotated[str, typer.Option(help="Text between documents.")] = "\n\n===Document Separator===\n\n",
+    query_separator: Annotated[str, typer.Option(help="Text between the last document and the query.")] = "\n\n",
+    system: Annotated[str | None, typer.Option(help="System message (default: the template's own).")] = None,
+    long_documents: Annotated[str, typer.Option(help="Gold documents over the cap: truncate | skip.")] = "truncate",
+    messages: Annotated[bool, typer.Option(help="Also write the conversation as text (messages column).")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the per-sample draws.")] = 0,
+    threads: Annotated[int | None, typer.Option(help="Threads (default: all cores); same output for any.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Turn (context, query, answer) samples into multi-document chat samples, token-aware (input_ids + mask)."""
+    import longmagpie
+    from longmagpie.chat_spans import TemplateError
+    from longmagpie.files import read_parquet, write_parquet_atomic
+
+    if output.exists() and not overwrite:
+        raise _fail(f"{output} exists; pass --overwrite to replace it")
+    options: dict[str, object] = {"target_tokens": (min_target, max_target)}
+    if distractor_count is not None:
+        lo, _, hi = distractor_count.partition("-")
+        if not (lo.strip().isdigit() and hi.strip().isdigit()):
+            raise _fail(f"--distractor-count must be MIN-MAX, e.g. 0-9 (got {distractor_count!r})")
+        options = {"target_tokens": None, "num_distractors": (int(lo), int(hi))}
+    try:
+        out = longmagpie.assemble(
+            read_parquet(inputs),
+            tokenizer,
+            documents=read_parquet(documents) if documents else None,
+            distractors=read_parquet(distractors) if distractors else None,
+            messages=messages,
+            max_tokens=max_tokens,
+            doc_separator=doc_separator,
+            query_separator=query_separator,
+            system=system,
+            long_documents=long_documents,
+            seed=seed,
+            num_threads=threads,
+            **options,  # type: ignore[arg-type]
+        )
+        write_parquet_atomic(out, output, overwrite=overwrite)
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, TemplateError) as e:
+        raise _fail(f"{e}") from None
+    if not quiet:
+        s = longmagpie.pack_metadata(out)["stats"]
+        typer.echo(f"assembled {s['assembled']:,} of {s['samples']:,} samples, {s['output_tokens']:,} tokens")
+        typer.echo(
+            f"  documents  {s['distractors']:,} distractors, {s['truncated_documents']:,} gold truncated, "
+            f"{s['skipped_long']:,} skipped"
+        )
+        typer.echo(f"  lengths    {s['min_tokens']:,} to {s['max_tokens']:,} tokens")
+        typer.echo(f"  output     {output}")
+
+
 def main() -> None:
     """Entry point of the ``longmagpie`` console script."""
     app(prog_name="longmagpie")
