@@ -38,6 +38,7 @@ _STATS_SUM = (
     "reused_tokens",
     "windows",
     "rebuilt",
+    "whole_text",
 )
 
 

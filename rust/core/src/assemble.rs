@@ -19,7 +19,7 @@ use rayon::prelude::*;
 use tokenizers::Tokenizer;
 
 use crate::columns::StrColumn;
-use crate::joiner::Joiner;
+use crate::joiner::{Joiner, Specials};
 use crate::tokenized::{TokenizeFailure, Tokenized};
 
 /// Errors of assembly; each names the column and row, or the file, and what to do.
@@ -203,6 +203,8 @@ pub struct AssembleStats {
     pub reused_tokens: u64,
     /// Windows re-tokenized around joins.
     pub windows: u64,
+    /// Samples tokenized as one text because an added token's text spans a join.
+    pub whole_text: u64,
     /// Samples whose length missed their token target by more than the last draw could fill.
     pub rebuilt: u64,
     /// Shortest and longest sample.
@@ -224,6 +226,7 @@ impl AssembleStats {
         self.reused_tokens += o.reused_tokens;
         self.windows += o.windows;
         self.rebuilt += o.rebuilt;
+        self.whole_text += o.whole_text;
         if o.assembled > 0 {
             self.min_tokens = if self.assembled == o.assembled {
                 o.min_tokens
@@ -368,6 +371,7 @@ pub struct Assembler {
     opts: AssembleOptions,
     pool: rayon::ThreadPool,
     trims: (bool, bool),
+    specials: Option<Specials>,
 }
 
 /// One batch of samples: which pool document is gold, the query and the answer.
@@ -431,7 +435,9 @@ impl Assembler {
             ))
         })?;
         let trims = (template.trim_user, template.trim_answer);
+        let specials = Specials::new(&tok);
         let mut a = Assembler {
+            specials,
             trims,
             tok,
             lits,
@@ -877,10 +883,22 @@ impl Ctx<'_> {
             end.masked = true;
             all.push(end);
             all.push(self.lit(Lit::Suffix));
-            for p in &all {
-                let text = self.text(p.src, p.t);
+            let texts: Vec<&str> = all
+                .iter()
+                .map(|p| &self.text(p.src, p.t)[p.b0..p.b1])
+                .collect();
+            let whole = self.a.specials.as_ref().is_some_and(|s| s.crosses(&texts));
+            if whole {
+                stats.whole_text += 1;
+            }
+            for (p, text) in all.iter().zip(&texts) {
+                if whole {
+                    joiner.text(text, p.masked);
+                    continue;
+                }
+                let full = self.text(p.src, p.t);
                 joiner
-                    .piece(self.set(p.src), p.t, text, p.b0..p.b1, p.masked)
+                    .piece(self.set(p.src), p.t, full, p.b0..p.b1, p.masked)
                     .map_err(|message| AssembleError::Tokenize {
                         column: "assembled sample".into(),
                         row,

@@ -28,3 +28,6 @@ pub use pmix::{pack_pmix, Exhausted, Fill, PmixOptions, PmixPacked, PmixStats};
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod assemble_tests;

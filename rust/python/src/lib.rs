@@ -457,6 +457,7 @@ impl Assembler {
         d.set_item("reused_tokens", stats.reused_tokens)?;
         d.set_item("windows", stats.windows)?;
         d.set_item("rebuilt", stats.rebuilt)?;
+        d.set_item("whole_text", stats.whole_text)?;
         d.set_item("min_tokens", stats.min_tokens)?;
         d.set_item("max_tokens", stats.max_tokens)?;
         let schema = match batches.first() {
