@@ -11,9 +11,16 @@ The public API:
 - :func:`pack_stats`, :func:`pmix_stats` and :func:`pack_metadata` read what a run recorded in
   the table.
 - :func:`synthetic_samples` builds seeded tokenized samples (demo, tests, benchmarks).
+- :func:`export_parquet` writes packed rows as a Hugging Face Parquet dataset (shards + card);
+  :func:`export_mds` writes them as MDS for ProLong-style trainers (extra ``mds``).
+- ``longmagpie.torch.PackedCollator`` (extra ``torch``, imported only when asked for) collates
+  packed rows for transformers' padding-free attention.
 """
 
+from typing import Any
+
 from longmagpie._core import __version__
+from longmagpie.export import ExportResult, export_mds, export_parquet
 from longmagpie.metadata import pack_metadata
 from longmagpie.packing import PackStats, pack, pack_stats
 from longmagpie.pmix import PmixPackedStream, PmixStats, pack_pmix, pack_pmix_stream, pmix_stats
@@ -21,11 +28,14 @@ from longmagpie.streaming import PackedStream, pack_stream
 from longmagpie.synthetic import synthetic_samples
 
 __all__ = [
+    "ExportResult",
     "PackStats",
     "PackedStream",
     "PmixPackedStream",
     "PmixStats",
     "__version__",
+    "export_mds",
+    "export_parquet",
     "pack",
     "pack_metadata",
     "pack_pmix",
@@ -35,3 +45,12 @@ __all__ = [
     "pmix_stats",
     "synthetic_samples",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``PackedCollator`` (and so torch) only when it is asked for."""
+    if name == "PackedCollator":
+        from longmagpie.torch import PackedCollator
+
+        return PackedCollator
+    raise AttributeError(f"module 'longmagpie' has no attribute {name!r}")
