@@ -10,8 +10,9 @@ One sample per packed row:
 | ``length`` | ``int`` | tokens in the row |
 | ``domain`` | ``str`` | a constant, or the row's sources |
 
-Upstream LongMagpie writes one span per row (``[[0, 65536]]``), so attention crosses the packed
-conversations; here every document gets its own span, which ProLong's collator turns into
+Upstream LongMagpie's p-mix writes one span per row (``[[0, 65536]]``), so attention crosses the
+packed conversations (its plain 64k set has one span per conversation); here every packed document
+(every sample given to ``pack``/``pack_pmix``) gets its own span, which ProLong's collator turns into
 per-document varlen attention with restarted positions.
 """
 
@@ -104,7 +105,7 @@ def export_mds(
     Columns and encodings are those of upstream LongMagpie / ProLong (``input_ids`` uint32,
     ``indices`` uint32 (n, 2), ``mask`` uint8, ``length`` int, ``domain`` str), so their training
     code reads the output unchanged; ``indices`` holds one ``[start, end)`` span per document (from
-    ``seq_lengths``), not upstream's single span per row. The directory is built in a temporary
+    ``seq_lengths``), not upstream p-mix's single span per row. The directory is built in a temporary
     sibling and renamed into place (no partial shards on failure). Needs the ``mds`` extra.
 
     Args:
