@@ -97,3 +97,41 @@ def test_same_input_same_bytes_and_staged_write(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"row \d+: has \d+ tokens, more than seq_len=50"):
         longmagpie.export_mds(table, tmp_path / "c", seq_len=50)
     assert not (tmp_path / "c").exists() and siblings(tmp_path / "c") == []
+
+
+def prolong_collate(items: list[dict]) -> dict:
+    """ProLong's training collator as the reference describes it (training/dataset.py, `apply_instruct_masks`):
+    each `indices` span of length > 1 becomes a segment whose first label is -100 and whose labels are -100
+    where `mask` is 0; segments of all items are concatenated, their lengths are `seq_lengths`."""
+    ids, labels, lengths = [], [], []
+    for item in items:
+        for a, b in item["indices"].tolist():
+            if b - a <= 1:
+                continue
+            seg = item["input_ids"][a:b].astype(np.int64)
+            lab = seg.copy()
+            lab[0] = -100
+            lab[item["mask"][a:b] == 0] = -100
+            ids.append(seg)
+            labels.append(lab)
+            lengths.append(b - a)
+    return {"input_ids": np.concatenate(ids), "labels": np.concatenate(labels), "seq_lengths": lengths}
+
+
+def test_prolong_collator_on_mds_builds_the_batch_packed_collator_builds_from_parquet(tmp_path) -> None:
+    torch = require("torch")
+    from longmagpie.torch import PackedCollator
+
+    samples = make_samples(rng_lengths(4, 120, 2, 70), labels=True)  # ProLong skips 1-token segments
+    table = longmagpie.pack(samples, seq_len=160)
+    longmagpie.export_mds(table, tmp_path / "mds")
+    longmagpie.export_parquet(table, tmp_path / "hf")
+    datasets = require("datasets")
+    hf = datasets.load_dataset(str(tmp_path / "hf"), split="train", cache_dir=str(tmp_path / "cache"))
+    mds = read_back(tmp_path / "mds")
+    for start in range(0, len(mds), 4):
+        theirs = prolong_collate(mds[start : start + 4])
+        ours = PackedCollator()([hf[i] for i in range(start, min(start + 4, len(mds)))])
+        assert ours["input_ids"][0].tolist() == theirs["input_ids"].tolist()
+        assert ours["labels"][0].tolist() == theirs["labels"].tolist()
+        assert torch.diff(ours["cu_seq_lens_q"]).tolist() == theirs["seq_lengths"]
