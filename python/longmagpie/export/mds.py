@@ -82,7 +82,8 @@ def mds_samples(batch: pa.RecordBatch, domain: str | None) -> list[dict[str, Any
         if domain is not None:
             dom = domain
         elif sources is not None:
-            dom = ",".join(dict.fromkeys(s for s in (sources[r] or []) if s is not None))
+            row_sources = sources[r] if isinstance(sources[r], list) else [sources[r]]
+            dom = ",".join(dict.fromkeys(s for s in row_sources if s is not None))
         else:
             dom = ""
         a, b = starts[r], starts[r + 1]
