@@ -97,3 +97,24 @@ def test_pmix_command(tmp_path: Path) -> None:
     result = runner.invoke(app, [*args, "-o", str(tmp_path / "x.parquet"), "--seq-len", "256"])
     assert result.exit_code == 1 and "in the long samples: row 0 has 300 tokens" in result.output
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_export_parquet_from_packed_file(tmp_path: Path) -> None:
+    packed = tmp_path / "packed.parquet"
+    result = runner.invoke(app, ["pack", "--demo", "--demo-tokens", "300000", "-o", str(packed)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "dataset"
+    result = runner.invoke(app, ["export", str(packed), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pq.read_table(packed)
+    assert f"exported {table.num_rows:,} rows" in result.output
+    shards = sorted((out / "data").glob("train-*.parquet"))
+    assert shards and (out / "README.md").is_file()
+    back = pq.read_table(shards[0]) if len(shards) == 1 else None
+    if back is not None:
+        assert back.column("input_ids").equals(table.column("input_ids"))
+    # A non-empty target is refused without --overwrite; a bad format is a clear error.
+    again = runner.invoke(app, ["export", str(packed), "-o", str(out)])
+    assert again.exit_code != 0 and "overwrite" in again.output
+    bad = runner.invoke(app, ["export", str(packed), "-o", str(tmp_path / "x"), "--format", "csv"])
+    assert bad.exit_code != 0 and "parquet or mds" in bad.output

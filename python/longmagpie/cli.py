@@ -238,6 +238,56 @@ def assemble(
         typer.echo(f"  output     {output}")
 
 
+@app.command()
+def export(
+    inputs: Annotated[list[Path], typer.Argument(help="Packed Parquet files or directories (pack / pmix output).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (built aside, then renamed).")],
+    fmt: Annotated[str, typer.Option("--format", help="parquet (Hugging Face shards + card) | mds.")] = "parquet",
+    split: Annotated[str, typer.Option(help="Split name of the Parquet shards.")] = "train",
+    seq_len: Annotated[
+        int | None, typer.Option(help="Most tokens per row (default: from the packing metadata).")
+    ] = None,
+    shard_mb: Annotated[int, typer.Option(help="Most MiB (in memory) per Parquet shard.")] = 512,
+    domain: Annotated[str | None, typer.Option(help="MDS domain string (default: the source column).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty OUTPUT.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Write packed rows for trainers: Hugging Face Parquet shards + dataset card, or MDS (ProLong)."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    import longmagpie
+
+    if fmt not in ("parquet", "mds"):
+        raise _fail(f"--format must be parquet or mds (got {fmt!r})")
+    for p in inputs:
+        if not p.exists():
+            raise _fail(f"input {p} does not exist")
+    try:
+        dataset = ds.dataset([str(p) for p in inputs] if len(inputs) > 1 else str(inputs[0]), format="parquet")
+        if seq_len is None:
+            try:
+                params = longmagpie.pack_metadata(dataset.schema)["params"]
+                seq_len = params.get("pad_to") or params.get("seq_len")
+            except ValueError:
+                seq_len = None
+        reader = pa.RecordBatchReader.from_batches(dataset.schema, dataset.to_batches())
+        if fmt == "parquet":
+            result = longmagpie.export_parquet(
+                reader, output, split=split, seq_len=seq_len, shard_bytes=shard_mb << 20, overwrite=overwrite
+            )
+        else:
+            result = longmagpie.export_mds(reader, output, seq_len=seq_len, domain=domain, overwrite=overwrite)
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, ImportError, pa.ArrowException) as e:
+        raise _fail(f"{e}") from None
+    if not quiet:
+        typer.echo(
+            f"exported {result.rows:,} rows, {result.tokens:,} tokens, {result.documents:,} documents ({fmt})"
+        )
+        typer.echo(f"  trained    {result.trained_tokens:,} tokens in the loss mask")
+        typer.echo(f"  files      {len(result.files)} under {result.path}")
+
+
 def main() -> None:
     """Entry point of the ``longmagpie`` console script."""
     app(prog_name="longmagpie")
