@@ -281,9 +281,7 @@ def export(
     except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, ImportError, pa.ArrowException) as e:
         raise _fail(f"{e}") from None
     if not quiet:
-        typer.echo(
-            f"exported {result.rows:,} rows, {result.tokens:,} tokens, {result.documents:,} documents ({fmt})"
-        )
+        typer.echo(f"exported {result.rows:,} rows, {result.tokens:,} tokens, {result.documents:,} documents ({fmt})")
         typer.echo(f"  trained    {result.trained_tokens:,} tokens in the loss mask")
         typer.echo(f"  files      {len(result.files)} under {result.path}")
 
