@@ -11,7 +11,8 @@ The public API:
 - :func:`pack_stats`, :func:`pmix_stats` and :func:`pack_metadata` read what a run recorded in
   the table.
 - :func:`assemble` turns single-document (context, query, answer) samples into multi-document chat
-  samples, token-aware (:class:`Assembler` keeps a tokenized pool for many batches).
+  samples, token-aware (:class:`Assembler` keeps a tokenized pool for many batches);
+  :func:`tokenize` tokenizes texts in Rust (parallel, GIL released).
 - :func:`synthetic_samples` builds seeded tokenized samples (demo, tests, benchmarks).
 - :func:`export_parquet` writes packed rows as a Hugging Face Parquet dataset (shards + card);
   :func:`export_mds` writes them as MDS for ProLong-style trainers (extra ``mds``).
@@ -22,7 +23,7 @@ The public API:
 from typing import Any
 
 from longmagpie._core import __version__
-from longmagpie.assembly import AssembleConfig, Assembler, assemble
+from longmagpie.assembly import AssembleConfig, Assembler, assemble, tokenize
 from longmagpie.export import ExportResult, export_mds, export_parquet
 from longmagpie.metadata import pack_metadata
 from longmagpie.packing import PackStats, pack, pack_stats
@@ -50,6 +51,7 @@ __all__ = [
     "pack_stream",
     "pmix_stats",
     "synthetic_samples",
+    "tokenize",
 ]
 
 

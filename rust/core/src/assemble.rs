@@ -318,6 +318,70 @@ pub fn texts_of<'a>(col: StrColumn<'a>, len: usize, column: &str) -> Result<Vec<
         .collect()
 }
 
+/// Parses a `tokenizer.json` for encoding without special tokens, post-processing or truncation.
+pub fn load_tokenizer(tokenizer_json: &str) -> Result<Tokenizer> {
+    let mut tok: Tokenizer = tokenizer_json
+        .parse()
+        .map_err(|e: tokenizers::Error| AssembleError::Tokenizer(e.to_string()))?;
+    tok.with_post_processor(None::<tokenizers::PostProcessorWrapper>);
+    tok.with_padding(None);
+    tok.with_truncation(None)
+        .map_err(|e| AssembleError::Tokenizer(e.to_string()))?;
+    Ok(tok)
+}
+
+/// Token ids of each text (no special tokens added) as a list<int32> array, tokenized in
+/// parallel on a pool of `num_threads` (null texts stay null).
+pub fn tokenize(
+    tokenizer_json: &str,
+    texts: &ArrayRef,
+    num_threads: Option<usize>,
+) -> Result<ListArray> {
+    use arrow_array::Array;
+    let tok = load_tokenizer(tokenizer_json)?;
+    let col = str_column(texts, "text")?;
+    let n = texts.len();
+    let refs: Vec<&str> = (0..n).map(|i| col.get(i).unwrap_or("")).collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(num_threads.unwrap_or(0))
+        .build()
+        .map_err(|e| AssembleError::InvalidArgument(format!("cannot start threads: {e}")))?;
+    let parts: Vec<std::result::Result<Vec<u32>, (usize, String)>> = pool.install(|| {
+        refs.par_iter()
+            .enumerate()
+            .map(|(i, t)| {
+                tok.encode_fast(*t, false)
+                    .map(|e| e.get_ids().to_vec())
+                    .map_err(|e| (i, e.to_string()))
+            })
+            .collect()
+    });
+    let mut values: Vec<i32> = Vec::new();
+    let mut offsets = Vec::with_capacity(n + 1);
+    offsets.push(0i32);
+    for part in parts {
+        let ids = part.map_err(|(row, message)| AssembleError::Tokenize {
+            column: "text".into(),
+            row,
+            message,
+        })?;
+        values.extend(ids.iter().map(|&x| x as i32));
+        let end = i32::try_from(values.len()).map_err(|_| {
+            AssembleError::InvalidArgument(
+                "over 2**31 tokens in one call: tokenize in smaller batches".into(),
+            )
+        })?;
+        offsets.push(end);
+    }
+    let field = Arc::new(Field::new("item", DataType::Int32, false));
+    Ok(ListArray::new(
+        field,
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Arc::new(Int32Array::from(values)),
+        texts.nulls().cloned(),
+    ))
+}
+
 /// Indices of the template's literal texts in [`Literals`].
 #[derive(Clone, Copy)]
 enum Lit {
@@ -398,14 +462,8 @@ impl Assembler {
         opts: AssembleOptions,
     ) -> Result<Self> {
         opts.check()?;
-        let mut tok: Tokenizer = tokenizer_json
-            .parse()
-            .map_err(|e: tokenizers::Error| AssembleError::Tokenizer(e.to_string()))?;
         // Offsets must stay untrimmed and nothing may be added or cut.
-        tok.with_post_processor(None::<tokenizers::PostProcessorWrapper>);
-        tok.with_padding(None);
-        tok.with_truncation(None)
-            .map_err(|e| AssembleError::Tokenizer(e.to_string()))?;
+        let tok = load_tokenizer(tokenizer_json)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.num_threads.unwrap_or(0))
             .build()

@@ -3,7 +3,7 @@
 //! exceptions. Panics never cross into Python: they become `RuntimeError`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use longmagpie_core::pmix::{BatchSource, PmixStream};
 use longmagpie_core::{
@@ -291,6 +291,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pack_pmix_stream, m)?)?;
     m.add_class::<PyPmixStream>()?;
     m.add_class::<Assembler>()?;
+    m.add_function(wrap_pyfunction!(tokenize, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
@@ -310,6 +311,29 @@ fn detached_assemble<T: Send>(
             "internal error in longmagpie's Rust assembler; please report it with the input that caused it",
         )),
     }
+}
+
+/// Token ids of each text, list<int32> (see `longmagpie.tokenize`).
+#[pyfunction]
+#[pyo3(signature = (tokenizer_json, texts, num_threads=None))]
+fn tokenize<'py>(
+    py: Python<'py>,
+    tokenizer_json: String,
+    texts: PyArray,
+    num_threads: Option<usize>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (array, _) = texts.into_inner();
+    let list = detached_assemble(py, move || {
+        longmagpie_core::assemble::tokenize(&tokenizer_json, &array, num_threads)
+    })?;
+    let field = Arc::new(arrow_schema::Field::new(
+        "input_ids",
+        list.data_type().clone(),
+        true,
+    ));
+    let arr = PyArray::new(Arc::new(list), field);
+    let obj: Py<PyAny> = arr.to_pyarrow(py)?.unbind();
+    Ok(obj.into_bound(py))
 }
 
 fn int32_array(a: &ArrayRef, what: &str) -> PyResult<Int32Array> {
