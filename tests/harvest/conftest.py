@@ -1,0 +1,91 @@
+"""Fixtures of the harvest tests: one in-process vLLM engine on the tiny Qwen2 model, documents, configs."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+MAX_MODEL_LEN = 1024
+ENGINE_KWARGS: dict[str, Any] = {
+    "dtype": "bfloat16",
+    "enforce_eager": True,
+    "kv_cache_memory_bytes": 256 * 2**20,
+}
+
+WORDS = (
+    "river mountain library engine theory harvest signal archive lantern protocol meadow circuit "
+    "glacier orchard compiler vessel canyon ledger beacon quartz"
+).split()
+
+
+def make_documents(n: int, seed: int = 0, words: int = 40) -> list[str]:
+    """Distinct small English-like documents (the tiny model's text is gibberish anyway)."""
+    docs = []
+    for i in range(n):
+        body = " ".join(WORDS[(i * 7 + j * (seed + 3)) % len(WORDS)] for j in range(words))
+        docs.append(f"Document {i}. {body.capitalize()}.")
+    return docs
+
+
+def write_parquet(path: Path, texts: list[Any], column: str = "text", **extra: list[Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({column: texts, **extra}), path)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def vllm_llm(tiny_qwen2_dir: Path) -> Iterator[Any]:
+    """The one in-process ``vllm.LLM`` every in-process harvest test shares."""
+    from vllm import LLM
+
+    llm = LLM(
+        model=str(tiny_qwen2_dir),
+        max_model_len=MAX_MODEL_LEN,
+        enable_prefix_caching=True,
+        seed=0,
+        **ENGINE_KWARGS,
+    )
+    yield llm
+    del llm
+
+
+@pytest.fixture(scope="session")
+def engine(vllm_llm: Any) -> Any:
+    from longmagpie.harvest import VllmEngine
+
+    return VllmEngine.from_llm(vllm_llm)
+
+
+@pytest.fixture
+def base_config(tiny_qwen2_dir: Path, tmp_path: Path) -> dict[str, Any]:
+    """Settings that make the tiny model yield rows: no question-mark rule, short generations, greedy."""
+    return {
+        "model": str(tiny_qwen2_dir),
+        "output_dir": str(tmp_path / "out"),
+        "max_model_len": MAX_MODEL_LEN,
+        "max_doc_tokens": 256,
+        "query_max_tokens": 16,
+        "answer_max_tokens": 16,
+        "query_temperature": 0.0,
+        "answer_temperature": 0.0,
+        "question_mark": "off",
+        "min_query_chars": 1,
+        "allow_unfinished_answers": True,
+        "engine_kwargs": dict(ENGINE_KWARGS),
+        "progress": False,
+    }
