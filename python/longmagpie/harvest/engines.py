@@ -34,11 +34,15 @@ class GenerationRequest:
 
 @dataclass(frozen=True)
 class GenerationResult:
-    """The completion: text (special tokens kept, the stop token left out), its token count, why it ended."""
+    """The completion: text (special tokens kept, the stop token left out), its token count, why it ended.
+
+    ``token_ids`` are the generated ids (a stop token included), empty where a server does not return them.
+    """
 
     text: str
     num_tokens: int
     finish_reason: str
+    token_ids: tuple[int, ...] = ()
 
 
 class Engine(Protocol):
@@ -118,9 +122,8 @@ class VllmEngine:
         results = []
         for req, out in zip(requests, outputs, strict=True):
             c = out.outputs[0]
-            results.append(
-                GenerationResult(c.text, len(c.token_ids), _finish_reason(c.token_ids, req, c.finish_reason))
-            )
+            reason = _finish_reason(c.token_ids, req, c.finish_reason)
+            results.append(GenerationResult(c.text, len(c.token_ids), reason, tuple(int(t) for t in c.token_ids)))
         return results
 
     def close(self) -> None:
@@ -210,9 +213,8 @@ class OpenAIEngine:
         choice = out["choices"][0]
         tokens = choice.get("token_ids")
         n = len(tokens) if tokens is not None else int(out.get("usage", {}).get("completion_tokens", 0))
-        return GenerationResult(
-            choice.get("text") or "", n, _finish_reason(tokens or [], req, choice.get("finish_reason"))
-        )
+        reason = _finish_reason(tokens or [], req, choice.get("finish_reason"))
+        return GenerationResult(choice.get("text") or "", n, reason, tuple(int(t) for t in tokens or ()))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         """All requests, ``concurrency`` at a time; results in request order."""
@@ -301,9 +303,8 @@ class RayEngine:
         for i, req in enumerate(requests):
             row = by_idx[i]
             tokens = [int(t) for t in row.get("generated_tokens") or []]
-            results.append(
-                GenerationResult(row.get("generated_text") or "", len(tokens), _finish_reason(tokens, req, None))
-            )
+            reason = _finish_reason(tokens, req, None)
+            results.append(GenerationResult(row.get("generated_text") or "", len(tokens), reason, tuple(tokens)))
         return results
 
     def close(self) -> None:

@@ -211,7 +211,8 @@ def pieces_from_template(
     """Derive the prompt pieces from a chat template by rendering sentinel messages and cutting at them.
 
     ``system`` renders ``[system: DOC, user: QUERY]``; ``user`` renders ``[user: DOC + separator + QUERY]``.
-    The stop tokens are the tokenizer's special tokens that occur in the rendered pieces, plus its EOS.
+    The stop tokens are the tokenizer's special tokens that occur in the rendered pieces, plus its EOS, pad
+    and BOS tokens.
 
     Raises:
         ValueError: the tokenizer has no chat template, the template fails or drops a message, or it has no
@@ -248,9 +249,10 @@ def pieces_from_template(
     specials = _special_token_strings(tokenizer)
     pieces_text = head + mid + tail
     stops = tuple(t for t in specials if t in pieces_text)
-    eos = getattr(tokenizer, "eos_token", None)
-    if eos and eos not in stops:
-        stops = (*stops, eos)
+    for attr in ("eos_token", "pad_token", "bos_token"):  # ends of text: never inside a query or an answer
+        tok = getattr(tokenizer, attr, None)
+        if tok and tok not in stops:
+            stops = (*stops, tok)
     return PromptPieces(name, placement, head, mid, tail, stops)
 
 
@@ -297,11 +299,10 @@ def stop_token_ids(tokenizer: Any, pieces: PromptPieces, extra: Sequence[int] = 
 
     """
     ids: dict[int, None] = {}
-    unk = getattr(tokenizer, "unk_token_id", None)
     vocab = tokenizer.get_vocab()
     for tok in pieces.stop_tokens:
         tid = vocab.get(tok)
-        if tid is not None and tid != unk:
+        if tid is not None:
             ids[int(tid)] = None
     if not ids:
         raise ValueError(
