@@ -114,7 +114,8 @@ def test_template_without_user_role_is_refused(qwen_tokenizer):
 def test_template_without_system_role_suggests_user_placement(qwen_tokenizer):
     gemma_like = (
         "{{ bos_token }}{% for m in messages %}{% if m.role == 'system' %}"
-        "{{ raise_exception('System role not supported') }}{% endif %}<start_of_turn>{{ m.role }}\n{{ m.content }}<end_of_turn>\n{% endfor %}"
+        "{{ raise_exception('System role not supported') }}{% endif %}"
+        "<start_of_turn>{{ m.role }}\n{{ m.content }}<end_of_turn>\n{% endfor %}"
         "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
     )
     with pytest.raises(ValueError, match="placement='user'"):
