@@ -11,9 +11,13 @@ The public API:
 - :func:`pack_stats`, :func:`pmix_stats` and :func:`pack_metadata` read what a run recorded in
   the table.
 - :func:`synthetic_samples` builds seeded tokenized samples (demo, tests, benchmarks).
+- :mod:`longmagpie.harvest` harvests (context, query, answer) rows with vLLM:
+  ``longmagpie.harvest.harvest(HarvestConfig(...))`` returns a :class:`HarvestReport`;
+  :func:`read_harvest` reads an output directory back.
 """
 
 from longmagpie._core import __version__
+from longmagpie.harvest import HarvestConfig, HarvestReport, read_harvest
 from longmagpie.metadata import pack_metadata
 from longmagpie.packing import PackStats, pack, pack_stats
 from longmagpie.pmix import PmixPackedStream, PmixStats, pack_pmix, pack_pmix_stream, pmix_stats
@@ -21,6 +25,8 @@ from longmagpie.streaming import PackedStream, pack_stream
 from longmagpie.synthetic import synthetic_samples
 
 __all__ = [
+    "HarvestConfig",
+    "HarvestReport",
     "PackStats",
     "PackedStream",
     "PmixPackedStream",
@@ -33,5 +39,6 @@ __all__ = [
     "pack_stats",
     "pack_stream",
     "pmix_stats",
+    "read_harvest",
     "synthetic_samples",
 ]
