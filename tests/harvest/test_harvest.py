@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_documents, write_jsonl, write_parquet
 
 from longmagpie.harvest import (
     ROW_SCHEMA,
@@ -18,6 +17,8 @@ from longmagpie.harvest import (
     read_harvest,
 )
 from longmagpie.harvest.sources import content_id
+
+from .documents import make_documents, write_jsonl, write_parquet
 
 
 class Recording:

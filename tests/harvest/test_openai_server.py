@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MAX_MODEL_LEN, make_documents, write_parquet
-from test_harvest import check_accounting
 
 from longmagpie.harvest import (
     GenerationRequest,
@@ -24,6 +22,9 @@ from longmagpie.harvest import (
     harvest,
     read_harvest,
 )
+
+from .documents import MAX_MODEL_LEN, make_documents, write_parquet
+from .test_harvest import check_accounting
 
 
 def free_port() -> int:

@@ -6,10 +6,11 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from conftest import ENGINE_KWARGS, MAX_MODEL_LEN, make_documents, write_parquet
-from test_harvest import check_accounting
 
 from longmagpie.harvest import HarvestConfig, harvest, read_harvest
+
+from .documents import ENGINE_KWARGS, MAX_MODEL_LEN, make_documents, write_parquet
+from .test_harvest import check_accounting
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from conftest import make_documents, write_parquet
-
 import longmagpie
 from longmagpie.harvest import HarvestConfig, harvest, read_harvest
+
+from .documents import make_documents, write_parquet
 
 KILL_AT_SHARD = 2
 
