@@ -16,26 +16,13 @@ os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
 @pytest.fixture(scope="session")
-def vllm_llm(tiny_qwen2_dir: Path) -> Iterator[Any]:
-    """The one in-process ``vllm.LLM`` every in-process harvest test shares."""
-    from vllm import LLM
-
-    llm = LLM(
-        model=str(tiny_qwen2_dir),
-        max_model_len=MAX_MODEL_LEN,
-        enable_prefix_caching=True,
-        seed=0,
-        **ENGINE_KWARGS,
-    )
-    yield llm
-    del llm
-
-
-@pytest.fixture(scope="session")
-def engine(vllm_llm: Any) -> Any:
+def engine(tiny_qwen2_dir: Path) -> Iterator[Any]:
+    """The one in-process vLLM engine (``vllm.LLM`` in a ``VllmEngine``) every in-process harvest test shares."""
     from longmagpie.harvest import VllmEngine
 
-    return VllmEngine.from_llm(vllm_llm)
+    engine = VllmEngine(str(tiny_qwen2_dir), max_model_len=MAX_MODEL_LEN, seed=0, engine_kwargs=ENGINE_KWARGS)
+    yield engine
+    engine.close()
 
 
 @pytest.fixture

