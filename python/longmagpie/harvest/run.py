@@ -20,7 +20,7 @@ from longmagpie.harvest.filters import AnswerFilter, QueryDeduplicator, QueryFil
 from longmagpie.harvest.output import ROW_SCHEMA, fingerprint, open_output, read_marker, write_shard
 from longmagpie.harvest.prompt_ids import PromptTokenizer
 from longmagpie.harvest.prompts import PromptPieces, resolve_pieces, special_token_strings, stop_token_ids
-from longmagpie.harvest.sources import Shard, check_columns, plan_shards, read_shard, resolve_inputs
+from longmagpie.harvest.sources import Document, Shard, check_columns, plan_shards, read_shard, resolve_inputs
 
 _TOKENIZER_FILES = (
     "tokenizer.json",
@@ -35,8 +35,11 @@ _TOKENIZER_FILES = (
 
 @dataclass(frozen=True)
 class HarvestEvent:
-    """A step of the run, passed to ``on_event``: ``shard_skipped``, ``shard_start``, ``queries_done``,
-    ``shard_done``."""  # noqa: D205, D209
+    """A step of the run, passed to ``on_event``.
+
+    ``kind`` is ``shard_skipped``, ``shard_start``, ``queries_done`` (the query pass of the shard is back) or
+    ``shard_done`` (its rows and marker are written); ``documents`` is the shard's row count where relevant.
+    """
 
     kind: str
     shard: int
@@ -245,21 +248,23 @@ def _prepare(config: HarvestConfig) -> tuple[_Plan, list[Shard], dict[str, Any]]
 
 
 def _harvest_shard(
-    plan: _Plan, shard: Shard, engine: Engine, dedup: QueryDeduplicator, emit: Callable[[str], None]
+    plan: _Plan, shard: Shard, engine: Engine, dedup: QueryDeduplicator, emit: Callable[[str, Shard], None]
 ) -> tuple[pa.Table, Counter[str], list[str]]:
     cfg = plan.config
     docs = read_shard(shard, cfg.text_column, cfg.id_column)
     counts: Counter[str] = Counter(documents=len(docs))
     leaks = plan.query_filter.leak_strings
-    live = []
+    live: list[Document] = []
+    texts: list[str] = []
     for d in docs:
-        if d.skip:
-            counts[d.skip] += 1
-        elif any(s in d.text for s in leaks):  # type: ignore[operator]
+        if d.text is None:
+            counts[d.skip or "doc_empty"] += 1
+        elif any(s in d.text for s in leaks):
             counts["doc_special_tokens"] += 1
         else:
             live.append(d)
-    prepared = plan.prompts.prepare([d.text for d in live])  # type: ignore[misc]
+            texts.append(d.text)
+    prepared = plan.prompts.prepare(texts)
     counts["doc_truncated"] += sum(p.truncated for p in prepared)
 
     q_requests = []
@@ -278,7 +283,7 @@ def _harvest_shard(
             )
     counts["queries_generated"] += len(q_requests)
     q_results = engine.generate(q_requests)
-    emit("queries_done")
+    emit("queries_done", shard)
 
     accepted = []  # (doc index, sample, query, finish_reason)
     hashes: list[str] = []
@@ -410,14 +415,10 @@ def harvest(
                 continue
             if engine is None and own_engine is None:
                 own_engine = build_engine(config)
+            active = engine if engine is not None else own_engine
+            assert active is not None
             emit("shard_start", shard, shard.stop - shard.start)
-            table, counts, hashes = _harvest_shard(
-                plan,
-                shard,
-                engine or own_engine,
-                dedup,
-                lambda kind, s=shard: emit(kind, s),  # type: ignore[arg-type]
-            )
+            table, counts, hashes = _harvest_shard(plan, shard, active, dedup, emit)
             write_shard(
                 out_dir,
                 shard.key,
