@@ -278,6 +278,17 @@ def test_bad_inputs_clear_errors_or_counted_skips(engine, base_config, tmp_path)
     resumed = harvest(cfg, engine=engine)
     assert (resumed.shards_skipped, resumed.shards_written) == (2, 1)
 
+    # a chat template without a user role: refused before any output
+    no_user = "{% for m in messages %}{% if m.role != 'user' %}{{ m.content }}{% endif %}{% endfor %}"
+    with pytest.raises(ValueError, match="no user role"):
+        harvest(
+            HarvestConfig(
+                inputs=(str(bad),), chat_template=no_user, **{**base_config, "output_dir": str(tmp_path / "t")}
+            ),
+            engine=engine,
+        )
+    assert not (tmp_path / "t").exists()
+
     # a model that does not exist
     with pytest.raises(FileNotFoundError, match="does not exist"):
         harvest(HarvestConfig(inputs=(str(bad),), **{**base_config, "model": str(tmp_path / "no-such-model")}))
