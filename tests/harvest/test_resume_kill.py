@@ -89,12 +89,14 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted_run(engine, base_config
     assert done == ["shard-00000.done.json", "shard-00001.done.json"]
     # a half-written file of a killed write would look like this one: the rerun must ignore and replace it
     (killed_dir / "shard-00002.parquet").write_bytes(b"PAR1 truncated by a kill")
+    (killed_dir / ".shard-00002.parquet.k1ll3d.tmp").write_bytes(b"PAR1 half")  # and the temp file of a write
     before = files_state(killed_dir)
 
     killed = HarvestConfig(**{**settings, "output_dir": str(killed_dir)})
     report = harvest(killed, engine=engine)
     assert (report.shards_skipped, report.shards_written) == (2, 3)
     after = files_state(killed_dir)
+    assert not list(killed_dir.glob(".*.tmp"))
     for name in ("shard-00000.parquet", "shard-00000.done.json", "shard-00001.parquet", "shard-00001.done.json"):
         assert after[name] == before[name], f"{name} was rewritten"
 

@@ -7,7 +7,8 @@ Layout::
     OUT/shard-00000.done.json     written after the Parquet file: counts, row count, query hashes
 
 A shard is finished when its marker exists. A rerun skips finished shards, redoes the others (a Parquet file
-without a marker is from a killed run and is replaced), and refuses a directory whose fingerprint differs.
+without a marker is from a killed run and is replaced; temporary files a killed write left are removed), and
+refuses a directory whose fingerprint differs. One run per directory at a time.
 """
 
 from __future__ import annotations
@@ -107,6 +108,8 @@ def open_output(out_dir: Path, fp: str, parts: Mapping[str, Any]) -> None:
                 f"{out_dir} holds a harvest with another fingerprint (differs in: {', '.join(changed) or '?'}); "
                 "use a new output directory, or restore the settings of that run to resume it"
             )
+        for stale in out_dir.glob(".shard-*.tmp"):  # left by a killed run (one run per directory at a time)
+            stale.unlink(missing_ok=True)
         return
     leftovers = [p.name for p in out_dir.iterdir() if not p.name.startswith(".")]
     if leftovers:
