@@ -18,6 +18,9 @@ The public API:
   :func:`export_mds` writes them as MDS for ProLong-style trainers (extra ``mds``).
 - ``longmagpie.torch.PackedCollator`` (extra ``torch``, imported only when asked for) collates
   packed rows for transformers' padding-free attention.
+- :mod:`longmagpie.harvest` harvests (context, query, answer) rows with vLLM:
+  ``longmagpie.harvest.harvest(HarvestConfig(...))`` returns a :class:`HarvestReport`;
+  :func:`read_harvest` reads an output directory back.
 """
 
 from typing import Any
@@ -25,6 +28,7 @@ from typing import Any
 from longmagpie._core import __version__
 from longmagpie.assembly import AssembleConfig, Assembler, assemble, tokenize
 from longmagpie.export import ExportResult, export_mds, export_parquet
+from longmagpie.harvest import HarvestConfig, HarvestReport, read_harvest
 from longmagpie.metadata import pack_metadata
 from longmagpie.packing import PackStats, pack, pack_stats
 from longmagpie.pmix import PmixPackedStream, PmixStats, pack_pmix, pack_pmix_stream, pmix_stats
@@ -35,6 +39,8 @@ __all__ = [
     "AssembleConfig",
     "Assembler",
     "ExportResult",
+    "HarvestConfig",
+    "HarvestReport",
     "PackStats",
     "PackedStream",
     "PmixPackedStream",
@@ -50,6 +56,7 @@ __all__ = [
     "pack_stats",
     "pack_stream",
     "pmix_stats",
+    "read_harvest",
     "synthetic_samples",
     "tokenize",
 ]

@@ -1,0 +1,49 @@
+"""LongMagpie harvesting with vLLM: documents in, (context, query, answer) rows out, batched and resumable.
+
+:func:`harvest` is the entry point (a :class:`HarvestConfig` in, a :class:`HarvestReport` out);
+:func:`read_harvest` reads an output directory back as one table.
+"""
+
+from longmagpie.harvest.config import HarvestConfig
+from longmagpie.harvest.engines import (
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    OpenAIEngine,
+    RayEngine,
+    ServerUnreachableError,
+    VllmEngine,
+)
+from longmagpie.harvest.filters import AnswerFilter, QueryFilter, normalize_query, query_hash
+from longmagpie.harvest.output import ROW_SCHEMA, read_harvest
+from longmagpie.harvest.prompt_ids import PromptTokenizer, middle_truncate
+from longmagpie.harvest.prompts import PRESETS, PromptPieces, pieces_from_template, preset, resolve_pieces
+from longmagpie.harvest.run import HarvestEvent, HarvestReport, build_engine, harvest
+
+__all__ = [
+    "PRESETS",
+    "ROW_SCHEMA",
+    "AnswerFilter",
+    "Engine",
+    "GenerationRequest",
+    "GenerationResult",
+    "HarvestConfig",
+    "HarvestEvent",
+    "HarvestReport",
+    "OpenAIEngine",
+    "PromptPieces",
+    "PromptTokenizer",
+    "QueryFilter",
+    "RayEngine",
+    "ServerUnreachableError",
+    "VllmEngine",
+    "build_engine",
+    "harvest",
+    "middle_truncate",
+    "normalize_query",
+    "pieces_from_template",
+    "preset",
+    "query_hash",
+    "read_harvest",
+    "resolve_pieces",
+]

@@ -1,0 +1,184 @@
+"""The harvest configuration: one frozen dataclass with defaults that follow the upstream recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from longmagpie.harvest.filters import DEFAULT_ANSWER_MARKERS, DedupScope, QuestionMarkRule
+from longmagpie.harvest.prompts import Placement
+from longmagpie.harvest.sources import InputFormat
+
+EngineName = Literal["vllm", "openai", "ray"]
+
+# Settings that change how the work is executed but not what is generated: left out of the fingerprint, so a
+# run can resume on another engine, another server or with another concurrency.
+EXECUTION_FIELDS = frozenset(
+    {
+        "output_dir",
+        "engine",
+        "base_url",
+        "api_key",
+        "served_model_name",
+        "concurrency",
+        "max_retries",
+        "retry_backoff",
+        "request_timeout",
+        "ray_concurrency",
+        "ray_batch_size",
+        "ray_placement_bundles",
+        "ray_init_kwargs",
+        "progress",
+    }
+)
+# vLLM engine arguments about resources, not results.
+EXECUTION_ENGINE_KWARGS = frozenset(
+    {
+        "kv_cache_memory_bytes",
+        "gpu_memory_utilization",
+        "tensor_parallel_size",
+        "pipeline_parallel_size",
+        "enforce_eager",
+        "max_num_seqs",
+        "max_num_batched_tokens",
+        "swap_space",
+        "distributed_executor_backend",
+    }
+)
+
+
+@dataclass(frozen=True)
+class HarvestConfig:
+    """Everything a harvest run needs; defaults follow LongMagpie's ``infer_demo.py`` where it has one.
+
+    Attributes:
+        inputs: Parquet/JSONL files or directories of them (sorted; directories searched recursively).
+        output_dir: where shards, their done-markers and the manifest go.
+        model: vLLM model directory or name (for ``openai``: the tokenizer source unless ``tokenizer`` is set).
+        tokenizer: tokenizer directory if not the model's.
+        text_column / id_column: the document text; an id column (default: a hash of the text).
+        input_format: ``auto`` tells Parquet from JSONL by the file suffix.
+        shard_rows: documents per output shard (the unit of resumption).
+        template: ``auto`` (the tokenizer's chat template, cut at sentinels) or a preset name.
+        chat_template: Jinja text that replaces the tokenizer's template (``template='auto'``).
+        template_kwargs: extra variables for the template (e.g. ``{"enable_thinking": False}``).
+        placement: ``system`` (upstream: document in the system turn, then the user opener) or ``user``.
+        user_separator: text between the document and the query for ``user`` placement.
+        queries_per_doc: query samples per document (each its own seeded request).
+        max_model_len: the model context; ``max_doc_tokens`` defaults to half of it (upstream).
+        query_max_tokens / answer_max_tokens: generation limits per pass.
+        query_temperature / query_top_p / answer_temperature / answer_top_p: sampling per pass.
+        seed: run seed; each request's seed derives from it, the document id, the sample and the pass.
+        question_mark: ``last``, ``upstream`` or ``off`` (see :class:`~longmagpie.harvest.filters.QueryFilter`).
+        min_query_chars / max_query_chars: query length bounds after cleaning.
+        answer_markers: run-on queries are cut at these.
+        dedup: exact-duplicate queries removed ``global``-ly (within and across shards), per ``document``, or
+            ``off``.
+        allow_unfinished_answers: keep answers cut by ``answer_max_tokens``.
+        min_answer_chars: shorter answers are rejected.
+        engine: ``vllm`` (offline ``vllm.LLM``), ``openai`` (a server) or ``ray`` (Ray Data LLM).
+        engine_kwargs: extra ``vllm.LLM`` / Ray engine arguments (dtype, tensor_parallel_size,
+            kv_cache_memory_bytes...).
+        base_url / api_key / served_model_name / concurrency / max_retries / retry_backoff / request_timeout:
+            the ``openai`` engine.
+        ray_concurrency / ray_batch_size / ray_placement_bundles / ray_init_kwargs: the ``ray`` engine.
+        progress: tqdm bars over shards and documents.
+
+    """
+
+    inputs: tuple[str, ...]
+    output_dir: str
+    model: str
+    tokenizer: str | None = None
+    text_column: str = "text"
+    id_column: str | None = None
+    input_format: InputFormat = "auto"
+    shard_rows: int = 1000
+    template: str = "auto"
+    chat_template: str | None = None
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
+    placement: Placement = "system"
+    user_separator: str = "\n\n"
+    queries_per_doc: int = 1
+    max_model_len: int = 32768
+    max_doc_tokens: int | None = None
+    query_max_tokens: int = 512
+    answer_max_tokens: int = 4096
+    query_temperature: float = 0.8
+    query_top_p: float = 1.0
+    answer_temperature: float = 0.8
+    answer_top_p: float = 1.0
+    seed: int = 0
+    question_mark: QuestionMarkRule = "last"
+    min_query_chars: int = 8
+    max_query_chars: int = 1500
+    answer_markers: tuple[str, ...] = DEFAULT_ANSWER_MARKERS
+    dedup: DedupScope = "global"
+    allow_unfinished_answers: bool = False
+    min_answer_chars: int = 1
+    engine: EngineName = "vllm"
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    base_url: str = "http://127.0.0.1:8000"
+    api_key: str | None = None
+    served_model_name: str | None = None
+    concurrency: int = 16
+    max_retries: int = 5
+    retry_backoff: float = 1.0
+    request_timeout: float = 600.0
+    ray_concurrency: int = 1
+    ray_batch_size: int = 64
+    ray_placement_bundles: tuple[dict[str, float], ...] | None = None
+    ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        """Normalise paths to strings and check values; errors say which setting and what is allowed."""
+        inputs = (self.inputs,) if isinstance(self.inputs, (str, Path)) else self.inputs
+        object.__setattr__(self, "inputs", tuple(str(p) for p in inputs))
+        object.__setattr__(self, "output_dir", str(self.output_dir))
+        object.__setattr__(self, "model", str(self.model))
+        if self.tokenizer is not None:
+            object.__setattr__(self, "tokenizer", str(self.tokenizer))
+        object.__setattr__(self, "answer_markers", tuple(self.answer_markers))
+        choices = {
+            "placement": ("system", "user"),
+            "question_mark": ("last", "upstream", "off"),
+            "dedup": ("global", "document", "off"),
+            "engine": ("vllm", "openai", "ray"),
+            "input_format": ("auto", "parquet", "jsonl"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
+        for name in ("shard_rows", "queries_per_doc", "max_model_len", "query_max_tokens", "answer_max_tokens"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_doc_tokens is not None and self.max_doc_tokens < 1:
+            raise ValueError(f"max_doc_tokens must be at least 1, got {self.max_doc_tokens}")
+        for name in ("query_temperature", "answer_temperature"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("query_top_p", "answer_top_p"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+        if self.min_query_chars > self.max_query_chars:
+            raise ValueError("min_query_chars is above max_query_chars")
+
+    @property
+    def doc_budget(self) -> int:
+        """Document tokens kept (the middle of longer documents is cut): upstream keeps half the context."""
+        return self.max_doc_tokens if self.max_doc_tokens is not None else self.max_model_len // 2
+
+    def output_settings(self) -> dict[str, Any]:
+        """Return the settings that shape the output (the fingerprint's part of the config)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            if f.name in EXECUTION_FIELDS:
+                continue
+            value = getattr(self, f.name)
+            if f.name == "engine_kwargs":
+                value = {k: v for k, v in sorted(value.items()) if k not in EXECUTION_ENGINE_KWARGS}
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out

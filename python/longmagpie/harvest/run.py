@@ -1,0 +1,449 @@
+"""The harvest loop: shards in, a query pass and an answer pass per shard, rows out, resumable."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from longmagpie.harvest.config import HarvestConfig
+from longmagpie.harvest.engines import Engine, GenerationRequest, OpenAIEngine, RayEngine, VllmEngine
+from longmagpie.harvest.filters import AnswerFilter, QueryDeduplicator, QueryFilter, leak_strings, query_hash
+from longmagpie.harvest.output import ROW_SCHEMA, fingerprint, open_output, read_marker, write_shard
+from longmagpie.harvest.prompt_ids import PromptTokenizer
+from longmagpie.harvest.prompts import PromptPieces, resolve_pieces, special_token_strings, stop_token_ids
+from longmagpie.harvest.sources import Document, Shard, check_columns, plan_shards, read_shard, resolve_inputs
+
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "chat_template.jinja",
+)
+
+
+@dataclass(frozen=True)
+class HarvestEvent:
+    """A step of the run, passed to ``on_event``.
+
+    ``kind`` is ``shard_skipped``, ``shard_start``, ``queries_done`` (the query pass of the shard is back) or
+    ``shard_done`` (its rows and marker are written); ``documents`` is the shard's row count where relevant.
+    """
+
+    kind: str
+    shard: int
+    shards: int
+    documents: int = 0
+
+
+@dataclass
+class HarvestReport:
+    """What a run did; ``counts`` sums every shard's counters (finished earlier or now).
+
+    Counters: ``documents``; skipped documents ``doc_empty``, ``doc_not_utf8``, ``doc_special_tokens``;
+    ``doc_truncated``; ``queries_generated``; query rejections ``query_*``; ``queries_accepted``; answer
+    rejections ``answer_*``; ``rows``. Nothing is lost: ``queries_generated`` equals ``queries_accepted`` plus
+    the ``query_*`` rejections (edits such as ``query_cut_*`` aside), and ``queries_accepted`` equals ``rows``
+    plus the ``answer_*`` rejections.
+    """
+
+    output_dir: str
+    fingerprint: str
+    engine: str
+    shards_total: int = 0
+    shards_written: int = 0
+    shards_skipped: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    @property
+    def rows(self) -> int:
+        """Rows in the output directory."""
+        return self.counts.get("rows", 0)
+
+    @property
+    def documents(self) -> int:
+        """Documents read over all shards."""
+        return self.counts.get("documents", 0)
+
+
+def load_tokenizer(source: str) -> Any:
+    """``AutoTokenizer.from_pretrained(source)`` with an error that says what is wrong.
+
+    Raises:
+        FileNotFoundError: ``source`` looks like a path and does not exist, or cannot be loaded.
+
+    """
+    from transformers import AutoTokenizer
+
+    path = Path(source)
+    if not path.exists() and (path.is_absolute() or source.startswith(".") or source.count("/") > 1):
+        raise FileNotFoundError(f"model/tokenizer directory {source} does not exist: pass model= (or tokenizer=)")
+    try:
+        return AutoTokenizer.from_pretrained(source)
+    except Exception as err:
+        raise FileNotFoundError(
+            f"cannot load a tokenizer from {source!r} ({type(err).__name__}: {err}); pass a local model directory "
+            "as model= or a tokenizer directory as tokenizer="
+        ) from err
+
+
+def _hash_dir_files(path: Path, names: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for name in names:
+        f = path / name
+        if f.is_file():
+            out[name] = hashlib.sha256(f.read_bytes()).hexdigest()[:16]
+    return out
+
+
+def _model_identity(model: str) -> dict[str, Any]:
+    path = Path(model)
+    if not path.is_dir():
+        return {"name": model}
+    weights = sorted(
+        (f.name, f.stat().st_size) for f in path.iterdir() if f.suffix in (".safetensors", ".bin", ".gguf", ".pt")
+    )
+    return {"path": str(path.resolve()), "files": _hash_dir_files(path, ("config.json",)), "weights": weights}
+
+
+def _tokenizer_identity(source: str, tokenizer: Any) -> dict[str, Any]:
+    path = Path(source)
+    if path.is_dir():
+        return {"files": _hash_dir_files(path, _TOKENIZER_FILES)}
+    vocab = json.dumps(sorted(tokenizer.get_vocab().items()))
+    return {"vocab": hashlib.sha256(vocab.encode()).hexdigest()[:16]}
+
+
+def _generation_eos_ids(model: str) -> list[int]:
+    """Read the EOS ids a model's ``generation_config.json`` declares (vLLM stops on them too)."""
+    path = Path(model) / "generation_config.json"
+    if not path.is_file():
+        return []
+    eos = json.loads(path.read_text()).get("eos_token_id")
+    if eos is None:
+        return []
+    return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
+
+
+def request_seed(seed: int, doc_id: str, sample: int, pass_name: str) -> int:
+    """Derive the seed of one request: a hash of the run seed, the document id, the sample index and the pass."""
+    h = hashlib.blake2b(f"{seed}\x1f{doc_id}\x1f{sample}\x1f{pass_name}".encode(), digest_size=4)
+    return int.from_bytes(h.digest(), "little") & 0x7FFFFFFF
+
+
+def row_id(doc_id: str, sample: int, query: str, answer: str) -> str:
+    """Compute a row's stable id: 16 hex characters of BLAKE2b over document id, sample, query and answer."""
+    h = hashlib.blake2b(f"{doc_id}\x1f{sample}\x1f{query}\x1f{answer}".encode(), digest_size=8)
+    return h.hexdigest()
+
+
+def build_engine(config: HarvestConfig) -> Engine:
+    """Start the engine ``config.engine`` names, started with the config's settings."""
+    if config.engine == "vllm":
+        return VllmEngine(
+            config.model,
+            tokenizer=config.tokenizer,
+            max_model_len=config.max_model_len,
+            seed=config.seed,
+            engine_kwargs=config.engine_kwargs,
+            progress=config.progress,
+        )
+    if config.engine == "openai":
+        return OpenAIEngine(
+            config.base_url,
+            config.served_model_name or config.model,
+            api_key=config.api_key,
+            concurrency=config.concurrency,
+            max_retries=config.max_retries,
+            backoff=config.retry_backoff,
+            timeout=config.request_timeout,
+        )
+    return RayEngine(
+        config.model,
+        max_model_len=config.max_model_len,
+        seed=config.seed,
+        engine_kwargs=config.engine_kwargs,
+        concurrency=config.ray_concurrency,
+        batch_size=config.ray_batch_size,
+        placement_bundles=config.ray_placement_bundles,
+        ray_init_kwargs=config.ray_init_kwargs,
+    )
+
+
+@dataclass
+class _Plan:
+    config: HarvestConfig
+    pieces: PromptPieces
+    prompts: PromptTokenizer
+    stops: list[int]
+    query_filter: QueryFilter
+    answer_filter: AnswerFilter
+    fingerprint: str
+
+
+def _prepare(config: HarvestConfig) -> tuple[_Plan, list[Shard], dict[str, Any]]:
+    files = resolve_inputs(config.inputs, config.input_format)
+    check_columns(files, config.text_column, config.id_column)
+    tok_source = config.tokenizer or config.model
+    tokenizer = load_tokenizer(tok_source)
+    pieces = resolve_pieces(
+        tokenizer,
+        config.template,
+        config.placement,
+        chat_template=config.chat_template,
+        user_separator=config.user_separator,
+        template_kwargs=config.template_kwargs,
+    )
+    stops = stop_token_ids(tokenizer, pieces, _generation_eos_ids(config.model))
+    prompts = PromptTokenizer(tokenizer, pieces, config.doc_budget)
+    need = config.doc_budget + prompts.overhead_tokens() + config.query_max_tokens + config.answer_max_tokens
+    if need > config.max_model_len:
+        raise ValueError(
+            f"max_doc_tokens ({config.doc_budget}) + template ({prompts.overhead_tokens()}) + query_max_tokens "
+            f"({config.query_max_tokens}) + answer_max_tokens ({config.answer_max_tokens}) = {need} exceeds "
+            f"max_model_len ({config.max_model_len}): lower one of them"
+        )
+    settings = config.output_settings()
+    settings["inputs"] = [[str(f.path), f.format, f.rows] for f in files]
+    from longmagpie import __version__
+
+    parts = {
+        "config": settings,
+        "model": _model_identity(config.model),
+        "tokenizer": _tokenizer_identity(tok_source, tokenizer),
+        "template": dataclasses.asdict(pieces),
+        "stop_token_ids": stops,
+        "seed": config.seed,
+        "version": __version__,
+    }
+    fp = fingerprint(parts)
+    plan = _Plan(
+        config=config,
+        pieces=pieces,
+        prompts=prompts,
+        stops=stops,
+        query_filter=QueryFilter(
+            question_mark=config.question_mark,
+            min_chars=config.min_query_chars,
+            max_chars=config.max_query_chars,
+            answer_markers=config.answer_markers,
+            leak_strings=leak_strings(special_token_strings(tokenizer)),
+        ),
+        answer_filter=AnswerFilter(config.allow_unfinished_answers, config.min_answer_chars),
+        fingerprint=fp,
+    )
+    return plan, plan_shards(files, config.shard_rows), parts
+
+
+def _harvest_shard(
+    plan: _Plan, shard: Shard, engine: Engine, dedup: QueryDeduplicator, emit: Callable[[str, Shard], None]
+) -> tuple[pa.Table, Counter[str], list[str]]:
+    cfg = plan.config
+    docs = read_shard(shard, cfg.text_column, cfg.id_column)
+    counts: Counter[str] = Counter(documents=len(docs))
+    leaks = plan.query_filter.leak_strings
+    live: list[Document] = []
+    texts: list[str] = []
+    for d in docs:
+        if d.text is None:
+            counts[d.skip or "doc_empty"] += 1
+        elif any(s in d.text for s in leaks):
+            counts["doc_special_tokens"] += 1
+        else:
+            live.append(d)
+            texts.append(d.text)
+    prepared = plan.prompts.prepare(texts)
+    counts["doc_truncated"] += sum(p.truncated for p in prepared)
+
+    q_requests = []
+    for d, p in zip(live, prepared, strict=True):
+        ids = plan.prompts.query_prompt(p.context)
+        for s in range(cfg.queries_per_doc):
+            q_requests.append(
+                GenerationRequest(
+                    ids,
+                    cfg.query_max_tokens,
+                    cfg.query_temperature,
+                    cfg.query_top_p,
+                    request_seed(cfg.seed, d.doc_id, s, "query"),
+                    plan.stops,
+                )
+            )
+    counts["queries_generated"] += len(q_requests)
+    q_results = engine.generate(q_requests)
+    emit("queries_done", shard)
+
+    accepted = []  # (doc index, sample, query, finish_reason)
+    hashes: list[str] = []
+    k = 0
+    for i in range(len(live)):
+        doc_seen: set[str] = set()
+        for s in range(cfg.queries_per_doc):
+            res = q_results[k]
+            k += 1
+            query = plan.query_filter.clean(res.text, counts)
+            if query is None:
+                continue
+            key = query_hash(query)
+            if not dedup.admit(doc_seen, key, counts):
+                continue
+            hashes.append(key)
+            accepted.append((i, s, query, res.finish_reason))
+    counts["queries_accepted"] += len(accepted)
+
+    a_requests = []
+    for i, s, query, _ in accepted:
+        ids = plan.prompts.answer_prompt(prepared[i].context, query)
+        a_requests.append(
+            GenerationRequest(
+                ids,
+                cfg.answer_max_tokens,
+                cfg.answer_temperature,
+                cfg.answer_top_p,
+                request_seed(cfg.seed, live[i].doc_id, s, "answer"),
+                plan.stops,
+            )
+        )
+    a_results = engine.generate(a_requests)
+
+    rows: dict[str, list[Any]] = {name: [] for name in ROW_SCHEMA.names}
+    for (i, s, query, q_finish), req, res in zip(accepted, a_requests, a_results, strict=True):
+        answer = plan.answer_filter.clean(res.text, res.finish_reason, counts)
+        if answer is None:
+            continue
+        d, p = live[i], prepared[i]
+        values = {
+            "id": row_id(d.doc_id, s, query, answer),
+            "doc_id": d.doc_id,
+            "context": p.context,
+            "query": query,
+            "answer": answer,
+            "sample": s,
+            "context_tokens": p.tokens,
+            "context_truncated": p.truncated,
+            "query_tokens": len(plan.prompts.encode(query)),
+            "answer_tokens": res.num_tokens,
+            "prompt_tokens": len(req.prompt_ids),
+            "model": cfg.model,
+            "template": plan.pieces.name,
+            "placement": plan.pieces.placement,
+            "query_temperature": cfg.query_temperature,
+            "query_top_p": cfg.query_top_p,
+            "answer_temperature": cfg.answer_temperature,
+            "answer_top_p": cfg.answer_top_p,
+            "seed": cfg.seed,
+            "query_finish_reason": q_finish,
+            "answer_finish_reason": res.finish_reason,
+            "source_file": shard.file.path.name,
+            "source_row": d.row,
+        }
+        for name, v in values.items():
+            rows[name].append(v)
+    counts["rows"] += len(rows["id"])
+    return pa.table(rows, schema=ROW_SCHEMA), counts, hashes
+
+
+def harvest(
+    config: HarvestConfig,
+    *,
+    engine: Engine | None = None,
+    on_event: Callable[[HarvestEvent], None] | None = None,
+) -> HarvestReport:
+    """Harvest (context, query, answer) rows from the documents of ``config.inputs`` into ``config.output_dir``.
+
+    Each input shard gets one batched query pass and one batched answer pass; its rows are written atomically
+    with a done-marker. A rerun skips finished shards (no engine is started if none is left) and refuses an
+    output directory whose fingerprint (output settings, model, tokenizer, template, seed, package version)
+    differs. ``engine`` replaces the engine the config names (for reuse across runs); it is not closed.
+    ``on_event`` is called at each step (see :class:`HarvestEvent`).
+
+    Raises:
+        FileNotFoundError: an input, the model or the tokenizer does not exist.
+        ValueError: bad settings, a missing text column, a bad JSONL line, a chat template without a user
+            role, or an output directory from another run; the message says what to change.
+        ConnectionError: the ``openai`` server cannot be reached (after retries).
+
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    plan, shards, parts = _prepare(config)
+    out_dir = Path(config.output_dir)
+    open_output(out_dir, plan.fingerprint, parts)
+    report = HarvestReport(str(out_dir), plan.fingerprint, engine.name if engine else config.engine)
+    report.shards_total = len(shards)
+    totals: Counter[str] = Counter()
+    dedup = QueryDeduplicator(config.dedup)
+    own_engine: Engine | None = None
+    disable = not config.progress
+    shard_bar = tqdm(total=len(shards), desc="harvest shards", unit="shard", disable=disable, position=0)
+    doc_bar = tqdm(
+        total=sum(s.stop - s.start for s in shards),
+        desc="documents",
+        unit="doc",
+        disable=disable,
+        position=1,
+        leave=False,
+    )
+
+    def emit(kind: str, shard: Shard, docs: int = 0) -> None:
+        if on_event is not None:
+            on_event(HarvestEvent(kind, shard.index, len(shards), docs))
+
+    try:
+        for shard in shards:
+            marker = read_marker(out_dir, shard.key)
+            if marker is not None and marker.get("fingerprint") == plan.fingerprint:
+                totals.update(marker["counts"])
+                dedup.global_seen.update(marker["query_hashes"] if config.dedup == "global" else ())
+                report.shards_skipped += 1
+                shard_bar.update(1)
+                doc_bar.update(shard.stop - shard.start)
+                emit("shard_skipped", shard)
+                continue
+            if engine is None and own_engine is None:
+                own_engine = build_engine(config)
+            active = engine if engine is not None else own_engine
+            assert active is not None
+            emit("shard_start", shard, shard.stop - shard.start)
+            table, counts, hashes = _harvest_shard(plan, shard, active, dedup, emit)
+            write_shard(
+                out_dir,
+                shard.key,
+                table,
+                {
+                    "fingerprint": plan.fingerprint,
+                    "shard": shard.key,
+                    "source_file": str(shard.file.path),
+                    "start": shard.start,
+                    "stop": shard.stop,
+                    "counts": dict(sorted(counts.items())),
+                    "query_hashes": hashes,
+                },
+            )
+            totals.update(counts)
+            report.shards_written += 1
+            shard_bar.update(1)
+            doc_bar.update(shard.stop - shard.start)
+            shard_bar.set_postfix(rows=totals["rows"])
+            emit("shard_done", shard, shard.stop - shard.start)
+    finally:
+        doc_bar.close()
+        shard_bar.close()
+        if own_engine is not None:
+            own_engine.close()
+    report.counts = dict(sorted(totals.items()))
+    report.elapsed_s = time.perf_counter() - t0
+    return report
