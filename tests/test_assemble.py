@@ -346,3 +346,20 @@ def test_tokenize_matches_the_tokenizer(qwen):
     assert ids.type == pa.list_(pa.field("item", pa.int32(), nullable=False))
     assert ids.to_pylist() == [None if t is None else qwen(t, add_special_tokens=False)["input_ids"] for t in texts]
     assert ids.to_pylist()[0] == [9707, 0]
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=4), st.sampled_from([None, "Sys."]))
+def test_multi_turn_conversations_match_the_template(qwen, llama_bpe, turns, system):
+    conv = [m for u, a in turns for m in ({"role": "user", "content": u}, {"role": "assistant", "content": a})]
+    for tok in (qwen, llama_bpe):
+        if tok is llama_bpe:  # Llama 3 trims contents: keep them non-blank
+            conv = [{**m, "content": m["content"] if m["content"].strip() else "x"} for m in conv]
+        head = [] if system is None else [{"role": "system", "content": system}]
+        convs = [head + conv, head + (conv[:-2] if len(conv) > 2 else conv)]
+        out = longmagpie.encode_conversations(convs, tok, system=system)
+        for row, msgs in zip(out.to_pylist(), convs, strict=True):
+            assert row["input_ids"] == reference_ids(tok, msgs)
+            mask = row["assistant_masks"]
+            runs = sum(1 for i, m in enumerate(mask) if m and (i == 0 or not mask[i - 1]))
+            assert runs == sum(1 for m in msgs if m["role"] == "assistant")  # one masked run per answer

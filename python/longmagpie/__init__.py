@@ -12,6 +12,7 @@ The public API:
   the table.
 - :func:`assemble` turns single-document (context, query, answer) samples into multi-document chat
   samples, token-aware (:class:`Assembler` keeps a tokenized pool for many batches);
+  :func:`encode_conversations` tokenizes multi-turn conversations with a mask on every answer;
   :func:`tokenize` tokenizes texts in Rust (parallel, GIL released).
 - :func:`synthetic_samples` builds seeded tokenized samples (demo, tests, benchmarks).
 - :func:`export_parquet` writes packed rows as a Hugging Face Parquet dataset (shards + card);
@@ -27,6 +28,7 @@ from typing import Any
 
 from longmagpie._core import __version__
 from longmagpie.assembly import AssembleConfig, Assembler, assemble, tokenize
+from longmagpie.conversations import encode_conversations
 from longmagpie.export import ExportResult, export_mds, export_parquet
 from longmagpie.harvest import HarvestConfig, HarvestReport, read_harvest
 from longmagpie.metadata import pack_metadata
@@ -47,6 +49,7 @@ __all__ = [
     "PmixStats",
     "__version__",
     "assemble",
+    "encode_conversations",
     "export_mds",
     "export_parquet",
     "pack",

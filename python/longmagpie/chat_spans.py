@@ -50,6 +50,7 @@ class ChatSpans:
     trim_user: bool = False
     trim_answer: bool = False
     system: str | None = None
+    between_turns: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Return the spans as a plain dict (for metadata and manifests)."""
@@ -148,6 +149,7 @@ def chat_spans(tokenizer: Any, system: str | None = None, answer_end: str | None
     if not after.startswith(answer_end):
         raise TemplateError(f"answer_end {answer_end!r} is not what the template of {where} renders after the answer")
     return ChatSpans(
+        between_turns=_between_turns(tokenizer, system, prefix, middle, answer_end, after, where),
         prefix=prefix,
         user_to_answer=middle,
         answer_end=answer_end,
@@ -156,6 +158,25 @@ def chat_spans(tokenizer: Any, system: str | None = None, answer_end: str | None
         trim_answer=trim_answer,
         system=system,
     )
+
+
+def _between_turns(
+    tokenizer: Any, system: str | None, prefix: str, middle: str, answer_end: str, after: str, where: str
+) -> str | None:
+    """Text between one exchange's end of turn and the next user content (``None``: not regular)."""
+    u2, a2 = USER_SENTINEL + "2", ANSWER_SENTINEL + "2"
+    msgs = [*_messages(system, USER_SENTINEL, ANSWER_SENTINEL), *_messages(None, u2, a2)[-2:]]
+    try:
+        rendered = _render(tokenizer, msgs, where)
+    except TemplateError:
+        return None
+    one = prefix + USER_SENTINEL + middle + ANSWER_SENTINEL + answer_end
+    if not rendered.startswith(one) or rendered.count(u2) != 1 or rendered.count(a2) != 1:
+        return None
+    iu, ia = rendered.find(u2), rendered.find(a2)
+    if rendered[iu + len(u2) : ia] != middle or rendered[ia + len(a2) :] != after:
+        return None
+    return rendered[len(one) : iu]
 
 
 def check_prefix_space(tokenizer_json: str, where: str) -> None:

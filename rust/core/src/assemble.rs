@@ -382,6 +382,83 @@ pub fn tokenize(
     ))
 }
 
+/// Tokenizes rows of text segments, each row as one text, with a loss mask from the segments'
+/// flags (a token is in the mask if it overlaps a masked segment). Row `r` is the segments
+/// `row_offsets[r]..row_offsets[r + 1]`. Returns (`input_ids` list<int32>, `assistant_masks`
+/// list<int8>).
+pub fn encode_segments(
+    tokenizer_json: &str,
+    texts: &ArrayRef,
+    masked: &arrow_array::BooleanArray,
+    row_offsets: &[i32],
+    num_threads: Option<usize>,
+) -> Result<(ListArray, ListArray)> {
+    use arrow_array::Array;
+    let tok = load_tokenizer(tokenizer_json)?;
+    let n_seg = texts.len();
+    if masked.len() != n_seg {
+        return Err(AssembleError::InvalidArgument(
+            "texts and masked must have the same length".into(),
+        ));
+    }
+    if row_offsets.first() != Some(&0)
+        || row_offsets.last().map(|&x| x as usize) != Some(n_seg)
+        || row_offsets.windows(2).any(|w| w[0] > w[1])
+    {
+        return Err(AssembleError::InvalidArgument(
+            "row_offsets must rise from 0 to the number of segments".into(),
+        ));
+    }
+    let segs = texts_of(str_column(texts, "text")?, n_seg, "segment")?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(num_threads.unwrap_or(0))
+        .build()
+        .map_err(|e| AssembleError::InvalidArgument(format!("cannot start threads: {e}")))?;
+    let rows: Vec<Result<(Vec<u32>, Vec<u8>)>> = pool.install(|| {
+        row_offsets
+            .par_windows(2)
+            .enumerate()
+            .map(|(row, w)| {
+                let mut j = Joiner::new(&tok, 1);
+                for s in w[0] as usize..w[1] as usize {
+                    j.text(segs[s], masked.is_valid(s) && masked.value(s));
+                }
+                j.flush().map_err(|message| AssembleError::Tokenize {
+                    column: "conversation".into(),
+                    row,
+                    message,
+                })?;
+                Ok((std::mem::take(&mut j.ids), std::mem::take(&mut j.mask)))
+            })
+            .collect()
+    });
+    let mut ids = Vec::new();
+    let mut mask = Vec::new();
+    let mut offsets = vec![0i32];
+    for r in rows {
+        let (i, m) = r?;
+        ids.extend(i.iter().map(|&x| x as i32));
+        mask.extend(m.iter().map(|&x| x as i8));
+        offsets.push(i32::try_from(ids.len()).map_err(|_| {
+            AssembleError::InvalidArgument(
+                "over 2**31 tokens in one call: use smaller batches".into(),
+            )
+        })?);
+    }
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+    let id_field = Arc::new(Field::new("item", DataType::Int32, false));
+    let mask_field = Arc::new(Field::new("item", DataType::Int8, false));
+    Ok((
+        ListArray::new(
+            id_field,
+            offsets.clone(),
+            Arc::new(Int32Array::from(ids)),
+            None,
+        ),
+        ListArray::new(mask_field, offsets, Arc::new(Int8Array::from(mask)), None),
+    ))
+}
+
 /// Indices of the template's literal texts in [`Literals`].
 #[derive(Clone, Copy)]
 enum Lit {

@@ -292,6 +292,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPmixStream>()?;
     m.add_class::<Assembler>()?;
     m.add_function(wrap_pyfunction!(tokenize, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_segments, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
@@ -334,6 +335,46 @@ fn tokenize<'py>(
     let arr = PyArray::new(Arc::new(list), field);
     let obj: Py<PyAny> = arr.to_pyarrow(py)?.unbind();
     Ok(obj.into_bound(py))
+}
+
+/// Tokenizes rows of (text, masked) segments; see `longmagpie.encode_conversations`.
+#[pyfunction]
+#[pyo3(signature = (tokenizer_json, texts, masked, row_offsets, num_threads=None))]
+fn encode_segments<'py>(
+    py: Python<'py>,
+    tokenizer_json: String,
+    texts: PyArray,
+    masked: PyArray,
+    row_offsets: Vec<i32>,
+    num_threads: Option<usize>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let (texts, _) = texts.into_inner();
+    let masked = masked
+        .array()
+        .as_any()
+        .downcast_ref::<arrow_array::BooleanArray>()
+        .cloned()
+        .ok_or_else(|| PyTypeError::new_err("masked must be a bool array"))?;
+    let (ids, mask) = detached_assemble(py, move || {
+        longmagpie_core::assemble::encode_segments(
+            &tokenizer_json,
+            &texts,
+            &masked,
+            &row_offsets,
+            num_threads,
+        )
+    })?;
+    let conv = |list: arrow_array::ListArray, name: &str| -> PyResult<Bound<'py, PyAny>> {
+        let field = Arc::new(arrow_schema::Field::new(
+            name,
+            list.data_type().clone(),
+            false,
+        ));
+        let arr = PyArray::new(Arc::new(list), field);
+        let obj: Py<PyAny> = arr.to_pyarrow(py)?.unbind();
+        Ok(obj.into_bound(py))
+    };
+    Ok((conv(ids, "input_ids")?, conv(mask, "assistant_masks")?))
 }
 
 fn int32_array(a: &ArrayRef, what: &str) -> PyResult<Int32Array> {
