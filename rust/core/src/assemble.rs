@@ -420,8 +420,9 @@ pub fn encode_segments(
             .enumerate()
             .map(|(row, w)| {
                 let mut j = Joiner::new(&tok, 1);
-                for s in w[0] as usize..w[1] as usize {
-                    j.text(segs[s], masked.is_valid(s) && masked.value(s));
+                let range = w[0] as usize..w[1] as usize;
+                for (s, text) in range.clone().zip(&segs[range]) {
+                    j.text(text, masked.is_valid(s) && masked.value(s));
                 }
                 j.flush().map_err(|message| AssembleError::Tokenize {
                     column: "conversation".into(),
