@@ -45,6 +45,12 @@ PIP_NO_CACHE_DIR=${PIP_NO_CACHE_DIR:-1} PYTHON="$PY" bash scripts/install-vllm-c
 # dependencies, then those it imports for local datasets (its cloud SDKs and matplotlib load only on demand).
 .venv-test/bin/pip install -q --disable-pip-version-check --no-deps "mosaicml-streaming==0.13.0" && .venv-test/bin/pip install -q --disable-pip-version-check -c scripts/constraints-cpu.txt torchvision xxhash zstd python-snappy Brotli catalogue tqdm
 
+step "Test environment: headless Chromium for the report test (Debian's chromium)"
+if ! command -v chromium >/dev/null 2>&1; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
+fi
+
 step "Python: lint"
 .venv-test/bin/ruff check python tests benches
 .venv-test/bin/ruff format --check python tests benches

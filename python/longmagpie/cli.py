@@ -286,6 +286,92 @@ def export(
         typer.echo(f"  files      {len(result.files)} under {result.path}")
 
 
+@app.command()
+def harvest(
+    inputs: Annotated[list[Path], typer.Argument(help="Parquet/JSONL files or directories of documents.")],
+    model: Annotated[str, typer.Option(help="Model directory (or name the engine can load).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (resumable).")] = Path("harvest"),
+    text_column: Annotated[str, typer.Option(help="Column holding the document text.")] = "text",
+    engine: Annotated[str, typer.Option(help="vllm | openai | ray.")] = "vllm",
+    base_url: Annotated[str, typer.Option(help="OpenAI-compatible server (engine openai).")] = "http://127.0.0.1:8000",
+    template: Annotated[
+        str, typer.Option(help="auto (the model's template) or a preset: qwen25, llama3, ...")
+    ] = "auto",
+    placement: Annotated[str, typer.Option(help="Document in the system turn or the user turn.")] = "system",
+    max_model_len: Annotated[int, typer.Option(help="Model context; documents keep about half of it.")] = 32768,
+    queries_per_doc: Annotated[int, typer.Option(help="Questions asked per document.")] = 1,
+    query_max_tokens: Annotated[int, typer.Option(help="Most tokens of a query.")] = 512,
+    answer_max_tokens: Annotated[int, typer.Option(help="Most tokens of an answer.")] = 4096,
+    shard_rows: Annotated[int, typer.Option(help="Documents per shard (one batched generate per pass).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling.")] = 0,
+    engine_kwargs: Annotated[
+        str | None, typer.Option(help="JSON of extra engine arguments, e.g. '{\"tensor_parallel_size\": 4}'.")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; print only errors.")] = False,
+) -> None:
+    """Harvest (context, query, answer) rows from documents with vLLM (the LongMagpie method), resumably."""
+    import json
+
+    try:
+        from longmagpie.harvest import HarvestConfig
+        from longmagpie.harvest import harvest as run_harvest
+    except ImportError as e:
+        raise _fail(f"{e}; install the harvest extra: pip install 'longmagpie[harvest]'") from None
+    try:
+        config = HarvestConfig(
+            inputs=tuple(str(p) for p in inputs),
+            output_dir=str(output),
+            model=model,
+            text_column=text_column,
+            engine=engine,  # type: ignore[arg-type]
+            base_url=base_url,
+            template=template,
+            placement=placement,  # type: ignore[arg-type]
+            max_model_len=max_model_len,
+            queries_per_doc=queries_per_doc,
+            query_max_tokens=query_max_tokens,
+            answer_max_tokens=answer_max_tokens,
+            shard_rows=shard_rows,
+            seed=seed,
+            engine_kwargs=json.loads(engine_kwargs) if engine_kwargs else {},
+            progress=not quiet,
+        )
+        report = run_harvest(config)
+    except json.JSONDecodeError as e:
+        raise _fail(f"--engine-kwargs is not JSON: {e}") from None
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, ImportError, OSError) as e:
+        raise _fail(f"{e}") from None
+    if not quiet:
+        c = report.counts
+        typer.echo(
+            f"harvested {c.get('rows', 0):,} rows from {c.get('documents', 0):,} documents "
+            f"({report.shards_written} shards written, {report.shards_skipped} already done)"
+        )
+        rejected = {k: v for k, v in sorted(c.items()) if k.startswith(("query_", "answer_", "doc_")) and v}
+        if rejected:
+            typer.echo("  counted   " + ", ".join(f"{k} {v:,}" for k, v in rejected.items()))
+        typer.echo(f"  output    {output}")
+
+
+@app.command()
+def stats(
+    inputs: Annotated[list[Path], typer.Argument(help="Output directories or Parquet files of any stage.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="HTML report to write.")] = Path("report.html"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Write a self-contained HTML report (PNG plots) of what a run wrote: lengths, fill, documents, mix, rejections."""
+    from longmagpie.report import write_report
+
+    try:
+        summary = write_report(list(inputs), output)
+    except (ValueError, FileNotFoundError, ImportError) as e:
+        raise _fail(f"{e}") from None
+    if not quiet:
+        for key, value in sorted(summary.totals.items()):
+            typer.echo(f"  {key:<20} {value:,}")
+        typer.echo(f"  report               {output}")
+
+
 def main() -> None:
     """Entry point of the ``longmagpie`` console script."""
     app(prog_name="longmagpie")

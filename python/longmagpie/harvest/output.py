@@ -24,6 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from longmagpie.files import write_bytes_atomic
+
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
@@ -59,20 +61,6 @@ ROW_SCHEMA = pa.schema(
 def fingerprint(parts: Mapping[str, Any]) -> str:
     """SHA-256 of the canonical JSON of ``parts``."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_table_atomic(path: Path, table: pa.Table) -> None:
