@@ -372,6 +372,31 @@ def stats(
         typer.echo(f"  report               {output}")
 
 
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory for everything the demo writes.")] = Path(
+        "longmagpie-demo"
+    ),
+    vllm: Annotated[
+        bool | None, typer.Option("--vllm/--no-vllm", help="Harvest with vLLM (default: when installed).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every stage.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Run the whole pipeline on an embedded default: harvest, assemble, pack, p-mix, export, report."""
+    from longmagpie.demo import run_demo
+
+    try:
+        result = run_demo(output, use_vllm=vllm, seed=seed, echo=(lambda _m: None) if quiet else typer.echo)
+    except ImportError as e:
+        raise _fail(f"{e}; the demo needs the hf and report extras: pip install 'longmagpie[hf,report]'") from None
+    if not quiet:
+        for key, value in sorted(result.totals.items()):
+            typer.echo(f"  {key:<20} {value:,}")
+        for key, path in result.files.items():
+            typer.echo(f"  {key:<20} {path}")
+
+
 def main() -> None:
     """Entry point of the ``longmagpie`` console script."""
     app(prog_name="longmagpie")
