@@ -397,6 +397,24 @@ def demo(
             typer.echo(f"  {key:<20} {path}")
 
 
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="pipeline.toml (see longmagpie.pipeline for the keys).")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+) -> None:
+    """Run harvest -> assemble -> pack/pmix -> export from one TOML file; finished stages are not redone."""
+    try:
+        from longmagpie.pipeline import load_config, run_pipeline
+    except ImportError as e:
+        raise _fail(f"{e}; `run` needs pydantic: pip install pydantic") from None
+    try:
+        status = run_pipeline(load_config(config), echo=(lambda _m: None) if quiet else typer.echo)
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, ImportError) as e:
+        raise _fail(f"{e}") from None
+    if not quiet:
+        typer.echo("stages: " + ", ".join(f"{k} {v}" for k, v in status.items()))
+
+
 def main() -> None:
     """Entry point of the ``longmagpie`` console script."""
     app(prog_name="longmagpie")

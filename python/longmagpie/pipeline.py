@@ -1,0 +1,243 @@
+"""``longmagpie run pipeline.toml``: harvest -> assemble -> pack or p-mix -> export, stage by stage, resumable.
+
+The TOML file is validated with pydantic (unknown keys and wrong types are reported with their path). Each
+stage writes into ``output_dir/<stage>`` and then a marker ``output_dir/<stage>.done.json`` holding a hash of
+the stage's resolved settings and of the stages before it; a rerun skips every stage whose marker matches and
+redoes a stage (and all after it) whose settings changed or that did not finish. The resolved configuration is
+written next to the outputs (``pipeline.resolved.json``).
+
+Example::
+
+    output_dir = "run"
+    tokenizer = "models/qwen25-tokenizer"
+    seed = 0
+
+    [harvest]                      # optional: without it, [assemble] reads `samples`
+    inputs = ["docs/"]
+    model = "models/Qwen2.5-7B-Instruct"
+
+    [assemble]
+    target_tokens = [8192, 65536]
+
+    [pack]                         # or [pmix] with `short = [...]`
+    seq_len = 65536
+
+    [export]
+    format = "parquet"
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AssembleSection(_Section):
+    """``[assemble]``: see :func:`longmagpie.assemble`."""
+
+    samples: list[str] | None = None
+    documents: list[str] | None = None
+    distractors: list[str] | None = None
+    max_tokens: int = Field(65536, gt=0)
+    target_tokens: tuple[int, int] | None = (8192, 65536)
+    num_distractors: tuple[int, int] | None = None
+    doc_separator: str = "\n\n===Document Separator===\n\n"
+    query_separator: str = "\n\n"
+    system: str | None = None
+    long_documents: Literal["truncate", "skip"] = "truncate"
+
+
+class PackSection(_Section):
+    """``[pack]``: see :func:`longmagpie.pack`."""
+
+    seq_len: int = Field(65536, gt=0)
+    strategy: Literal["bfd", "ffd", "sequential"] = "bfd"
+    overflow: Literal["error", "truncate", "drop", "split"] = "truncate"
+
+
+class PmixSection(_Section):
+    """``[pmix]``: see :func:`longmagpie.pack_pmix`; ``short`` are Parquet files of tokenized short samples."""
+
+    short: list[str]
+    seq_len: int = Field(65536, gt=0)
+    p_long: float = Field(0.4, ge=0, le=1)
+    n_short_prefix: int = Field(1, ge=0)
+    fill: Literal["upstream", "best_fit"] = "best_fit"
+    overflow: Literal["error", "truncate", "drop"] = "truncate"
+    exhausted: Literal["stop", "short_only", "recycle"] = "stop"
+
+
+class ExportSection(_Section):
+    """``[export]``: Hugging Face Parquet shards or MDS."""
+
+    format: Literal["parquet", "mds"] = "parquet"
+    split: str = "train"
+
+
+class PipelineConfig(_Section):
+    """The whole ``pipeline.toml``."""
+
+    output_dir: str
+    tokenizer: str
+    seed: int = 0
+    num_threads: int | None = Field(None, gt=0)
+    harvest: dict[str, Any] | None = None
+    assemble: AssembleSection = Field(default_factory=AssembleSection)
+    pack: PackSection | None = None
+    pmix: PmixSection | None = None
+    export: ExportSection = Field(default_factory=ExportSection)
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineConfig:
+        if self.harvest is None and not self.assemble.samples:
+            raise ValueError("give [harvest] or assemble.samples (Parquet files of context/query/answer rows)")
+        if self.pack is not None and self.pmix is not None:
+            raise ValueError("give [pack] or [pmix], not both")
+        return self
+
+
+def load_config(path: Path) -> PipelineConfig:
+    """Read and validate ``path``; errors name the key and say what is wrong."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path} is not valid TOML: {err}") from err
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as err:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            + (f" (got {e['input']!r})" if e["type"] != "missing" and not isinstance(e["input"], dict) else "")
+            for e in err.errors()
+        ]
+        raise ValueError(f"{path} has {len(lines)} problem(s):\n" + "\n".join(lines)) from None
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) -> dict[str, str]:
+    """Run the stages that are not done yet; returns ``{stage: "done" | "skipped"}``."""
+    import pyarrow.parquet as pq
+
+    import longmagpie
+    from longmagpie.files import read_parquet, write_bytes_atomic, write_parquet_atomic
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = config.model_dump(mode="json")
+    write_bytes_atomic(out / "pipeline.resolved.json", json.dumps(resolved, indent=1, sort_keys=True).encode())
+    status: dict[str, str] = {}
+    chain = _hash({"version": longmagpie.__version__, "tokenizer": config.tokenizer, "seed": config.seed})
+
+    def stage(name: str, settings: Any, work: Callable[[], None]) -> None:
+        nonlocal chain
+        chain = _hash([chain, name, settings])
+        marker = out / f"{name}.done.json"
+        if marker.is_file() and json.loads(marker.read_text()).get("hash") == chain:
+            echo(f"{name}: done earlier, skipped")
+            status[name] = "skipped"
+            return
+        marker.unlink(missing_ok=True)
+        echo(f"{name}: running")
+        work()
+        write_bytes_atomic(marker, json.dumps({"hash": chain, "stage": name}).encode())
+        status[name] = "done"
+
+    qa_path = out / "harvest"
+    if config.harvest is not None:
+        settings = dict(config.harvest)
+
+        def harvest() -> None:
+            from longmagpie.harvest import HarvestConfig
+            from longmagpie.harvest import harvest as run_harvest
+
+            fields = {**settings, "output_dir": str(qa_path), "seed": config.seed}
+            fields["inputs"] = tuple(fields.get("inputs", ()))
+            try:
+                hc = HarvestConfig(**fields)
+            except TypeError as err:
+                raise ValueError(f"[harvest]: {err}") from err
+            run_harvest(hc)
+
+        stage("harvest", settings, harvest)
+    a = config.assemble
+
+    def assemble() -> None:
+        from longmagpie.harvest import read_harvest
+
+        samples = (
+            read_parquet([Path(p) for p in a.samples])
+            if a.samples
+            else read_harvest(qa_path).select(["doc_id", "context", "query", "answer", "id"])
+        )
+        options = a.model_dump(exclude={"samples", "documents", "distractors"})
+        if a.num_distractors is not None:
+            options["target_tokens"] = None
+        table = longmagpie.assemble(
+            samples,
+            config.tokenizer,
+            documents=read_parquet([Path(p) for p in a.documents]) if a.documents else None,
+            distractors=read_parquet([Path(p) for p in a.distractors]) if a.distractors else None,
+            seed=config.seed,
+            num_threads=config.num_threads,
+            **options,
+        )
+        write_parquet_atomic(table, out / "assembled.parquet", overwrite=True)
+
+    stage("assemble", a.model_dump(mode="json"), assemble)
+
+    if config.pmix is not None:
+        m = config.pmix
+
+        def pmix() -> None:
+            long = pq.read_table(out / "assembled.parquet", columns=["input_ids", "assistant_masks"])
+            short = read_parquet([Path(p) for p in m.short])
+            packed = longmagpie.pack_pmix(
+                long, short, seed=config.seed, num_threads=config.num_threads, **m.model_dump(exclude={"short"})
+            )
+            write_parquet_atomic(packed, out / "packed.parquet", overwrite=True)
+
+        stage("pmix", m.model_dump(mode="json"), pmix)
+    else:
+        p = config.pack or PackSection()
+
+        def pack() -> None:
+            samples = pq.read_table(out / "assembled.parquet", columns=["input_ids", "assistant_masks", "source"])
+            packed = longmagpie.pack(samples, num_threads=config.num_threads, **p.model_dump())
+            write_parquet_atomic(packed, out / "packed.parquet", overwrite=True)
+
+        stage("pack", p.model_dump(mode="json"), pack)
+    e = config.export
+
+    def export() -> None:
+        packed = pq.read_table(out / "packed.parquet")
+        target = out / "dataset"
+        if target.exists():
+            shutil.rmtree(target)
+        if e.format == "parquet":
+            longmagpie.export_parquet(packed, target, split=e.split)
+        else:
+            longmagpie.export_mds(packed, target)
+
+    stage("export", e.model_dump(mode="json"), export)
+    return status
