@@ -41,3 +41,17 @@ def test_pack_and_pmix_release_the_gil() -> None:
     long = longmagpie.synthetic_samples(30_000_000, mix="long", seed=6)
     duration, gap = longest_stall(lambda: longmagpie.pack_pmix(long, samples, num_threads=1, exhausted="recycle"))
     assert gap < max(0.05, duration / 3), (duration, gap)
+
+
+def test_assembly_releases_the_gil(qwen_tokenizer_dir) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(qwen_tokenizer_dir)
+    docs = [f"Document {i}. " + "Some words and numbers 1234, more words. " * (200 + i % 50) for i in range(300)]
+    import pyarrow as pa
+
+    samples = pa.table({"context": docs, "query": ["Q?"] * 300, "answer": ["A."] * 300})
+    asm = longmagpie.Assembler(tok, config=longmagpie.AssembleConfig(num_threads=1, max_tokens=32768))
+    asm.assemble(samples.slice(0, 2))  # tokenizes the pool (a Rust call too), then a warm call below
+    duration, gap = longest_stall(lambda: asm.assemble(samples))
+    assert gap < max(0.05, duration / 3), (duration, gap)
