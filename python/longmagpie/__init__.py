@@ -15,6 +15,8 @@ The public API:
 - :func:`synthetic_samples` builds seeded tokenized samples (demo, tests, benchmarks).
 - :func:`export_parquet` writes packed rows as a Hugging Face Parquet dataset (shards + card);
   :func:`export_mds` writes them as MDS for ProLong-style trainers (extra ``mds``).
+- ``longmagpie.ray`` (extra ``ray``, imported only when asked for): ``ray_pack``, ``ray_pack_pmix`` and
+  ``write_packed`` run the packers as Ray Data transforms over Parquet shards.
 - ``longmagpie.torch.PackedCollator`` (extra ``torch``, imported only when asked for) collates
   packed rows for transformers' padding-free attention.
 """
