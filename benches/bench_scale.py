@@ -11,7 +11,8 @@ Engines, on each group's shards:
 
     single   ``longmagpie.pack_stream`` over the shards read file by file with ``ParquetFile.iter_batches``
              (lazily; one window of ``--window-tokens`` at a time), in a child process per group: peak RSS = that
-             child's ``ru_maxrss`` (target < 2 GiB over a group of many windows, printed, never asserted).
+             child's ``VmHWM`` (its ``ru_maxrss`` would include the parent's peak, inherited through vfork +
+             exec); target < 2 GiB over a group of many windows, printed, never asserted.
     ray      ``longmagpie.ray.ray_pack`` over the shard directory on a local Ray cluster
              (``ray.init(num_cpus=--ray-cpus)``, one packing window per task of ``--ray-window-bytes``), the
              packed rows counted inside the workers (a map that keeps only row and token counts), so no row
@@ -42,7 +43,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from benchkit import peak_rss_mib
+from benchkit import peak_rss_mib, status_mib
 
 SEQ_LEN = 65536
 RSS_TARGET_MIB = 2048
@@ -96,7 +97,8 @@ def single_child(folder: str, seq_len: int, window_tokens: int) -> dict[str, Any
         tokens += int(pc.sum(batch.column("length")).as_py() or 0)
         del batch
     seconds = time.perf_counter() - t0
-    return {"rows": rows, "tokens": tokens, "seconds": seconds, "peak_rss_MiB": peak_rss_mib(),
+    # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark into a vfork+exec'd child's ru_maxrss
+    return {"rows": rows, "tokens": tokens, "seconds": seconds, "peak_rss_MiB": status_mib("VmHWM"),
             "windows": stream.windows, "input_tokens": stream.stats.input_tokens}  # fmt: skip
 
 

@@ -21,7 +21,10 @@ Two kinds of input:
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -60,6 +63,22 @@ def _window_dataset(items: list[dict[str, Any]]) -> ray.data.Dataset:
     ctx = rd.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     return rd.from_items(items, override_num_blocks=max(len(items), 1))
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Windows planned on the driver, the map function that packs one, and what the output looks like."""
+
+    items: list[dict[str, Any]]
+    mapper: Any
+    schema: pa.Schema
+    meta: dict[str, Any]
+
+    def dataset(self) -> ray.data.Dataset:
+        """One task per window, rows in window order."""
+        return _window_dataset(self.items).map_batches(
+            self.mapper, batch_size=1, batch_format="pyarrow", zero_copy_batch=True
+        )
 
 
 def _pack_table(
@@ -156,12 +175,17 @@ def ray_pack(
     if isinstance(source, rd.Dataset):
         _core.pack(pa.table({"input_ids": pa.array([], pa.list_(pa.int32()))}), *args)  # check the arguments now
         return source.map_batches(_PackBlock(args), batch_size=None, batch_format="pyarrow", zero_copy_batch=True)
+    return _pack_plan(source, args, window_bytes).dataset()
+
+
+def _pack_plan(source: Paths, args: tuple[Any, ...], window_bytes: int) -> WindowPlan:
     src = ParquetSource.open(source)
-    _core.pack(src.read(0, 0), *args)  # validates arguments and columns before any task runs
+    empty, _ = _core.pack(src.read(0, 0), *args)  # validates arguments and columns before any task runs
     items = [{"window": i, "start": a, "stop": b} for i, (a, b) in enumerate(src.windows(window_bytes))]
-    return _window_dataset(items).map_batches(
-        _PackWindow(src, args), batch_size=1, batch_format="pyarrow", zero_copy_batch=True
-    )
+    names = ("seq_len", "strategy", "overflow", "num_threads", "pad_to", "pad_id")
+    params = dict(zip(names, args, strict=True), window_bytes=window_bytes, engine="ray", windows=len(items))
+    del params["num_threads"]
+    return WindowPlan(items, _PackWindow(src, args), to_pyarrow(empty).schema, {"op": "pack", "params": params})
 
 
 class _PmixWindow:
@@ -241,6 +265,23 @@ def ray_pack_pmix(
             dataset executes, naming the pool, file and row.
 
     """
+    return _pmix_plan(long, short, seq_len, p_long, n_short_prefix, seed, fill, overflow, exhausted, window_bytes,
+                      num_threads).dataset()  # fmt: skip
+
+
+def _pmix_plan(
+    long: Paths,
+    short: Paths,
+    seq_len: int,
+    p_long: float,
+    n_short_prefix: int,
+    seed: int,
+    fill: Fill,
+    overflow: PmixOverflow,
+    exhausted: Exhausted,
+    window_bytes: int,
+    num_threads: int | None,
+) -> WindowPlan:
     params = _checked_params(
         seq_len=seq_len,
         p_long=p_long,
@@ -260,16 +301,19 @@ def ray_pack_pmix(
     # validates the arguments and both schemas (one short row: an empty pool is an error of its own)
     probe = short_src.read(0, min(1, short_src.num_rows))
     try:
-        _core.pack_pmix_stream(long_src.read(0, 0), probe, *_core_args(params), None).empty()
+        schema = to_pyarrow(
+            _core.pack_pmix_stream(long_src.read(0, 0), probe, *_core_args(params), None).empty()
+        ).schema
     except ValueError as e:
         raise short_src.name_row(e, "short input") from None
     items = []
     for i, (a, b) in enumerate(long_src.windows(window_bytes)):
         sa, sb = paired_range((a, b), long_src.num_rows, short_src.num_rows)
         items.append({"window": i, "start": a, "stop": b, "short_start": sa, "short_stop": sb})
-    return _window_dataset(items).map_batches(
-        _PmixWindow(long_src, short_src, params, seed), batch_size=1, batch_format="pyarrow", zero_copy_batch=True
-    )
+    mapper = _PmixWindow(long_src, short_src, params, seed)
+    meta = dict(params, window_bytes=window_bytes, engine="ray", windows=len(items))
+    del meta["num_threads"]
+    return WindowPlan(items, mapper, schema, {"op": "pack_pmix", "params": meta})
 
 
 def write_packed(
@@ -310,3 +354,176 @@ def write_packed(
             yield from batch.replace_schema_metadata(None).to_batches()
 
     return export_parquet(batches(), out_dir, split=split, seq_len=seq_len, overwrite=overwrite, **export_kwargs)
+
+
+class _WriteWindow:
+    """Map function: pack one window and write its rows as numbered parts under ``folder/w<window>``."""
+
+    def __init__(self, mapper: Any, folder: str, seq_len: int | None, limits: tuple[Any, ...]) -> None:
+        self.mapper = mapper
+        self.folder = folder
+        self.seq_len = seq_len
+        self.limits = limits
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from longmagpie.export.parquet import ShardWriter
+        from longmagpie.export.rows import PackedRows
+
+        (index,) = batch.column("window").to_pylist()
+        rows = PackedRows(self.mapper(batch), self.seq_len)  # checks every row, counts the totals
+        folder = Path(self.folder) / f"w{index:07d}"
+        shutil.rmtree(folder, ignore_errors=True)  # a retried task starts over
+        folder.mkdir(parents=True)
+        writer = ShardWriter(folder, rows.schema, *self.limits)
+        try:
+            for b in rows:
+                writer.add(b)
+            parts = writer.finish() if rows.totals.rows else []
+        except BaseException:
+            writer.abort()
+            raise
+        t = rows.totals.as_dict()
+        return pa.table({"window": [index], "parts": [[str(p) for p in parts]], **{k: [v] for k, v in t.items()}})
+
+
+def _write_plan(
+    plan: WindowPlan,
+    out_dir: str | os.PathLike[str],
+    split: str,
+    overwrite: bool,
+    rows_per_shard: int | None,
+    shard_bytes: int | None,
+    row_group_rows: int | None,
+    row_group_bytes: int | None,
+    compression_level: int | None,
+) -> ExportResult:
+    from longmagpie.export import ExportResult
+    from longmagpie.export.card import check_split, render_card
+    from longmagpie.export.parquet import ROW_GROUP_BYTES, SHARD_BYTES
+    from longmagpie.export.staging import staged_directory
+
+    check_split(split)
+    shard_bytes = shard_bytes or SHARD_BYTES
+    row_group_bytes = row_group_bytes or ROW_GROUP_BYTES
+    seq_len = plan.meta["params"].get("pad_to") or plan.meta["params"]["seq_len"]
+    limits = (rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level)
+    with staged_directory(Path(out_dir), overwrite) as tmp:
+        windows = tmp / "windows"
+        writer = _WriteWindow(plan.mapper, str(windows), seq_len, limits)
+        done = _window_dataset(plan.items).map_batches(writer, batch_size=1, batch_format="pyarrow").take_all()
+        done.sort(key=lambda r: r["window"])
+        parts = [Path(p) for r in done for p in r["parts"]]
+        (tmp / "data").mkdir()
+        if not parts:  # no rows at all: one empty shard, as export_parquet writes
+            import pyarrow.parquet as pq
+
+            parts = [windows / "empty.parquet"]
+            windows.mkdir(exist_ok=True)
+            pq.write_table(plan.schema.empty_table(), parts[0], compression="zstd")
+        names = [f"data/{split}-{k:05d}-of-{len(parts):05d}.parquet" for k in range(len(parts))]
+        for part, name in zip(parts, names, strict=True):
+            os.replace(part, tmp / name)
+        shutil.rmtree(windows, ignore_errors=True)
+        totals = {k: sum(r[k] for r in done) for k in ("rows", "tokens", "documents", "trained_tokens")}
+        totals["max_row_tokens"] = max((r["max_row_tokens"] for r in done), default=0)
+        mins = [r["min_row_tokens"] for r in done if r["rows"]]
+        totals["min_row_tokens"] = min(mins, default=0)
+        totals["max_documents_per_row"] = max((r["max_documents_per_row"] for r in done), default=0)
+        params = {
+            "split": split,
+            "seq_len": seq_len,
+            "rows_per_shard": rows_per_shard,
+            "shard_bytes": shard_bytes,
+            "row_group_rows": row_group_rows,
+            "row_group_bytes": row_group_bytes,
+            "compression": "zstd",
+            "compression_level": compression_level,
+            "longmagpie_version": _core.__version__,
+            "shards_per": "window",
+        }
+        card = render_card(split, f"data/{split}-*", names, plan.schema, totals, plan.meta, params)
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+    out = Path(out_dir)
+    return ExportResult(
+        out, tuple(names), totals["rows"], totals["tokens"], totals["documents"], totals["trained_tokens"], plan.meta
+    )
+
+
+def ray_pack_to_parquet(
+    source: Paths,
+    out_dir: str | os.PathLike[str],
+    seq_len: int = 65536,
+    strategy: Strategy = "bfd",
+    overflow: Overflow = "error",
+    window_bytes: int = DEFAULT_WINDOW_BYTES,
+    num_threads: int | None = 1,
+    pad_to: int | None = None,
+    pad_id: int = 0,
+    *,
+    split: str = "train",
+    overwrite: bool = False,
+    rows_per_shard: int | None = None,
+    shard_bytes: int | None = None,
+    row_group_rows: int | None = None,
+    row_group_bytes: int | None = None,
+    compression_level: int | None = None,
+) -> ExportResult:
+    """:func:`ray_pack` over Parquet paths, each task writing its window's shards (no row passes the driver).
+
+    The layout is :func:`longmagpie.export_parquet`'s (``data/<split>-0000k-of-0000N.parquet`` +
+    ``README.md``; ``datasets.load_dataset(out_dir)`` reads it), with shards cut per window: a
+    window's rows are split by ``rows_per_shard`` / ``shard_bytes`` and never share a shard with
+    another window's. Tasks write into a staging directory next to ``out_dir`` (it must be on a
+    file system every worker sees); the driver then numbers the parts in window order, writes the
+    card and renames the directory into place, so a failure leaves no partial dataset and a rerun
+    writes the same bytes. Arguments as for :func:`ray_pack` and :func:`longmagpie.export_parquet`.
+
+    Returns:
+        The :class:`longmagpie.ExportResult` (totals summed over the windows).
+
+    """
+    require_ints(seq_len=seq_len, window_bytes=window_bytes, num_threads=num_threads, pad_to=pad_to, pad_id=pad_id)
+    if window_bytes < 1:
+        raise ValueError(f"window_bytes must be >= 1 (got {window_bytes})")
+    _ray_data()
+    plan = _pack_plan(source, (seq_len, strategy, overflow, num_threads, pad_to, pad_id), window_bytes)
+    return _write_plan(
+        plan, out_dir, split, overwrite, rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level
+    )
+
+
+def ray_pack_pmix_to_parquet(
+    long: Paths,
+    short: Paths,
+    out_dir: str | os.PathLike[str],
+    seq_len: int = 65536,
+    p_long: float = UPSTREAM_P_LONG,
+    n_short_prefix: int = 1,
+    seed: int = 0,
+    fill: Fill = "upstream",
+    overflow: PmixOverflow = "error",
+    exhausted: Exhausted = "stop",
+    window_bytes: int = DEFAULT_WINDOW_BYTES,
+    num_threads: int | None = 1,
+    *,
+    split: str = "train",
+    overwrite: bool = False,
+    rows_per_shard: int | None = None,
+    shard_bytes: int | None = None,
+    row_group_rows: int | None = None,
+    row_group_bytes: int | None = None,
+    compression_level: int | None = None,
+) -> ExportResult:
+    """:func:`ray_pack_pmix`, each task writing its window's shards (as :func:`ray_pack_to_parquet`).
+
+    Returns:
+        The :class:`longmagpie.ExportResult`.
+
+    """
+    _ray_data()
+    plan = _pmix_plan(
+        long, short, seq_len, p_long, n_short_prefix, seed, fill, overflow, exhausted, window_bytes, num_threads
+    )
+    return _write_plan(
+        plan, out_dir, split, overwrite, rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level
+    )

@@ -106,7 +106,7 @@ def test_write_packed_loads_with_datasets(ray, data, tmp_path):
     )
     assert len(res.files) > 1 and all(f.startswith("data/train-") for f in res.files)
     assert res.tokens == sum(len(x) for x in table.column("input_ids").to_pylist())
-    loaded = datasets.load_dataset(str(tmp_path / "out"), split="train")
+    loaded = datasets.load_dataset(str(tmp_path / "out"), split="train", cache_dir=str(tmp_path / "cache"))
     assert loaded.num_rows == res.rows
     written = pa.concat_tables([pq.read_table(tmp_path / "out" / f) for f in res.files])
     assert loaded.data.table.column("input_ids").to_pylist() == written.column("input_ids").to_pylist()
@@ -162,3 +162,25 @@ def test_bad_arguments_fail_before_any_task(ray, data):
 def test_import_longmagpie_does_not_import_ray():
     code = "import sys, longmagpie, longmagpie.ray; assert 'ray' not in sys.modules, 'ray imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_distributed_write_same_rows_as_write_packed(ray, data, tmp_path):
+    from longmagpie.ray import ray_pack, ray_pack_to_parquet, write_packed
+
+    datasets = require("datasets")
+    folder, table = data
+    res = ray_pack_to_parquet(folder, tmp_path / "dist", SEQ_LEN, window_bytes=WINDOW, rows_per_shard=5)
+    assert len(res.files) > len(ParquetSource.open(folder).windows(WINDOW))  # several shards per window
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dist"]  # staging renamed away, nothing left over
+    written = pa.concat_tables([pq.read_table(tmp_path / "dist" / f) for f in res.files])
+    ref = write_packed(ray_pack(folder, SEQ_LEN, window_bytes=WINDOW), tmp_path / "ref", seq_len=SEQ_LEN)
+    reference = pa.concat_tables([pq.read_table(tmp_path / "ref" / f) for f in ref.files])
+    assert written.replace_schema_metadata(None).equals(reference.replace_schema_metadata(None))  # same rows, in order
+    assert (res.rows, res.tokens, res.documents) == (ref.rows, ref.tokens, ref.documents)
+    loaded = datasets.load_dataset(str(tmp_path / "dist"), split="train", cache_dir=str(tmp_path / "cache"))
+    assert loaded.num_rows == res.rows
+    assert packed_documents(written) == input_documents(table)
+    again = ray_pack_to_parquet(folder, tmp_path / "again", SEQ_LEN, window_bytes=WINDOW, rows_per_shard=5)
+    assert again.files == res.files
+    for f in [*res.files, "README.md"]:
+        assert (tmp_path / "dist" / f).read_bytes() == (tmp_path / "again" / f).read_bytes()

@@ -8,7 +8,17 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-from ray_support import check_rows, collect, input_documents, ipc, packed_documents, ray_cluster, samples, write_shards
+from ray_support import (
+    check_rows,
+    collect,
+    input_documents,
+    ipc,
+    packed_documents,
+    ray_cluster,
+    require,
+    samples,
+    write_shards,
+)
 
 import longmagpie
 from longmagpie.ray_windows import ParquetSource, paired_range, window_seed
@@ -89,3 +99,16 @@ def test_pmix_too_long_names_pool_file_and_row(ray, pools, tmp_path):
     pq.write_table(bad, tmp_path / "long.parquet")
     with pytest.raises(Exception, match=r"long input \(window 0\) file .*long\.parquet, row 6"):
         collect(ray_pack_pmix(tmp_path / "long.parquet", short_dir, SEQ_LEN, window_bytes=10**9))
+
+
+def test_pmix_distributed_write_loads_with_datasets(ray, pools, tmp_path):
+    from longmagpie.ray import ray_pack_pmix, ray_pack_pmix_to_parquet
+
+    datasets = require("datasets")
+    long_dir, short_dir, _, _ = pools
+    res = ray_pack_pmix_to_parquet(long_dir, short_dir, tmp_path / "out", SEQ_LEN, seed=3, window_bytes=WINDOW)
+    loaded = datasets.load_dataset(str(tmp_path / "out"), split="train", cache_dir=str(tmp_path / "cache"))
+    assert loaded.num_rows == res.rows > 0
+    expected = collect(ray_pack_pmix(long_dir, short_dir, SEQ_LEN, seed=3, window_bytes=WINDOW))
+    assert loaded.data.table.column("input_ids").to_pylist() == expected.column("input_ids").to_pylist()
+    assert "pack_pmix" in (tmp_path / "out" / "README.md").read_text()
