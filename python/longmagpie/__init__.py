@@ -16,7 +16,8 @@ The public API:
 - :func:`export_parquet` writes packed rows as a Hugging Face Parquet dataset (shards + card);
   :func:`export_mds` writes them as MDS for ProLong-style trainers (extra ``mds``).
 - ``longmagpie.ray`` (extra ``ray``, imported only when asked for): ``ray_pack``, ``ray_pack_pmix`` and
-  ``write_packed`` run the packers as Ray Data transforms over Parquet shards.
+  ``write_packed`` (and ``ray_pack_to_parquet``, ``ray_pack_pmix_to_parquet``) run the packers as Ray Data
+  transforms over Parquet shards.
 - ``longmagpie.torch.PackedCollator`` (extra ``torch``, imported only when asked for) collates
   packed rows for transformers' padding-free attention.
 """

@@ -16,6 +16,11 @@ Two kinds of input:
   ``DataContext.target_max_block_size``, which vary with the cluster, so the output is
   deterministic only when the blocks are (same files, same ``override_num_blocks``, same context,
   or a ``repartition(n)`` first). p-mix needs two aligned pools, so it takes paths only.
+
+Writing: :func:`write_packed` streams any of these datasets through the driver into
+:func:`longmagpie.export_parquet`; :func:`ray_pack_to_parquet` / :func:`ray_pack_pmix_to_parquet`
+pack and write in the same task, each window's rows going straight from its worker to its own
+shards, so nothing passes through the driver (the route for large inputs).
 """
 
 from __future__ import annotations
