@@ -17,6 +17,9 @@ The public API:
 - :func:`synthetic_samples` builds seeded tokenized samples (demo, tests, benchmarks).
 - :func:`export_parquet` writes packed rows as a Hugging Face Parquet dataset (shards + card);
   :func:`export_mds` writes them as MDS for ProLong-style trainers (extra ``mds``).
+- ``longmagpie.ray`` (extra ``ray``, imported only when asked for): ``ray_pack``, ``ray_pack_pmix`` and
+  ``write_packed`` (and ``ray_pack_to_parquet``, ``ray_pack_pmix_to_parquet``) run the packers as Ray Data
+  transforms over Parquet shards.
 - ``longmagpie.torch.PackedCollator`` (extra ``torch``, imported only when asked for) collates
   packed rows for transformers' padding-free attention.
 - :mod:`longmagpie.harvest` harvests (context, query, answer) rows with vLLM:
