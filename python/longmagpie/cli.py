@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -31,6 +31,29 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=1)
 
 
+def _ray_run(job: Any, address: str | None, threads: int | None, quiet: bool) -> None:
+    """Run ``job(longmagpie.ray)`` on a Ray cluster (joined at ``address`` or started locally)."""
+    try:
+        import ray
+
+        import longmagpie.ray as ray_mod
+    except ImportError as e:
+        raise _fail(f"{e}; install the ray extra: pip install 'longmagpie[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, num_cpus=None if address else threads, include_dashboard=False, log_to_driver=False)
+    try:
+        result = job(ray_mod)
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError) as e:
+        raise _fail(f"{e}") from None
+    finally:
+        if started:
+            ray.shutdown()
+    if not quiet:
+        typer.echo(f"packed on Ray: {result.rows:,} rows, {result.tokens:,} tokens, {result.documents:,} documents")
+        typer.echo(f"  output    {result.path} ({len(result.files)} shards)")
+
+
 @app.command()
 def pack(
     inputs: Annotated[
@@ -53,6 +76,10 @@ def pack(
     pad_to: Annotated[int | None, typer.Option(help="Pad rows to this length (>= seq-len).")] = None,
     pad_id: Annotated[int, typer.Option(help="Token id of the padding.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the --demo sample.")] = 0,
+    engine: Annotated[
+        str, typer.Option(help="local (one process) | ray (Ray Data; OUTPUT becomes a dataset directory).")
+    ] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: start a local one).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
@@ -63,6 +90,26 @@ def pack(
 
     if demo == bool(inputs):
         raise _fail("give INPUTS or --demo (exactly one)")
+    if engine not in ("local", "ray"):
+        raise _fail(f"--engine must be local or ray (got {engine!r})")
+    if engine == "ray":
+        if demo or pad_to is not None:
+            raise _fail("--engine ray packs Parquet INPUTS (no --demo, no --pad-to)")
+        _ray_run(
+            lambda ray_mod: ray_mod.ray_pack_to_parquet(
+                [str(p) for p in inputs or []],
+                output,
+                seq_len=seq_len,
+                strategy=strategy,  # type: ignore[arg-type]
+                overflow=overflow,  # type: ignore[arg-type]
+                num_threads=1,
+                overwrite=overwrite,
+            ),
+            ray_address,
+            threads,
+            quiet,
+        )
+        return
     if output.exists() and not overwrite:
         raise _fail(f"{output} exists; pass --overwrite to replace it")
     t0 = time.perf_counter()
@@ -126,6 +173,10 @@ def pmix(
     exhausted: Annotated[str, typer.Option(help="stop | short_only | recycle.")] = "stop",
     max_rows: Annotated[int | None, typer.Option(help="Stop after this many rows.")] = None,
     threads: Annotated[int | None, typer.Option(help="Threads (default: all cores); same output for any.")] = None,
+    engine: Annotated[
+        str, typer.Option(help="local (one process) | ray (Ray Data; OUTPUT becomes a dataset directory).")
+    ] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: start a local one).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
@@ -133,6 +184,31 @@ def pmix(
     import longmagpie
     from longmagpie.files import read_parquet, write_parquet_atomic
 
+    if engine not in ("local", "ray"):
+        raise _fail(f"--engine must be local or ray (got {engine!r})")
+    if engine == "ray":
+        if max_rows is not None:
+            raise _fail("--engine ray mixes whole windows (no --max-rows)")
+        _ray_run(
+            lambda ray_mod: ray_mod.ray_pack_pmix_to_parquet(
+                [str(p) for p in long],
+                [str(p) for p in short],
+                output,
+                seq_len=seq_len,
+                p_long=p_long,
+                n_short_prefix=n_short_prefix,
+                seed=seed,
+                fill=fill,  # type: ignore[arg-type]
+                overflow=overflow,  # type: ignore[arg-type]
+                exhausted=exhausted,  # type: ignore[arg-type]
+                num_threads=1,
+                overwrite=overwrite,
+            ),
+            ray_address,
+            threads,
+            quiet,
+        )
+        return
     if output.exists() and not overwrite:
         raise _fail(f"{output} exists; pass --overwrite to replace it")
     try:
