@@ -32,7 +32,8 @@ import hashlib
 import json
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -64,8 +65,10 @@ class AssembleSection(_Section):
 
 
 class PackSection(_Section):
-    """``[pack]``: see :func:`longmagpie.pack`."""
+    """``[pack]``: see :func:`longmagpie.pack`; ``engine = "ray"`` packs on Ray Data (:mod:`longmagpie.ray`)."""
 
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
     seq_len: int = Field(65536, gt=0)
     strategy: Literal["bfd", "ffd", "sequential"] = "bfd"
     overflow: Literal["error", "truncate", "drop", "split"] = "truncate"
@@ -75,6 +78,8 @@ class PmixSection(_Section):
     """``[pmix]``: see :func:`longmagpie.pack_pmix`; ``short`` are Parquet files of tokenized short samples."""
 
     short: list[str]
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
     seq_len: int = Field(65536, gt=0)
     p_long: float = Field(0.4, ge=0, le=1)
     n_short_prefix: int = Field(1, ge=0)
@@ -133,6 +138,29 @@ def load_config(path: Path) -> PipelineConfig:
 
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def _ray(address: str | None, num_cpus: int | None) -> Iterator[Any]:
+    """``longmagpie.ray`` with a Ray cluster joined at ``address`` or started locally (and stopped after)."""
+    import ray
+
+    import longmagpie.ray as ray_mod
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray_mod
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _read_dir(path: Path) -> Any:
+    import pyarrow.dataset as ds
+
+    return ds.dataset(str(path), format="parquet").to_table()
 
 
 def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) -> dict[str, str]:
@@ -206,15 +234,30 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
 
     stage("assemble", a.model_dump(mode="json"), assemble)
 
+    def clear_packed() -> None:
+        (out / "packed.parquet").unlink(missing_ok=True)
+        shutil.rmtree(out / "packed", ignore_errors=True)
+
     if config.pmix is not None:
         m = config.pmix
 
         def pmix() -> None:
+            clear_packed()
+            options = m.model_dump(exclude={"short", "engine", "ray_address"})
+            if m.engine == "ray":
+                with _ray(m.ray_address, config.num_threads) as ray_mod:
+                    ray_mod.ray_pack_pmix_to_parquet(
+                        [str(out / "assembled.parquet")],
+                        m.short,
+                        out / "packed",
+                        seed=config.seed,
+                        overwrite=True,
+                        **options,
+                    )
+                return
             long = pq.read_table(out / "assembled.parquet", columns=["input_ids", "assistant_masks"])
             short = read_parquet([Path(p) for p in m.short])
-            packed = longmagpie.pack_pmix(
-                long, short, seed=config.seed, num_threads=config.num_threads, **m.model_dump(exclude={"short"})
-            )
+            packed = longmagpie.pack_pmix(long, short, seed=config.seed, num_threads=config.num_threads, **options)
             write_parquet_atomic(packed, out / "packed.parquet", overwrite=True)
 
         stage("pmix", m.model_dump(mode="json"), pmix)
@@ -222,15 +265,24 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
         p = config.pack or PackSection()
 
         def pack() -> None:
+            clear_packed()
+            options = p.model_dump(exclude={"engine", "ray_address"})
+            if p.engine == "ray":
+                with _ray(p.ray_address, config.num_threads) as ray_mod:
+                    ray_mod.ray_pack_to_parquet(
+                        [str(out / "assembled.parquet")], out / "packed", overwrite=True, **options
+                    )
+                return
             samples = pq.read_table(out / "assembled.parquet", columns=["input_ids", "assistant_masks", "source"])
-            packed = longmagpie.pack(samples, num_threads=config.num_threads, **p.model_dump())
+            packed = longmagpie.pack(samples, num_threads=config.num_threads, **options)
             write_parquet_atomic(packed, out / "packed.parquet", overwrite=True)
 
         stage("pack", p.model_dump(mode="json"), pack)
     e = config.export
 
     def export() -> None:
-        packed = pq.read_table(out / "packed.parquet")
+        ray_dir = out / "packed" / "data"
+        packed = pq.read_table(out / "packed.parquet") if not ray_dir.is_dir() else _read_dir(ray_dir)
         target = out / "dataset"
         if target.exists():
             shutil.rmtree(target)

@@ -53,3 +53,24 @@ def test_pack_and_pmix_on_ray_from_the_command_line(tmp_path: Path) -> None:
     check_rows(ds.dataset(str(mixed / "data"), format="parquet").to_table(), 4096)
     bad = runner.invoke(app, ["pack", str(tmp_path / "in"), "-o", str(tmp_path / "x"), "--engine", "spark"])
     assert bad.exit_code != 0 and "local or ray" in bad.output
+
+
+def test_pipeline_packs_on_ray(tmp_path: Path, qwen_tokenizer_dir: Path) -> None:
+    require("ray")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    docs = [f"Document {i} on topic {i}. " + "Words. " * (20 + 3 * i) for i in range(16)]
+    pq.write_table(pa.table({"context": docs, "query": ["Q?"] * 16, "answer": ["A."] * 16}), tmp_path / "qa.parquet")
+    config = tmp_path / "pipeline.toml"
+    config.write_text(
+        f'output_dir = "{tmp_path / "run"}"\ntokenizer = "{qwen_tokenizer_dir}"\nnum_threads = 2\n'
+        f'[assemble]\nsamples = ["{tmp_path / "qa.parquet"}"]\ntarget_tokens = [100, 400]\nmax_tokens = 1024\n'
+        '[pack]\nengine = "ray"\nseq_len = 2048\n'
+    )
+    result = runner.invoke(app, ["run", str(config)])
+    assert result.exit_code == 0, result.output
+    assembled = pq.read_table(tmp_path / "run" / "assembled.parquet")
+    exported = ds.dataset(str(tmp_path / "run" / "dataset" / "data"), format="parquet").to_table()
+    check_rows(exported, 2048)
+    assert packed_documents(exported) == input_documents(assembled.select(["input_ids"]))
