@@ -38,7 +38,7 @@ class Conversation:
     messages: list[dict[str, str]]
     doc_ids: list[str]
     kinds: list[str]
-    revisited: list[tuple[int, int]]  # (block index, earlier document index) of every revisit
+    revisited: list[tuple[int, int]]  # (block index, index in ``docs`` of the earlier document) per revisit
     pairs: int  # (new document, earlier document) pairs a revisit was drawn for
 
 
@@ -76,6 +76,7 @@ class Concatenator:
         self.per_turn = two - base - 2
         self.block_tokens = [self._block_estimate(d) for d in self.docs]
         self.revisit_tokens = [self._pairs_tokens(d.revisits) for d in self.docs]
+        self.min_block = min(self.block_tokens, default=0)
 
     def _exact(self, conversations: list[list[dict[str, str]]]) -> int:
         table = encode_conversations(conversations, self.tokenizer, system=self.system)
@@ -111,11 +112,12 @@ class Concatenator:
             ValueError: no document's block (document + its QAs) fits ``target`` (the smallest is named).
 
         """
-        smallest = min(self.block_tokens)
-        if self.prefix + smallest > target:
+        if not self.docs:
+            return [], []
+        if self.prefix + self.min_block > target:
             raise ValueError(
                 f"target {target} tokens is smaller than every document with its QAs (the smallest needs "
-                f"~{self.prefix + smallest}): raise the target or use shorter documents"
+                f"~{self.prefix + self.min_block}): raise the target or use shorter documents"
             )
         order = list(range(len(self.docs)))
         _rng(self.seed, "order", target).shuffle(order)
@@ -157,7 +159,7 @@ class Concatenator:
                 continue
             members.append((i, drawn))
             total += cost
-            if total >= min_fill * target and total + min(self.block_tokens) > target:
+            if total >= min_fill * target and total + self.min_block > target:
                 break
         if not members or total < min_fill * target:
             return None, members
