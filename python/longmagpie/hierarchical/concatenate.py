@@ -3,9 +3,10 @@
 A conversation is built block by block. A block is one new document: its first user turn is the document
 followed by its first question (``document_turn``), then the rest of its QAs in plan order; then, for each
 document earlier in the conversation, with probability ``revisit_probability``, that document's revisit QAs.
-Documents come from a seeded permutation, each used at most once per target; a document whose block does not
-fit the remaining budget is left for a later conversation. A conversation never exceeds its target (exact
-length from :func:`longmagpie.encode_conversations`) and is kept when it reaches ``min_fill * target``.
+Documents come from a seeded permutation, each used at most once per target; a document whose block (with its
+drawn revisits) does not fit the remaining budget is left for a later conversation. A conversation never
+exceeds its target (exact length from :func:`longmagpie.encode_conversations`) and is kept when it reaches
+``min_fill * target``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -33,13 +34,20 @@ class DocQAs:
 
 @dataclass
 class Conversation:
-    """One built conversation: its messages, the documents in it, the kind of every QA turn, revisit pairs."""
+    """One built conversation: its messages, the documents in it, the kind of every QA turn, revisit pairs.
+
+    ``blocks`` holds per document block: how many documents came before it, how many of them it revisits, and
+    whether it is *free*: it would have fit with every earlier document revisited, so the budget did not select
+    its draws. Near the end of the budget a candidate whose drawn revisits overflow is passed over for the next
+    (which draws afresh), which lowers the realised revisit rate of the last blocks a little.
+    """
 
     messages: list[dict[str, str]]
     doc_ids: list[str]
     kinds: list[str]
     revisited: list[tuple[int, int]]  # (block index, index in ``docs`` of the earlier document) per revisit
     pairs: int  # (new document, earlier document) pairs a revisit was drawn for
+    blocks: list[tuple[int, int, bool]] = field(default_factory=list)  # (earlier documents, revisited, free)
 
 
 def _rng(seed: int, *parts: object) -> random.Random:
@@ -70,17 +78,12 @@ class Concatenator:
         for d in self.docs:
             if not d.qas:
                 raise ValueError(f"document {d.doc_id!r} has no QAs: it cannot open a conversation block")
-        base = self._exact([[_u("a"), _a("b")]])
-        two = self._exact([[_u("a"), _a("b"), _u("c"), _a("d")]])
+        base, two = self._lengths([[_u("a"), _a("b")], [_u("a"), _a("b"), _u("c"), _a("d")]])
         self.prefix = base - 2
         self.per_turn = two - base - 2
         self.block_tokens = [self._block_estimate(d) for d in self.docs]
         self.revisit_tokens = [self._pairs_tokens(d.revisits) for d in self.docs]
         self.min_block = min(self.block_tokens, default=0)
-
-    def _exact(self, conversations: list[list[dict[str, str]]]) -> int:
-        table = encode_conversations(conversations, self.tokenizer, system=self.system)
-        return len(table.column("input_ids")[0])
 
     def _count(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -122,55 +125,67 @@ class Concatenator:
         order = list(range(len(self.docs)))
         _rng(self.seed, "order", target).shuffle(order)
         used: set[int] = set()
-        out: list[Conversation] = []
-        lengths: list[int] = []
-        while count is None or len(out) < count:
-            conv, members = self._fill(target, min_fill, order, used, len(out))
+        planned: list[list[tuple[int, list[int], bool]]] = []
+        while count is None or len(planned) < count:
+            conv, members = self._fill(target, min_fill, order, used, len(planned))
             if conv is None:
                 break
-            length = self._exact([conv.messages])
-            while length > target and len(members) > 1:  # estimate was short by a few merged tokens: drop a block
-                members.pop()
-                conv = self._assemble(members, target, len(out))
-                length = self._exact([conv.messages])
-            if length > target or length < min_fill * target:
-                break
-            used.update(m for m, _ in members)
-            out.append(conv)
-            lengths.append(length)
-        return out, lengths
+            used.update(m for m, _, _ in members)
+            planned.append(members)
+        # exact lengths, one encoding call for all; an estimate short by a few merged tokens loses its last block
+        convs = [self._assemble(m) for m in planned]
+        lengths = self._lengths([c.messages for c in convs])
+        over = [k for k, n in enumerate(lengths) if n > target]
+        while over:
+            for k in over:
+                planned[k].pop()
+                convs[k] = self._assemble(planned[k])
+            for k, n in zip(over, self._lengths([convs[k].messages for k in over]), strict=True):
+                lengths[k] = n
+            over = [k for k in over if lengths[k] > target and len(planned[k]) > 1]
+        keep = [k for k, n in enumerate(lengths) if min_fill * target <= n <= target]
+        return [convs[k] for k in keep], [lengths[k] for k in keep]
 
-    def _draw(self, target: int, conv_index: int, block: int, earlier: list[int]) -> list[int]:
-        rng = _rng(self.seed, "revisit", target, conv_index, block)
+    def _lengths(self, conversations: list[list[dict[str, str]]]) -> list[int]:
+        if not conversations:
+            return []
+        table = encode_conversations(conversations, self.tokenizer, system=self.system)
+        return [len(ids) for ids in table.column("input_ids").to_pylist()]
+
+    def _draw(self, target: int, conv_index: int, block: int, doc: int, earlier: list[int]) -> list[int]:
+        rng = _rng(self.seed, "revisit", target, conv_index, block, doc)
         return [j for j in earlier if rng.random() < self.p]
 
     def _fill(
         self, target: int, min_fill: float, order: list[int], used: set[int], conv_index: int
-    ) -> tuple[Conversation | None, list[tuple[int, list[int]]]]:
+    ) -> tuple[Conversation | None, list[tuple[int, list[int], bool]]]:
         total = self.prefix
-        members: list[tuple[int, list[int]]] = []
+        members: list[tuple[int, list[int], bool]] = []
         for i in order:
             if i in used:
                 continue
-            earlier = [m for m, _ in members]
-            drawn = self._draw(target, conv_index, len(members), earlier)
+            earlier = [m for m, _, _ in members]
+            drawn = self._draw(target, conv_index, len(members), i, earlier)
             cost = self.block_tokens[i] + sum(self.revisit_tokens[j] for j in drawn)
             if total + cost > target:
-                continue
-            members.append((i, drawn))
+                continue  # the next candidate draws afresh
+            # a block that would fit with every earlier document revisited: its draws were not selected by the budget
+            free = total + self.block_tokens[i] + sum(self.revisit_tokens[j] for j in earlier) <= target
+            members.append((i, drawn, free))
             total += cost
             if total >= min_fill * target and total + self.min_block > target:
                 break
         if not members or total < min_fill * target:
             return None, members
-        return self._assemble(members, target, conv_index), members
+        return self._assemble(members), members
 
-    def _assemble(self, members: list[tuple[int, list[int]]], target: int, conv_index: int) -> Conversation:
+    def _assemble(self, members: list[tuple[int, list[int], bool]]) -> Conversation:
         conv = Conversation([], [], [], [], 0)
-        for block, (i, drawn) in enumerate(members):
+        for block, (i, drawn, free) in enumerate(members):
             self._block(conv, self.docs[i], drawn, block)
             conv.doc_ids.append(self.docs[i].doc_id)
             conv.pairs += block
+            conv.blocks.append((block, len(drawn), free))
         return conv
 
 
