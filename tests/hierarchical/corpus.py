@@ -48,7 +48,7 @@ def settings(tiny_qwen2_dir: Path, inputs: Path, out: Path, **overrides: Any) ->
         "answer_max_tokens": 12,
         "max_model_len": MAX_MODEL_LEN,
         "temperature": 1.0,
-        "targets": (1500, 3000),
+        "targets": (2000, 4000),
         "min_fill": 0.5,
         "engine_kwargs": dict(ENGINE_KWARGS),
     }
