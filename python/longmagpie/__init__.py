@@ -25,6 +25,8 @@ The public API:
 - :mod:`longmagpie.harvest` harvests (context, query, answer) rows with vLLM:
   ``longmagpie.harvest.harvest(HarvestConfig(...))`` returns a :class:`HarvestReport`;
   :func:`read_harvest` reads an output directory back.
+- :mod:`longmagpie.hierarchical` builds conversations up to 1M tokens from chunk-level summaries and QAs:
+  ``longmagpie.hierarchical.synthesize(HierarchicalConfig(...))`` returns a :class:`HierarchicalReport`.
 """
 
 from typing import Any
@@ -34,6 +36,7 @@ from longmagpie.assembly import AssembleConfig, Assembler, assemble, tokenize
 from longmagpie.conversations import encode_conversations
 from longmagpie.export import ExportResult, export_mds, export_parquet
 from longmagpie.harvest import HarvestConfig, HarvestReport, read_harvest
+from longmagpie.hierarchical import HierarchicalConfig, HierarchicalReport
 from longmagpie.metadata import pack_metadata
 from longmagpie.packing import PackStats, pack, pack_stats
 from longmagpie.pmix import PmixPackedStream, PmixStats, pack_pmix, pack_pmix_stream, pmix_stats
@@ -46,6 +49,8 @@ __all__ = [
     "ExportResult",
     "HarvestConfig",
     "HarvestReport",
+    "HierarchicalConfig",
+    "HierarchicalReport",
     "PackStats",
     "PackedStream",
     "PmixPackedStream",

@@ -1,0 +1,196 @@
+"""The configuration of a hierarchical synthesis run: one frozen dataclass.
+
+Defaults tagged [S] in the README come from second-hand notes on He et al. (ICLR 2025) and are parameters
+for that reason; the others are this toolkit's choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from longmagpie.harvest.config import EXECUTION_ENGINE_KWARGS, EngineName, HarvestConfig
+
+# Settings that do not change what is generated per document (engine, paths, concatenation): out of the
+# per-document fingerprint, so a rerun with other targets reuses every finished document.
+_NOT_GENERATION = frozenset(
+    {
+        "output_dir",
+        "engine",
+        "base_url",
+        "api_key",
+        "served_model_name",
+        "concurrency",
+        "max_retries",
+        "request_timeout",
+        "progress",
+        "targets",
+        "conversations_per_target",
+        "min_fill",
+        "revisit_probability",
+        "document_turn",
+        "system",
+    }
+)
+
+
+@dataclass(frozen=True)
+class HierarchicalConfig:
+    """Everything :func:`~longmagpie.hierarchical.synthesize` needs.
+
+    Attributes:
+        inputs: Parquet/JSONL files or directories (as the harvester reads them).
+        output_dir: ``documents/`` (one resumable JSON per document) and ``target-<N>.parquet`` go here.
+        model: generator model (vLLM name or directory); its tokenizer chunks, prompts and measures lengths.
+        tokenizer: tokenizer directory if not the model's.
+        text_column / id_column: the document text; an id column (default: a hash of the text).
+        small_chunk_tokens: tokens per small chunk [S: ~4K].
+        medium_chunk_small: small chunks per medium chunk (default 4, i.e. ~16K [U: 12-16K recalled]).
+        hierarchical_qas: hierarchical QAs per document, global -> medium -> small drill-down [S: 5].
+        local_qas: local-specific QAs per document, one small chunk each (toolkit default 2).
+        multihop_qas: multi-hop QAs per document, each over ``multihop_chunks`` small chunks (default 1).
+        multihop_chunks: small chunks one multi-hop question links (default 2).
+        diverse_qas: QAs from the diverse pool per document [S: 9].
+        revisit_qas: revisit QAs kept per document for later turns [S: 3].
+        revisit_probability: chance that each earlier document is revisited after a new one [S: 0.6].
+        targets: conversation lengths in tokens, one dataset each (the curriculum) [S: 180K/350K/650K/1M].
+        conversations_per_target: conversations per target (``None``: as many as the documents fill, each
+            document used at most once per target).
+        min_fill: a conversation is kept when it holds at least ``min_fill * target`` tokens (never more
+            than ``target``).
+        max_model_len: the generator's context; every prompt plus its generation must fit in it.
+        summary_max_tokens / question_max_tokens / answer_max_tokens: generation limits.
+        temperature / top_p: sampling of every request (each seeded by document, item and pass).
+        seed: run seed.
+        prompts: overrides of :data:`~longmagpie.hierarchical.prompts.DEFAULT_PROMPTS` by name.
+        diverse_styles: question styles of the diverse pool (default
+            :data:`~longmagpie.hierarchical.prompts.DIVERSE_STYLES`).
+        document_turn: how a document opens its first user turn (``{document}`` and ``{question}``).
+        system: system message of the output conversations (``None``: the template's default).
+        template_kwargs: extra chat-template variables for the generator prompts.
+        engine / engine_kwargs / base_url / api_key / served_model_name / concurrency / max_retries /
+            request_timeout: the harvester's engines (``vllm``, ``openai``, ``ray``).
+        progress: vLLM progress bars.
+
+    """
+
+    inputs: tuple[str, ...]
+    output_dir: str
+    model: str
+    tokenizer: str | None = None
+    text_column: str = "text"
+    id_column: str | None = None
+    small_chunk_tokens: int = 4096
+    medium_chunk_small: int = 4
+    hierarchical_qas: int = 5
+    local_qas: int = 2
+    multihop_qas: int = 1
+    multihop_chunks: int = 2
+    diverse_qas: int = 9
+    revisit_qas: int = 3
+    revisit_probability: float = 0.6
+    targets: tuple[int, ...] = (180_000, 350_000, 650_000, 1_000_000)
+    conversations_per_target: int | None = None
+    min_fill: float = 0.9
+    max_model_len: int = 32768
+    summary_max_tokens: int = 512
+    question_max_tokens: int = 128
+    answer_max_tokens: int = 512
+    temperature: float = 0.7
+    top_p: float = 0.95
+    seed: int = 0
+    prompts: dict[str, str] = field(default_factory=dict)
+    diverse_styles: tuple[str, ...] | None = None
+    document_turn: str = "{document}\n\n{question}"
+    system: str | None = None
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
+    engine: EngineName = "vllm"
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    base_url: str = "http://127.0.0.1:8000"
+    api_key: str | None = None
+    served_model_name: str | None = None
+    concurrency: int = 16
+    max_retries: int = 5
+    request_timeout: float = 600.0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        """Normalise paths and tuples; check values (errors name the setting and what is allowed)."""
+        inputs = (self.inputs,) if isinstance(self.inputs, (str, Path)) else self.inputs
+        object.__setattr__(self, "inputs", tuple(str(p) for p in inputs))
+        object.__setattr__(self, "output_dir", str(self.output_dir))
+        object.__setattr__(self, "model", str(self.model))
+        if self.tokenizer is not None:
+            object.__setattr__(self, "tokenizer", str(self.tokenizer))
+        targets = (self.targets,) if isinstance(self.targets, int) else tuple(int(t) for t in self.targets)
+        object.__setattr__(self, "targets", targets)
+        if self.diverse_styles is not None:
+            object.__setattr__(self, "diverse_styles", tuple(self.diverse_styles))
+        positive = (
+            "small_chunk_tokens",
+            "medium_chunk_small",
+            "multihop_chunks",
+            "max_model_len",
+            "summary_max_tokens",
+            "question_max_tokens",
+            "answer_max_tokens",
+        )
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("hierarchical_qas", "local_qas", "multihop_qas", "diverse_qas", "revisit_qas"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0 (0 turns that kind off), got {getattr(self, name)}")
+        if self.hierarchical_qas + self.local_qas + self.multihop_qas + self.diverse_qas == 0:
+            raise ValueError(
+                "hierarchical_qas, local_qas, multihop_qas and diverse_qas are all 0: a document needs at least "
+                "one QA to follow it in a conversation"
+            )
+        if not targets or any(t < 1 for t in targets):
+            raise ValueError(f"targets must be positive token counts, got {self.targets}")
+        if not 0 <= self.revisit_probability <= 1:
+            raise ValueError(f"revisit_probability must be in [0, 1], got {self.revisit_probability}")
+        if not 0 < self.min_fill <= 1:
+            raise ValueError(f"min_fill must be in (0, 1], got {self.min_fill}")
+        if self.conversations_per_target is not None and self.conversations_per_target < 1:
+            raise ValueError(
+                f"conversations_per_target must be at least 1 (or None), got {self.conversations_per_target}"
+            )
+        if "{document}" not in self.document_turn or "{question}" not in self.document_turn:
+            raise ValueError("document_turn must hold {document} and {question}")
+        if self.engine not in ("vllm", "openai", "ray"):
+            raise ValueError(f"engine={self.engine!r}: choose one of vllm, openai, ray")
+
+    def generation_settings(self) -> dict[str, Any]:
+        """Return the settings that shape each document's summaries and QAs (its fingerprint's part)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name in _NOT_GENERATION or f.name in ("inputs",):
+                continue
+            value = getattr(self, f.name)
+            if f.name == "engine_kwargs":
+                value = {k: v for k, v in sorted(value.items()) if k not in EXECUTION_ENGINE_KWARGS}
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def harvest_config(self) -> HarvestConfig:
+        """Return the harvester config that starts the same engine (``build_engine`` takes it)."""
+        return HarvestConfig(
+            inputs=self.inputs,
+            output_dir=self.output_dir,
+            model=self.model,
+            tokenizer=self.tokenizer,
+            max_model_len=self.max_model_len,
+            seed=self.seed,
+            engine=self.engine,
+            engine_kwargs=dict(self.engine_kwargs),
+            base_url=self.base_url,
+            api_key=self.api_key,
+            served_model_name=self.served_model_name,
+            concurrency=self.concurrency,
+            max_retries=self.max_retries,
+            request_timeout=self.request_timeout,
+            progress=self.progress,
+        )
