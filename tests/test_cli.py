@@ -118,3 +118,18 @@ def test_export_parquet_from_packed_file(tmp_path: Path) -> None:
     assert again.exit_code != 0 and "overwrite" in again.output
     bad = runner.invoke(app, ["export", str(packed), "-o", str(tmp_path / "x"), "--format", "csv"])
     assert bad.exit_code != 0 and "parquet or mds" in bad.output
+
+
+def test_hierarchical_and_harvest_bad_input(tmp_path: Path, qwen_tokenizer_dir: Path) -> None:
+    bad = runner.invoke(app, ["hierarchical", str(tmp_path), "--model", "m", "--targets", "big"])
+    assert bad.exit_code != 0 and "comma-separated integers" in bad.output
+    missing = runner.invoke(
+        app, ["hierarchical", str(tmp_path / "none"), "--model", str(qwen_tokenizer_dir), "-o", str(tmp_path / "o")]
+    )
+    assert missing.exit_code != 0 and "none" in missing.output
+    missing = runner.invoke(
+        app, ["harvest", str(tmp_path / "none"), "--model", str(tmp_path), "-o", str(tmp_path / "h")]
+    )
+    assert missing.exit_code != 0 and "none" in missing.output
+    bad_json = runner.invoke(app, ["harvest", str(tmp_path), "--model", "m", "--engine-kwargs", "{x"])
+    assert bad_json.exit_code != 0 and "JSON" in bad_json.output

@@ -491,6 +491,65 @@ def run(
         typer.echo("stages: " + ", ".join(f"{k} {v}" for k, v in status.items()))
 
 
+@app.command()
+def hierarchical(
+    inputs: Annotated[list[Path], typer.Argument(help="Parquet/JSONL files or directories of long documents.")],
+    model: Annotated[str, typer.Option(help="Short-context generator model directory (or served name).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (resumable).")] = Path(
+        "hierarchical"
+    ),
+    targets: Annotated[
+        str, typer.Option(help="Comma-separated conversation lengths in tokens (a curriculum).")
+    ] = "180000,350000,650000,1000000",
+    text_column: Annotated[str, typer.Option(help="Column holding the document text.")] = "text",
+    engine: Annotated[str, typer.Option(help="vllm | openai | ray.")] = "vllm",
+    base_url: Annotated[str, typer.Option(help="OpenAI-compatible server (engine openai).")] = "http://127.0.0.1:8000",
+    small_chunk_tokens: Annotated[int, typer.Option(help="Tokens per small chunk.")] = 4096,
+    max_model_len: Annotated[int, typer.Option(help="Generator context length.")] = 32768,
+    revisit_probability: Annotated[float, typer.Option(help="Chance an earlier document is revisited.")] = 0.6,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling and the concatenation.")] = 0,
+    engine_kwargs: Annotated[str | None, typer.Option(help="JSON of extra engine arguments.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; print only errors.")] = False,
+) -> None:
+    """Synthesize long multi-document QA conversations from a short-context model (hierarchical method)."""
+    import json
+
+    from longmagpie.hierarchical import HierarchicalConfig, synthesize
+
+    try:
+        lengths = tuple(int(t) for t in targets.split(",") if t.strip())
+    except ValueError:
+        raise _fail(f"--targets must be comma-separated integers (got {targets!r})") from None
+    try:
+        config = HierarchicalConfig(
+            inputs=tuple(str(p) for p in inputs),
+            output_dir=str(output),
+            model=model,
+            text_column=text_column,
+            targets=lengths,
+            engine=engine,  # type: ignore[arg-type]
+            base_url=base_url,
+            small_chunk_tokens=small_chunk_tokens,
+            max_model_len=max_model_len,
+            revisit_probability=revisit_probability,
+            seed=seed,
+            engine_kwargs=json.loads(engine_kwargs) if engine_kwargs else {},
+            progress=not quiet,
+        )
+        report = synthesize(config)
+    except json.JSONDecodeError as e:
+        raise _fail(f"--engine-kwargs is not JSON: {e}") from None
+    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, ImportError, OSError) as e:
+        raise _fail(f"{e}") from None
+    if not quiet:
+        typer.echo(
+            f"synthesized from {report.documents:,} documents ({report.resumed_documents:,} resumed, "
+            f"{len(report.skipped):,} skipped) in {report.engine_calls} engine calls"
+        )
+        for t in report.targets:
+            typer.echo(f"  target {t.target:>9,}  {t.conversations:,} conversations  {t.path}")
+
+
 def main() -> None:
     """Entry point of the ``longmagpie`` console script."""
     app(prog_name="longmagpie")
