@@ -13,11 +13,17 @@ def longest_stall(work) -> tuple[float, float]:
     done = threading.Event()
     span = [0.0, 0.0]
 
+    failure: list[BaseException] = []
+
     def run() -> None:
         span[0] = time.perf_counter()
-        work()
-        span[1] = time.perf_counter()
-        done.set()
+        try:
+            work()
+        except BaseException as err:  # re-raised below: a failing call must not leave the loop waiting
+            failure.append(err)
+        finally:
+            span[1] = time.perf_counter()
+            done.set()
 
     thread = threading.Thread(target=run)
     last = time.perf_counter()
@@ -29,6 +35,8 @@ def longest_stall(work) -> tuple[float, float]:
         last = now
         time.sleep(0.001)
     thread.join()
+    if failure:
+        raise failure[0]
     return span[1] - span[0], gap
 
 

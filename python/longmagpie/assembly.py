@@ -247,12 +247,14 @@ class Assembler:
         table = _table(samples)
         for column in ("query", "answer"):
             _strings(table, column, "samples")
-        if self._doc_table is None and self._core is None:
+        if self._doc_table is None:
+            # The pool is the distinct contexts; a call bringing contexts the pool lacks gets a new pool.
             context = _strings(table, "context", "samples")
             row = _first_null(context)
             if row is not None:
                 raise ValueError(f"samples row {row} has a null context; drop or fill it")
-            self._build(pc.unique(context), None)
+            if self._core is None or not pc.all(pc.is_in(context, value_set=self._doc_texts)).as_py():
+                self._build(pc.unique(context), None)
         self.last_stats: dict[str, Any] = {}
         for start in range(0, max(table.num_rows, 1), self.config.batch_size):
             part = table.slice(start, self.config.batch_size)
