@@ -5,52 +5,24 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from longmagpie.harvest.engine_settings import (
+    EXECUTION_ENGINE_FIELDS,
+    EngineSettings,
+    fingerprint_value,
+)
 from longmagpie.harvest.filters import DEFAULT_ANSWER_MARKERS, DedupScope, QuestionMarkRule
 from longmagpie.harvest.prompts import Placement
 from longmagpie.harvest.sources import InputFormat
 
-EngineName = Literal["vllm", "openai", "ray"]
-
 # Settings that change how the work is executed but not what is generated: left out of the fingerprint, so a
 # run can resume on another engine, another server or with another concurrency.
-EXECUTION_FIELDS = frozenset(
-    {
-        "output_dir",
-        "engine",
-        "base_url",
-        "api_key",
-        "served_model_name",
-        "concurrency",
-        "max_retries",
-        "retry_backoff",
-        "request_timeout",
-        "ray_concurrency",
-        "ray_batch_size",
-        "ray_placement_bundles",
-        "ray_init_kwargs",
-        "progress",
-    }
-)
-# vLLM engine arguments about resources, not results.
-EXECUTION_ENGINE_KWARGS = frozenset(
-    {
-        "kv_cache_memory_bytes",
-        "gpu_memory_utilization",
-        "tensor_parallel_size",
-        "pipeline_parallel_size",
-        "enforce_eager",
-        "max_num_seqs",
-        "max_num_batched_tokens",
-        "swap_space",
-        "distributed_executor_backend",
-    }
-)
+EXECUTION_FIELDS = EXECUTION_ENGINE_FIELDS | {"output_dir"}
 
 
 @dataclass(frozen=True)
-class HarvestConfig:
+class HarvestConfig(EngineSettings):
     """Everything a harvest run needs; defaults follow LongMagpie's ``infer_demo.py`` where it has one.
 
     Attributes:
@@ -78,13 +50,9 @@ class HarvestConfig:
             ``off``.
         allow_unfinished_answers: keep answers cut by ``answer_max_tokens``.
         min_answer_chars: shorter answers are rejected.
-        engine: ``vllm`` (offline ``vllm.LLM``), ``openai`` (a server) or ``ray`` (Ray Data LLM).
-        engine_kwargs: extra ``vllm.LLM`` / Ray engine arguments (dtype, tensor_parallel_size,
-            kv_cache_memory_bytes...).
-        base_url / api_key / served_model_name / concurrency / max_retries / retry_backoff / request_timeout:
-            the ``openai`` engine.
-        ray_concurrency / ray_batch_size / ray_placement_bundles / ray_init_kwargs: the ``ray`` engine.
-        progress: tqdm bars over shards and documents.
+        engine, engine_kwargs, base_url, ..., progress: the keyword-only engine settings of
+            :class:`~longmagpie.harvest.engine_settings.EngineSettings` (``progress``: tqdm bars over shards and
+            documents).
 
     """
 
@@ -118,23 +86,10 @@ class HarvestConfig:
     dedup: DedupScope = "global"
     allow_unfinished_answers: bool = False
     min_answer_chars: int = 1
-    engine: EngineName = "vllm"
-    engine_kwargs: dict[str, Any] = field(default_factory=dict)
-    base_url: str = "http://127.0.0.1:8000"
-    api_key: str | None = None
-    served_model_name: str | None = None
-    concurrency: int = 16
-    max_retries: int = 5
-    retry_backoff: float = 1.0
-    request_timeout: float = 600.0
-    ray_concurrency: int = 1
-    ray_batch_size: int = 64
-    ray_placement_bundles: tuple[dict[str, float], ...] | None = None
-    ray_init_kwargs: dict[str, Any] = field(default_factory=dict)
-    progress: bool = True
 
     def __post_init__(self) -> None:
         """Normalise paths to strings and check values; errors say which setting and what is allowed."""
+        self.check_engine_settings()
         inputs = (self.inputs,) if isinstance(self.inputs, (str, Path)) else self.inputs
         object.__setattr__(self, "inputs", tuple(str(p) for p in inputs))
         object.__setattr__(self, "output_dir", str(self.output_dir))
@@ -146,7 +101,6 @@ class HarvestConfig:
             "placement": ("system", "user"),
             "question_mark": ("last", "upstream", "off"),
             "dedup": ("global", "document", "off"),
-            "engine": ("vllm", "openai", "ray"),
             "input_format": ("auto", "parquet", "jsonl"),
         }
         for name, allowed in choices.items():
@@ -177,8 +131,5 @@ class HarvestConfig:
         for f in dataclasses.fields(self):
             if f.name in EXECUTION_FIELDS:
                 continue
-            value = getattr(self, f.name)
-            if f.name == "engine_kwargs":
-                value = {k: v for k, v in sorted(value.items()) if k not in EXECUTION_ENGINE_KWARGS}
-            out[f.name] = list(value) if isinstance(value, tuple) else value
+            out[f.name] = fingerprint_value(f.name, getattr(self, f.name))
         return out

@@ -11,33 +11,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longmagpie.harvest.config import EXECUTION_ENGINE_KWARGS, EngineName, HarvestConfig
+from longmagpie.harvest.config import HarvestConfig
+from longmagpie.harvest.engine_settings import EXECUTION_ENGINE_FIELDS, EngineSettings, fingerprint_value
 
 # Settings that do not change what is generated per document (engine, paths, concatenation): out of the
 # per-document fingerprint, so a rerun with other targets reuses every finished document.
-_NOT_GENERATION = frozenset(
-    {
-        "output_dir",
-        "engine",
-        "base_url",
-        "api_key",
-        "served_model_name",
-        "concurrency",
-        "max_retries",
-        "request_timeout",
-        "progress",
-        "targets",
-        "conversations_per_target",
-        "min_fill",
-        "revisit_probability",
-        "document_turn",
-        "system",
-    }
-)
+_NOT_GENERATION = EXECUTION_ENGINE_FIELDS | {
+    "inputs",
+    "output_dir",
+    "targets",
+    "conversations_per_target",
+    "min_fill",
+    "revisit_probability",
+    "document_turn",
+    "system",
+}
 
 
 @dataclass(frozen=True)
-class HierarchicalConfig:
+class HierarchicalConfig(EngineSettings):
     """Everything :func:`~longmagpie.hierarchical.synthesize` needs.
 
     Attributes:
@@ -70,9 +62,8 @@ class HierarchicalConfig:
         document_turn: how a document opens its first user turn (``{document}`` and ``{question}``).
         system: system message of the output conversations (``None``: the template's default).
         template_kwargs: extra chat-template variables for the generator prompts.
-        engine / engine_kwargs / base_url / api_key / served_model_name / concurrency / max_retries /
-            request_timeout: the harvester's engines (``vllm``, ``openai``, ``ray``).
-        progress: vLLM progress bars.
+        engine, engine_kwargs, base_url, ..., progress: the keyword-only engine settings the harvester has
+            too (:class:`~longmagpie.harvest.engine_settings.EngineSettings`: ``vllm``, ``openai``, ``ray``).
 
     """
 
@@ -106,18 +97,10 @@ class HierarchicalConfig:
     document_turn: str = "{document}\n\n{question}"
     system: str | None = None
     template_kwargs: dict[str, Any] = field(default_factory=dict)
-    engine: EngineName = "vllm"
-    engine_kwargs: dict[str, Any] = field(default_factory=dict)
-    base_url: str = "http://127.0.0.1:8000"
-    api_key: str | None = None
-    served_model_name: str | None = None
-    concurrency: int = 16
-    max_retries: int = 5
-    request_timeout: float = 600.0
-    progress: bool = False
 
     def __post_init__(self) -> None:
         """Normalise paths and tuples; check values (errors name the setting and what is allowed)."""
+        self.check_engine_settings()
         inputs = (self.inputs,) if isinstance(self.inputs, (str, Path)) else self.inputs
         object.__setattr__(self, "inputs", tuple(str(p) for p in inputs))
         object.__setattr__(self, "output_dir", str(self.output_dir))
@@ -160,19 +143,13 @@ class HierarchicalConfig:
             )
         if "{document}" not in self.document_turn or "{question}" not in self.document_turn:
             raise ValueError("document_turn must hold {document} and {question}")
-        if self.engine not in ("vllm", "openai", "ray"):
-            raise ValueError(f"engine={self.engine!r}: choose one of vllm, openai, ray")
 
     def generation_settings(self) -> dict[str, Any]:
         """Return the settings that shape each document's summaries and QAs (its fingerprint's part)."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
-            if f.name in _NOT_GENERATION or f.name in ("inputs",):
-                continue
-            value = getattr(self, f.name)
-            if f.name == "engine_kwargs":
-                value = {k: v for k, v in sorted(value.items()) if k not in EXECUTION_ENGINE_KWARGS}
-            out[f.name] = list(value) if isinstance(value, tuple) else value
+            if f.name not in _NOT_GENERATION:
+                out[f.name] = fingerprint_value(f.name, getattr(self, f.name))
         return out
 
     def harvest_config(self) -> HarvestConfig:
@@ -184,13 +161,5 @@ class HierarchicalConfig:
             tokenizer=self.tokenizer,
             max_model_len=self.max_model_len,
             seed=self.seed,
-            engine=self.engine,
-            engine_kwargs=dict(self.engine_kwargs),
-            base_url=self.base_url,
-            api_key=self.api_key,
-            served_model_name=self.served_model_name,
-            concurrency=self.concurrency,
-            max_retries=self.max_retries,
-            request_timeout=self.request_timeout,
-            progress=self.progress,
+            **self.engine_settings(),
         )
