@@ -20,15 +20,77 @@ app = typer.Typer(
 #: Columns ``pack`` reads; other input columns are not loaded.
 PACK_COLUMNS = ("input_ids", "assistant_masks", "labels", "source")
 
+# Options that several commands share, declared once.
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; print only errors.")]
+VerboseOpt = Annotated[
+    int, typer.Option("--verbose", "-v", count=True, help="Log what each step does (-vv: debug details).")
+]
+EngineOpt = Annotated[str, typer.Option(help="vllm (offline) | openai (a server) | ray (Ray Data).")]
+BaseUrlOpt = Annotated[str, typer.Option(help="OpenAI-compatible server (engine openai).")]
+ApiKeyOpt = Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", help="Key of the server (engine openai).")]
+ServedModelOpt = Annotated[
+    str | None, typer.Option(help="Model name the server knows (engine openai; default: --model).")
+]
+ConcurrencyOpt = Annotated[int, typer.Option(help="Requests in flight (engine openai).")]
+EngineKwargsOpt = Annotated[
+    str | None, typer.Option(help="JSON of extra engine arguments, e.g. '{\"tensor_parallel_size\": 4}'.")
+]
+
+#: Errors a command reports as one line (``error: ...``, exit code 1) instead of a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,
+    TypeError,
+    KeyError,
+    FileNotFoundError,
+    FileExistsError,
+    ImportError,
+    OSError,
+)
+
 
 @app.callback()
 def _root() -> None:
     """Long-context instruction data made into training-ready packed sequences."""
 
 
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    from longmagpie.logs import configure_logging
+
+    configure_logging(verbose, quiet)
+
+
 def _fail(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=1)
+
+
+def _engine_settings(
+    engine: str,
+    base_url: str,
+    api_key: str | None,
+    served_model_name: str | None,
+    concurrency: int,
+    engine_kwargs: str | None,
+    quiet: bool,
+) -> dict[str, Any]:
+    """Return the :class:`~longmagpie.harvest.engine_settings.EngineSettings` keywords the options give."""
+    import json
+
+    try:
+        kwargs = json.loads(engine_kwargs) if engine_kwargs else {}
+    except json.JSONDecodeError as e:
+        raise _fail(f"--engine-kwargs is not JSON: {e}") from None
+    if not isinstance(kwargs, dict):
+        raise _fail(f"--engine-kwargs must be a JSON object, got {engine_kwargs}")
+    return {
+        "engine": engine,
+        "base_url": base_url,
+        "api_key": api_key,
+        "served_model_name": served_model_name,
+        "concurrency": concurrency,
+        "engine_kwargs": kwargs,
+        "progress": not quiet,
+    }
 
 
 def _ray_run(job: Any, address: str | None, threads: int | None, quiet: bool) -> None:
@@ -81,9 +143,11 @@ def pack(
     ] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: start a local one).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Pack tokenized samples into fixed-capacity rows with per-document boundaries (seq_lengths)."""
+    _configure_logging(verbose, quiet)
     import longmagpie
     from longmagpie.files import read_parquet, write_parquet_atomic
     from longmagpie.synthetic import synthetic_samples
@@ -178,9 +242,11 @@ def pmix(
     ] = "local",
     ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: start a local one).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Mix long and short tokenized samples with p-mix (a short prefix per row, then long with probability p)."""
+    _configure_logging(verbose, quiet)
     import longmagpie
     from longmagpie.files import read_parquet, write_parquet_atomic
 
@@ -269,9 +335,11 @@ def assemble(
     seed: Annotated[int, typer.Option(help="Seed of the per-sample draws.")] = 0,
     threads: Annotated[int | None, typer.Option(help="Threads (default: all cores); same output for any.")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Turn (context, query, answer) samples into multi-document chat samples, token-aware (input_ids + mask)."""
+    _configure_logging(verbose, quiet)
     import longmagpie
     from longmagpie.chat_spans import TemplateError
     from longmagpie.files import read_parquet, write_parquet_atomic
@@ -326,9 +394,11 @@ def export(
     shard_mb: Annotated[int, typer.Option(help="Most MiB (in memory) per Parquet shard.")] = 512,
     domain: Annotated[str | None, typer.Option(help="MDS domain string (default: the source column).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty OUTPUT.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Write packed rows for trainers: Hugging Face Parquet shards + dataset card, or MDS (ProLong)."""
+    _configure_logging(verbose, quiet)
     import pyarrow as pa
     import pyarrow.dataset as ds
 
@@ -368,8 +438,6 @@ def harvest(
     model: Annotated[str, typer.Option(help="Model directory (or name the engine can load).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (resumable).")] = Path("harvest"),
     text_column: Annotated[str, typer.Option(help="Column holding the document text.")] = "text",
-    engine: Annotated[str, typer.Option(help="vllm | openai | ray.")] = "vllm",
-    base_url: Annotated[str, typer.Option(help="OpenAI-compatible server (engine openai).")] = "http://127.0.0.1:8000",
     template: Annotated[
         str, typer.Option(help="auto (the model's template) or a preset: qwen25, llama3, ...")
     ] = "auto",
@@ -380,27 +448,29 @@ def harvest(
     answer_max_tokens: Annotated[int, typer.Option(help="Most tokens of an answer.")] = 4096,
     shard_rows: Annotated[int, typer.Option(help="Documents per shard (one batched generate per pass).")] = 1000,
     seed: Annotated[int, typer.Option(help="Seed of the sampling.")] = 0,
-    engine_kwargs: Annotated[
-        str | None, typer.Option(help="JSON of extra engine arguments, e.g. '{\"tensor_parallel_size\": 4}'.")
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; print only errors.")] = False,
+    engine: EngineOpt = "vllm",
+    base_url: BaseUrlOpt = "http://127.0.0.1:8000",
+    api_key: ApiKeyOpt = None,
+    served_model_name: ServedModelOpt = None,
+    concurrency: ConcurrencyOpt = 16,
+    engine_kwargs: EngineKwargsOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Harvest (context, query, answer) rows from documents with vLLM (the LongMagpie method), resumably."""
-    import json
-
+    _configure_logging(verbose, quiet)
     try:
         from longmagpie.harvest import HarvestConfig
         from longmagpie.harvest import harvest as run_harvest
     except ImportError as e:
         raise _fail(f"{e}; install the harvest extra: pip install 'longmagpie[harvest]'") from None
+    settings = _engine_settings(engine, base_url, api_key, served_model_name, concurrency, engine_kwargs, quiet)
     try:
         config = HarvestConfig(
             inputs=tuple(str(p) for p in inputs),
             output_dir=str(output),
             model=model,
             text_column=text_column,
-            engine=engine,  # type: ignore[arg-type]
-            base_url=base_url,
             template=template,
             placement=placement,  # type: ignore[arg-type]
             max_model_len=max_model_len,
@@ -409,13 +479,10 @@ def harvest(
             answer_max_tokens=answer_max_tokens,
             shard_rows=shard_rows,
             seed=seed,
-            engine_kwargs=json.loads(engine_kwargs) if engine_kwargs else {},
-            progress=not quiet,
+            **settings,
         )
         report = run_harvest(config)
-    except json.JSONDecodeError as e:
-        raise _fail(f"--engine-kwargs is not JSON: {e}") from None
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, ImportError, OSError) as e:
+    except USER_ERRORS as e:
         raise _fail(f"{e}") from None
     if not quiet:
         c = report.counts
@@ -433,9 +500,11 @@ def harvest(
 def stats(
     inputs: Annotated[list[Path], typer.Argument(help="Output directories or Parquet files of any stage.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML report to write.")] = Path("report.html"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Write a self-contained HTML report (PNG plots) of what a run wrote: lengths, fill, documents, mix, rejections."""
+    _configure_logging(verbose, quiet)
     from longmagpie.report import write_report
 
     try:
@@ -457,9 +526,11 @@ def demo(
         bool | None, typer.Option("--vllm/--no-vllm", help="Harvest with vLLM (default: when installed).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of every stage.")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Run the whole pipeline on an embedded default: harvest, assemble, pack, p-mix, export, report."""
+    _configure_logging(verbose, quiet)
     from longmagpie.demo import run_demo
 
     try:
@@ -476,9 +547,11 @@ def demo(
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="pipeline.toml (see longmagpie.pipeline for the keys).")],
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Run harvest -> assemble -> pack/pmix -> export from one TOML file; finished stages are not redone."""
+    _configure_logging(verbose, quiet)
     try:
         from longmagpie.pipeline import load_config, run_pipeline
     except ImportError as e:
@@ -502,24 +575,30 @@ def hierarchical(
         str, typer.Option(help="Comma-separated conversation lengths in tokens (a curriculum).")
     ] = "180000,350000,650000,1000000",
     text_column: Annotated[str, typer.Option(help="Column holding the document text.")] = "text",
-    engine: Annotated[str, typer.Option(help="vllm | openai | ray.")] = "vllm",
-    base_url: Annotated[str, typer.Option(help="OpenAI-compatible server (engine openai).")] = "http://127.0.0.1:8000",
     small_chunk_tokens: Annotated[int, typer.Option(help="Tokens per small chunk.")] = 4096,
     max_model_len: Annotated[int, typer.Option(help="Generator context length.")] = 32768,
     revisit_probability: Annotated[float, typer.Option(help="Chance an earlier document is revisited.")] = 0.6,
     seed: Annotated[int, typer.Option(help="Seed of the sampling and the concatenation.")] = 0,
-    engine_kwargs: Annotated[str | None, typer.Option(help="JSON of extra engine arguments.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars; print only errors.")] = False,
+    engine: EngineOpt = "vllm",
+    base_url: BaseUrlOpt = "http://127.0.0.1:8000",
+    api_key: ApiKeyOpt = None,
+    served_model_name: ServedModelOpt = None,
+    concurrency: ConcurrencyOpt = 16,
+    engine_kwargs: EngineKwargsOpt = None,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = 0,
 ) -> None:
     """Synthesize long multi-document QA conversations from a short-context model (hierarchical method)."""
-    import json
-
-    from longmagpie.hierarchical import HierarchicalConfig, synthesize
-
+    _configure_logging(verbose, quiet)
+    try:
+        from longmagpie.hierarchical import HierarchicalConfig, synthesize
+    except ImportError as e:
+        raise _fail(f"{e}; install the harvest extra: pip install 'longmagpie[harvest]'") from None
     try:
         lengths = tuple(int(t) for t in targets.split(",") if t.strip())
     except ValueError:
         raise _fail(f"--targets must be comma-separated integers (got {targets!r})") from None
+    settings = _engine_settings(engine, base_url, api_key, served_model_name, concurrency, engine_kwargs, quiet)
     try:
         config = HierarchicalConfig(
             inputs=tuple(str(p) for p in inputs),
@@ -527,19 +606,14 @@ def hierarchical(
             model=model,
             text_column=text_column,
             targets=lengths,
-            engine=engine,  # type: ignore[arg-type]
-            base_url=base_url,
             small_chunk_tokens=small_chunk_tokens,
             max_model_len=max_model_len,
             revisit_probability=revisit_probability,
             seed=seed,
-            engine_kwargs=json.loads(engine_kwargs) if engine_kwargs else {},
-            progress=not quiet,
+            **settings,
         )
         report = synthesize(config)
-    except json.JSONDecodeError as e:
-        raise _fail(f"--engine-kwargs is not JSON: {e}") from None
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, ImportError, OSError) as e:
+    except USER_ERRORS as e:
         raise _fail(f"{e}") from None
     if not quiet:
         typer.echo(
