@@ -24,12 +24,23 @@ Example::
 
     [export]
     format = "parquet"
+
+A ``[hierarchical]`` section (the keys of :class:`longmagpie.hierarchical.HierarchicalConfig`) replaces
+``[harvest]`` + ``[assemble]``: its conversations, one dataset per target length, are packed each at its own
+length (``seq_len`` = the target: leave ``seq_len`` out of ``[pack]``/``[pmix]``) into ``packed-<N>.parquet`` and
+exported to ``dataset-<N>/``, a length curriculum ready to train in order::
+
+    [hierarchical]
+    inputs = ["books/"]
+    model = "models/Qwen2.5-7B-Instruct"
+    targets = [180000, 350000]
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -38,6 +49,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+log = logging.getLogger(__name__)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -103,6 +116,7 @@ class PipelineConfig(_Section):
     seed: int = 0
     num_threads: int | None = Field(None, gt=0)
     harvest: dict[str, Any] | None = None
+    hierarchical: dict[str, Any] | None = None
     assemble: AssembleSection = Field(default_factory=AssembleSection)
     pack: PackSection | None = None
     pmix: PmixSection | None = None
@@ -110,11 +124,35 @@ class PipelineConfig(_Section):
 
     @model_validator(mode="after")
     def _check(self) -> PipelineConfig:
-        if self.harvest is None and not self.assemble.samples:
-            raise ValueError("give [harvest] or assemble.samples (Parquet files of context/query/answer rows)")
         if self.pack is not None and self.pmix is not None:
             raise ValueError("give [pack] or [pmix], not both")
+        if self.hierarchical is not None:
+            if self.harvest is not None or self.assemble.samples or "assemble" in self.model_fields_set:
+                raise ValueError(
+                    "[hierarchical] makes the conversations itself: drop [harvest] and [assemble] (or run them in "
+                    "another pipeline)"
+                )
+            section = self.pmix if self.pmix is not None else self.pack
+            if section is not None and "seq_len" in section.model_fields_set:
+                raise ValueError(
+                    "with [hierarchical], each target is packed at its own length: remove seq_len from "
+                    f"[{'pmix' if self.pmix is not None else 'pack'}]"
+                )
+            return self
+        if self.harvest is None and not self.assemble.samples:
+            raise ValueError(
+                "give [harvest], [hierarchical] or assemble.samples (Parquet files of context/query/answer rows)"
+            )
         return self
+
+    def targets(self) -> list[int | None]:
+        """Return the packed datasets this pipeline makes: each hierarchical target, or one (``None``)."""
+        if self.hierarchical is None:
+            return [None]
+        from longmagpie.hierarchical import HierarchicalConfig
+
+        targets = self.hierarchical.get("targets", HierarchicalConfig.__dataclass_fields__["targets"].default)
+        return [int(t) for t in ((targets,) if isinstance(targets, int) else targets)]
 
 
 def load_config(path: Path) -> PipelineConfig:
@@ -191,6 +229,87 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
         write_bytes_atomic(marker, json.dumps({"hash": chain, "stage": name}).encode())
         status[name] = "done"
 
+    targets = config.targets()
+    if config.hierarchical is not None:
+        sources = _hierarchical_stage(config, out, stage)
+    else:
+        sources = {None: _longmagpie_stages(config, out, stage)}
+
+    def name(base: str, target: int | None, suffix: str = "") -> Path:
+        return out / (f"{base}{suffix}" if target is None else f"{base}-{target}{suffix}")
+
+    def clear_packed() -> None:
+        for target in targets:
+            name("packed", target, ".parquet").unlink(missing_ok=True)
+            shutil.rmtree(name("packed", target), ignore_errors=True)
+
+    if config.pmix is not None:
+        m = config.pmix
+
+        def pmix() -> None:
+            clear_packed()
+            for target, source in sources.items():
+                options = m.model_dump(exclude={"short", "engine", "ray_address"})
+                options["seq_len"] = target or m.seq_len
+                log.info("p-mix of %s at %d tokens per row", source, options["seq_len"])
+                if m.engine == "ray":
+                    with _ray(m.ray_address, config.num_threads) as ray_mod:
+                        ray_mod.ray_pack_pmix_to_parquet(
+                            [str(source)], m.short, name("packed", target), seed=config.seed, overwrite=True, **options
+                        )
+                    continue
+                long = pq.read_table(source, columns=["input_ids", "assistant_masks"])
+                short = read_parquet([Path(p) for p in m.short])
+                packed = longmagpie.pack_pmix(long, short, seed=config.seed, num_threads=config.num_threads, **options)
+                write_parquet_atomic(packed, name("packed", target, ".parquet"), overwrite=True)
+
+        stage("pmix", m.model_dump(mode="json"), pmix)
+    else:
+        p = config.pack or PackSection()
+
+        def pack() -> None:
+            clear_packed()
+            for target, source in sources.items():
+                options = p.model_dump(exclude={"engine", "ray_address"})
+                options["seq_len"] = target or p.seq_len
+                log.info("packing %s at %d tokens per row", source, options["seq_len"])
+                if p.engine == "ray":
+                    with _ray(p.ray_address, config.num_threads) as ray_mod:
+                        ray_mod.ray_pack_to_parquet([str(source)], name("packed", target), overwrite=True, **options)
+                    continue
+                columns = [c for c in ("input_ids", "assistant_masks", "source") if c in pq.read_schema(source).names]
+                samples = pq.read_table(source, columns=columns)
+                packed = longmagpie.pack(samples, num_threads=config.num_threads, **options)
+                write_parquet_atomic(packed, name("packed", target, ".parquet"), overwrite=True)
+
+        stage("pack", p.model_dump(mode="json"), pack)
+    e = config.export
+
+    def export() -> None:
+        for target in targets:
+            ray_dir = name("packed", target) / "data"
+            packed = pq.read_table(name("packed", target, ".parquet")) if not ray_dir.is_dir() else _read_dir(ray_dir)
+            dest = name("dataset", target)
+            if dest.exists():
+                shutil.rmtree(dest)
+            log.info("exporting %d rows to %s (%s)", packed.num_rows, dest, e.format)
+            if e.format == "parquet":
+                longmagpie.export_parquet(packed, dest, split=e.split)
+            else:
+                longmagpie.export_mds(packed, dest)
+
+    stage("export", e.model_dump(mode="json"), export)
+    return status
+
+
+Stage = Callable[[str, Any, Callable[[], None]], None]
+
+
+def _longmagpie_stages(config: PipelineConfig, out: Path, stage: Stage) -> Path:
+    """Run [harvest] (if any) and [assemble]; return the assembled samples' file."""
+    import longmagpie
+    from longmagpie.files import read_parquet, write_parquet_atomic
+
     qa_path = out / "harvest"
     if config.harvest is not None:
         settings = dict(config.harvest)
@@ -233,63 +352,30 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
         write_parquet_atomic(table, out / "assembled.parquet", overwrite=True)
 
     stage("assemble", a.model_dump(mode="json"), assemble)
+    return out / "assembled.parquet"
 
-    def clear_packed() -> None:
-        (out / "packed.parquet").unlink(missing_ok=True)
-        shutil.rmtree(out / "packed", ignore_errors=True)
 
-    if config.pmix is not None:
-        m = config.pmix
+def _hierarchical_stage(config: PipelineConfig, out: Path, stage: Stage) -> dict[int | None, Path]:
+    """Run [hierarchical]; return each target's conversations file."""
+    settings = dict(config.hierarchical or {})
+    hier_dir = out / "hierarchical"
 
-        def pmix() -> None:
-            clear_packed()
-            options = m.model_dump(exclude={"short", "engine", "ray_address"})
-            if m.engine == "ray":
-                with _ray(m.ray_address, config.num_threads) as ray_mod:
-                    ray_mod.ray_pack_pmix_to_parquet(
-                        [str(out / "assembled.parquet")],
-                        m.short,
-                        out / "packed",
-                        seed=config.seed,
-                        overwrite=True,
-                        **options,
-                    )
-                return
-            long = pq.read_table(out / "assembled.parquet", columns=["input_ids", "assistant_masks"])
-            short = read_parquet([Path(p) for p in m.short])
-            packed = longmagpie.pack_pmix(long, short, seed=config.seed, num_threads=config.num_threads, **options)
-            write_parquet_atomic(packed, out / "packed.parquet", overwrite=True)
+    def hierarchical() -> None:
+        from longmagpie.hierarchical import HierarchicalConfig, synthesize
 
-        stage("pmix", m.model_dump(mode="json"), pmix)
-    else:
-        p = config.pack or PackSection()
+        fields = {**settings, "output_dir": str(hier_dir), "seed": config.seed}
+        fields["inputs"] = tuple(fields.get("inputs", ()))
+        try:
+            hc = HierarchicalConfig(**fields)
+        except TypeError as err:
+            raise ValueError(f"[hierarchical]: {err}") from err
+        report = synthesize(hc)
+        empty = [t.target for t in report.targets if t.conversations == 0]
+        if empty:
+            raise ValueError(
+                f"[hierarchical]: no conversation reached target(s) {empty}: give more documents, lower the "
+                "targets or min_fill"
+            )
 
-        def pack() -> None:
-            clear_packed()
-            options = p.model_dump(exclude={"engine", "ray_address"})
-            if p.engine == "ray":
-                with _ray(p.ray_address, config.num_threads) as ray_mod:
-                    ray_mod.ray_pack_to_parquet(
-                        [str(out / "assembled.parquet")], out / "packed", overwrite=True, **options
-                    )
-                return
-            samples = pq.read_table(out / "assembled.parquet", columns=["input_ids", "assistant_masks", "source"])
-            packed = longmagpie.pack(samples, num_threads=config.num_threads, **options)
-            write_parquet_atomic(packed, out / "packed.parquet", overwrite=True)
-
-        stage("pack", p.model_dump(mode="json"), pack)
-    e = config.export
-
-    def export() -> None:
-        ray_dir = out / "packed" / "data"
-        packed = pq.read_table(out / "packed.parquet") if not ray_dir.is_dir() else _read_dir(ray_dir)
-        target = out / "dataset"
-        if target.exists():
-            shutil.rmtree(target)
-        if e.format == "parquet":
-            longmagpie.export_parquet(packed, target, split=e.split)
-        else:
-            longmagpie.export_mds(packed, target)
-
-    stage("export", e.model_dump(mode="json"), export)
-    return status
+    stage("hierarchical", settings, hierarchical)
+    return {t: hier_dir / f"target-{t}.parquet" for t in config.targets()}
