@@ -10,6 +10,7 @@ re-tokenized at each join, so ``input_ids`` equal ``tokenizer.apply_chat_templat
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,9 @@ from longmagpie import _core
 from longmagpie.arrow_input import as_arrow
 from longmagpie.chat_spans import ChatSpans, chat_spans, check_prefix_space
 from longmagpie.metadata import attach
+from longmagpie.progress import progress_bar
+
+log = logging.getLogger(__name__)
 
 #: The upstream LongMagpie document separator.
 UPSTREAM_SEPARATOR = "\n\n===Document Separator===\n\n"
@@ -176,6 +180,11 @@ class Assembler:
             self._dist_texts = _strings(d, "text", "distractors")
             self._dist_ids = _strings(d, "doc_id", "distractors") if "doc_id" in d.column_names else None
             distractors = self._dist_texts
+        log.info(
+            "tokenizing the document pool: %d documents%s",
+            len(docs),
+            "" if distractors is None else f" and {len(distractors)} distractors",
+        )
         s = self.spans
         template = (
             s.prefix,
@@ -237,12 +246,13 @@ class Assembler:
         gold = pc.index_in(context, value_set=self._doc_texts).cast(pa.int32())
         return gold, context
 
-    def assemble_batches(self, samples: Any) -> Iterator[pa.Table]:
+    def assemble_batches(self, samples: Any, *, progress: bool = False) -> Iterator[pa.Table]:
         """Yield assembled tables, one per ``config.batch_size`` samples (memory stays bounded by a batch).
 
         Output columns: ``input_ids`` list<int32>, ``assistant_masks`` list<int8> (1 on the answer and the
         assistant's end-of-turn token), ``n_documents``, ``gold_position``, ``source``, the samples' ``id`` and
         ``doc_id`` when present, and ``messages`` (list of {role, content}) when ``messages=True``.
+        ``progress`` shows a bar over samples (with the tokens written so far).
         """
         table = _table(samples)
         for column in ("query", "answer"):
@@ -256,6 +266,20 @@ class Assembler:
             if self._core is None or not pc.all(pc.is_in(context, value_set=self._doc_texts)).as_py():
                 self._build(pc.unique(context), None)
         self.last_stats: dict[str, Any] = {}
+        log.info("assembling %d samples in batches of %d", table.num_rows, self.config.batch_size)
+        bar = progress_bar(table.num_rows, "assemble", "sample", progress)
+        try:
+            yield from self._assemble_parts(table, bar)
+        finally:
+            bar.close()
+        log.info(
+            "assembled %d of %d samples, %d tokens",
+            self.last_stats.get("assembled", 0),
+            table.num_rows,
+            self.last_stats.get("output_tokens", 0),
+        )
+
+    def _assemble_parts(self, table: pa.Table, bar: Any) -> Iterator[pa.Table]:
         for start in range(0, max(table.num_rows, 1), self.config.batch_size):
             part = table.slice(start, self.config.batch_size)
             if part.num_rows == 0:
@@ -277,6 +301,8 @@ class Assembler:
             )
             out = pa.RecordBatchReader.from_stream(raw).read_all()
             self._merge_stats(stats)
+            bar.update(part.num_rows)
+            bar.set_postfix(tokens=f"{self.last_stats.get('output_tokens', 0):,}", refresh=False)
             yield self._finish(out, part)
 
     def _merge_stats(self, stats: dict[str, Any]) -> None:
@@ -331,9 +357,9 @@ class Assembler:
         offsets = pa.array(range(0, n * per + 1, per), pa.int32())
         return pa.ListArray.from_arrays(offsets, struct)
 
-    def assemble(self, samples: Any) -> pa.Table:
+    def assemble(self, samples: Any, *, progress: bool = False) -> pa.Table:
         """Assemble all samples into one table (see :meth:`assemble_batches`); stats in its metadata."""
-        parts = list(self.assemble_batches(samples))
+        parts = list(self.assemble_batches(samples, progress=progress))
         table = pa.concat_tables(parts) if parts else None
         if table is None:
             raise ValueError("no samples to assemble")
@@ -363,6 +389,7 @@ def assemble(
     documents: Any = None,
     distractors: Any = None,
     messages: bool = False,
+    progress: bool = False,
     **options: Any,
 ) -> pa.Table:
     r"""Turn single-document (context, query, answer) samples into multi-document chat samples, token-aware.
@@ -376,6 +403,7 @@ def assemble(
         distractors: separate distractor corpus (table with ``text``, optional ``doc_id``, or strings);
             default: the pool itself. A sample's gold document is never drawn as its distractor.
         messages: also return the ``messages`` column (the same conversation as text).
+        progress: show a progress bar over samples (stderr).
         **options: fields of :class:`AssembleConfig`: ``max_tokens`` (65536), ``target_tokens`` ((8192,
             65536): draw distractors until a target length drawn from this range), or ``num_distractors``
             ((min, max) count, upstream (0, 9)), ``doc_separator`` (upstream's), ``query_separator`` ("\\n\\n";
@@ -390,7 +418,8 @@ def assemble(
         (:func:`longmagpie.pack_metadata`).
 
     """
-    return Assembler(tokenizer, documents, distractors, AssembleConfig(**options), messages=messages).assemble(samples)
+    assembler = Assembler(tokenizer, documents, distractors, AssembleConfig(**options), messages=messages)
+    return assembler.assemble(samples, progress=progress)
 
 
 def tokenize(texts: Any, tokenizer: Any, *, num_threads: int | None = None) -> pa.Array:

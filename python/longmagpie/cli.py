@@ -366,6 +366,7 @@ def assemble(
             long_documents=long_documents,
             seed=seed,
             num_threads=threads,
+            progress=not quiet,
             **options,  # type: ignore[arg-type]
         )
         write_parquet_atomic(out, output, overwrite=overwrite)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
@@ -9,6 +10,8 @@ import pyarrow as pa
 
 from longmagpie import _core
 from longmagpie.metadata import attach, stats_of
+
+log = logging.getLogger(__name__)
 
 Strategy = Literal["bfd", "ffd", "sequential"]
 Overflow = Literal["error", "truncate", "drop", "split"]
@@ -126,6 +129,15 @@ def pack(
     table, stats = _core.pack(as_arrow(samples), seq_len, strategy, overflow, num_threads, pad_to, pad_id)
     table = to_pyarrow(table)
     params = {"seq_len": seq_len, "strategy": strategy, "overflow": overflow, "pad_to": pad_to, "pad_id": pad_id}
+    log.info(
+        "packed %d samples (%d tokens) into %d rows of %d (%s), fill %.3f %%",
+        stats["input_samples"],
+        stats["input_tokens"],
+        stats["rows"],
+        seq_len,
+        strategy,
+        100 * stats["fill_rate"],
+    )
     return attach(table, "pack", params, stats)
 
 

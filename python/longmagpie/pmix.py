@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
@@ -12,6 +13,8 @@ from longmagpie import _core
 from longmagpie.arrow_input import as_arrow
 from longmagpie.metadata import attach, stats_of
 from longmagpie.packing import require_ints, to_pyarrow
+
+log = logging.getLogger(__name__)
 
 Fill = Literal["upstream", "best_fit"]
 PmixOverflow = Literal["error", "truncate", "drop"]
@@ -147,7 +150,20 @@ def pack_pmix(
     # The in-memory call is the streaming engine with one block per pool (window_tokens=None).
     core = _core.pack_pmix_stream(as_arrow(long), as_arrow(short), *_core_args(params), None)
     del params["num_threads"]
-    return PmixPackedStream(core, params).read_all()
+    table = PmixPackedStream(core, params).read_all()
+    s = pmix_stats(table)
+    log.info(
+        "p-mix: %d of %d long and %d of %d short samples into %d rows of %d, fill %.3f %%, long share %.3f",
+        s.long_used,
+        s.long_samples,
+        s.short_used,
+        s.short_samples,
+        s.rows,
+        seq_len,
+        100 * s.fill_rate,
+        s.long_segment_share,
+    )
+    return table
 
 
 def _checked_params(**params: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +22,8 @@ from longmagpie.harvest.output import ROW_SCHEMA, fingerprint, open_output, read
 from longmagpie.harvest.prompt_ids import PromptTokenizer
 from longmagpie.harvest.prompts import PromptPieces, resolve_pieces, special_token_strings, stop_token_ids
 from longmagpie.harvest.sources import Document, Shard, check_columns, plan_shards, read_shard, resolve_inputs
+
+log = logging.getLogger(__name__)
 
 _TOKENIZER_FILES = (
     "tokenizer.json",
@@ -382,6 +385,7 @@ def harvest(
     plan, shards, parts = _prepare(config)
     out_dir = Path(config.output_dir)
     open_output(out_dir, plan.fingerprint, parts)
+    log.info("harvest into %s: %d shards, fingerprint %s", out_dir, len(shards), plan.fingerprint[:12])
     report = HarvestReport(str(out_dir), plan.fingerprint, engine.name if engine else config.engine)
     report.shards_total = len(shards)
     totals: Counter[str] = Counter()
@@ -409,6 +413,7 @@ def harvest(
                 totals.update(marker["counts"])
                 dedup.global_seen.update(marker["query_hashes"] if config.dedup == "global" else ())
                 report.shards_skipped += 1
+                log.info("shard %s finished earlier: skipped", shard.key)
                 shard_bar.update(1)
                 doc_bar.update(shard.stop - shard.start)
                 emit("shard_skipped", shard)
@@ -418,6 +423,7 @@ def harvest(
             active = engine if engine is not None else own_engine
             assert active is not None
             emit("shard_start", shard, shard.stop - shard.start)
+            log.info("shard %s: documents %d-%d of %s", shard.key, shard.start, shard.stop, shard.file.path)
             table, counts, hashes = _harvest_shard(plan, shard, active, dedup, emit)
             write_shard(
                 out_dir,
@@ -434,6 +440,7 @@ def harvest(
                 },
             )
             totals.update(counts)
+            log.info("shard %s written: %s", shard.key, ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v))
             report.shards_written += 1
             shard_bar.update(1)
             doc_bar.update(shard.stop - shard.start)
