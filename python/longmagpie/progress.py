@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 
-def progress_bar(total: int | None, desc: str, unit: str, enabled: bool, **kwargs: Any) -> Any:
+def progress_bar(
+    total: int | None, desc: str, unit: str, enabled: bool, *, unit_scale: bool = False, **kwargs: Any
+) -> Any:
     """Return a tqdm bar (a disabled one, which costs nothing, when ``enabled`` is false).
 
-    Counts are shown with SI prefixes (``12.3M tokens``); the bar is left on screen when done unless
-    ``leave=False`` is passed.
+    ``unit_scale`` shows counts with SI prefixes (``12.3M tok``: for tokens and bytes); the bar stays on
+    screen when done unless ``leave=False`` is passed.
     """
     from tqdm.auto import tqdm
 
@@ -17,7 +19,7 @@ def progress_bar(total: int | None, desc: str, unit: str, enabled: bool, **kwarg
         total=total,
         desc=desc,
         unit=unit,
-        unit_scale=True,
+        unit_scale=unit_scale,
         disable=not enabled,
         dynamic_ncols=True,
         mininterval=0.5,
