@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -404,6 +405,7 @@ def export(
     import pyarrow.dataset as ds
 
     import longmagpie
+    from longmagpie.progress import progress_bar
 
     if fmt not in ("parquet", "mds"):
         raise _fail(f"--format must be parquet or mds (got {fmt!r})")
@@ -418,7 +420,15 @@ def export(
                 seq_len = params.get("pad_to") or params.get("seq_len")
             except ValueError:
                 seq_len = None
-        reader = pa.RecordBatchReader.from_batches(dataset.schema, dataset.to_batches())
+        bar = progress_bar(dataset.count_rows(), f"export {fmt}", "row", not quiet)
+
+        def tracked() -> Iterator[pa.RecordBatch]:
+            for batch in dataset.to_batches():
+                yield batch
+                bar.update(batch.num_rows)
+            bar.close()
+
+        reader = pa.RecordBatchReader.from_batches(dataset.schema, tracked())
         if fmt == "parquet":
             result = longmagpie.export_parquet(
                 reader, output, split=split, seq_len=seq_len, shard_bytes=shard_mb << 20, overwrite=overwrite
