@@ -356,6 +356,94 @@ DEEPSEEK_R1_CHAT_TEMPLATE = (
     "ot ns.is_tool %}{{'<｜Assistant｜><think>\\n'}}{% endif %}"
 )
 
+# DeepSeek-V3.1: thinking off unless ``thinking``/``enable_thinking``; off, the generation prompt closes an empty
+# think block. Source: ggml-org/llama.cpp models/templates/deepseek-ai-DeepSeek-V3.1.jinja
+# @ 0374c5b6e4c19370262d93e2c3f2a98c9af9fe1f.
+DEEPSEEK_V31_CHAT_TEMPLATE = (
+    "{% if not add_generation_prompt is defined -%}\n"
+    "  {%- set add_generation_prompt = false -%}\n"
+    "{%- endif -%}\n"
+    "{%- if not thinking is defined -%}\n"
+    "  {%- if enable_thinking is defined -%}\n"
+    "    {%- set thinking = enable_thinking -%}\n"
+    "    {%- else -%}\n"
+    "    {%- set thinking = false -%}\n"
+    "  {%- endif -%}\n"
+    "{%- endif -%}\n"
+    "{%- set ns = namespace(is_first=false, is_tool=false, system_prompt='', is_first_sp=true, "
+    "is_last_user=false) -%}\n"
+    "{%- for message in messages -%}\n"
+    "  {%- if message['role'] == 'system' -%}\n"
+    "    {%- if ns.is_first_sp -%}\n"
+    "      {%- set ns.system_prompt = ns.system_prompt + message['content'] -%}\n"
+    "      {%- set ns.is_first_sp = false -%}\n"
+    "      {%- else -%}\n"
+    "      {%- set ns.system_prompt = ns.system_prompt + '\n"
+    "\n"
+    "' + message['content'] -%}\n"
+    "    {%- endif -%}\n"
+    "  {%- endif -%}\n"
+    "{%- endfor -%}{{ bos_token }}{{ ns.system_prompt }}\n"
+    "{%- for message in messages -%}\n"
+    "  {%- if message['role'] == 'user' -%}\n"
+    "    {%- set ns.is_tool = false -%}\n"
+    "    {%- set ns.is_first = false -%}\n"
+    "    {%- set ns.is_last_user = true -%}{{'<｜User｜>' + message['content']}}\n"
+    "  {%- endif -%}\n"
+    "  {%- if message['role'] == 'assistant' and message['tool_calls'] is defined and message['"
+    "tool_calls'] is not none -%}\n"
+    "    {%- if ns.is_last_user -%}{{'<｜Assistant｜></think>'}}\n"
+    "    {%- endif -%}\n"
+    "    {%- set ns.is_last_user = false -%}\n"
+    "    {%- set ns.is_first = false -%}\n"
+    "    {%- set ns.is_tool = false -%}\n"
+    "    {%- for tool in message['tool_calls'] -%}\n"
+    "      {%- if not ns.is_first -%}\n"
+    "        {%- if message['content'] is none -%}{{'<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>'+ "
+    "tool['function']['name'] + '<｜tool▁sep｜>' + tool['function']['arguments'] + '<｜tool▁call▁e"
+    "nd｜>'}}\n"
+    "          {%- else -%}{{message['content'] + '<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>' + t"
+    "ool['function']['name'] + '<｜tool▁sep｜>' + tool['function']['arguments'] + '<｜tool▁call▁en"
+    "d｜>'}}\n"
+    "        {%- endif -%}\n"
+    "        {%- set ns.is_first = true -%}\n"
+    "        {%- else -%}{{'<｜tool▁call▁begin｜>'+ tool['function']['name'] + '<｜tool▁sep｜>' + t"
+    "ool['function']['arguments'] + '<｜tool▁call▁end｜>'}}\n"
+    "      {%- endif -%}\n"
+    "    {%- endfor -%}{{'<｜tool▁calls▁end｜><｜end▁of▁sentence｜>'}}\n"
+    "  {%- endif -%}\n"
+    "  {%- if message['role'] == 'assistant' and (message['tool_calls'] is not defined or messa"
+    "ge['tool_calls'] is none) -%}\n"
+    "    {%- if ns.is_last_user -%}{{'<｜Assistant｜>'}}\n"
+    "      {%- if message['prefix'] is defined and message['prefix'] and thinking -%}{{'<think>"
+    "'}}\n"
+    "        {%- else -%}{{'</think>'}}\n"
+    "      {%- endif -%}\n"
+    "    {%- endif -%}\n"
+    "    {%- set ns.is_last_user = false -%}\n"
+    "    {%- if ns.is_tool -%}{{message['content'] + '<｜end▁of▁sentence｜>'}}\n"
+    "      {%- set ns.is_tool = false -%}\n"
+    "      {%- else -%}\n"
+    "      {%- set content = message['content'] -%}\n"
+    "      {%- if '</think>' in content -%}\n"
+    "        {%- set content = content.split('</think>', 1)[1] -%}\n"
+    "      {%- endif -%}{{content + '<｜end▁of▁sentence｜>'}}\n"
+    "    {%- endif -%}\n"
+    "  {%- endif -%}\n"
+    "  {%- if message['role'] == 'tool' -%}\n"
+    "    {%- set ns.is_last_user = false -%}\n"
+    "    {%- set ns.is_tool = true -%}{{'<｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁"
+    "output▁end｜>'}}\n"
+    "  {%- endif -%}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt and ns.is_last_user and not ns.is_tool -%}{{'<｜Assistant｜>'}}"
+    "\n"
+    "  {%- if not thinking -%}{{'</think>'}}\n"
+    "    {%- else -%}{{'<think>'}}\n"
+    "  {%- endif -%}\n"
+    "{%- endif %}"
+)
+
 # DeepSeek-R1-Distill-{Qwen,Llama}-*: as R1 (single system message).
 # Source: huggingface/trl trl/chat_templates/deepseek_r1_distill.jinja, release 1.16.0.
 DEEPSEEK_R1_DISTILL_CHAT_TEMPLATE = (
@@ -884,6 +972,18 @@ FAMILY_TEMPLATES: dict[str, FamilyTemplate] = {
             source=_TRL.format("deepseek_r1_distill.jinja"),
             chat_template=DEEPSEEK_R1_DISTILL_CHAT_TEMPLATE,
             preset="deepseek-r1",
+            special_tokens=DEEPSEEK_SPECIALS,
+            bos_token="<｜begin▁of▁sentence｜>",
+            eos_token="<｜end▁of▁sentence｜>",
+            end_of_turn="<｜end▁of▁sentence｜>",
+        ),
+        FamilyTemplate(
+            name="deepseek-v3.1",
+            model="deepseek-ai/DeepSeek-V3.1",
+            source="ggml-org/llama.cpp models/templates/deepseek-ai-DeepSeek-V3.1.jinja @ "
+            "0374c5b6e4c19370262d93e2c3f2a98c9af9fe1f",
+            chat_template=DEEPSEEK_V31_CHAT_TEMPLATE,
+            preset="deepseek-v3.1",
             special_tokens=DEEPSEEK_SPECIALS,
             bos_token="<｜begin▁of▁sentence｜>",
             eos_token="<｜end▁of▁sentence｜>",

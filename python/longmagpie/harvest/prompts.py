@@ -203,6 +203,15 @@ PRESETS: dict[str, FamilyPreset] = {
             stop_tokens=_DEEPSEEK_STOPS,
             aliases=("deepseek-v3", "deepseek3"),
         ),
+        FamilyPreset(  # DeepSeek-V3.1 with thinking off (its template's default): the think block opens closed
+            name="deepseek-v3.1",
+            system_head=_DEEPSEEK_BOS,
+            system_mid="<｜User｜>",
+            user_head=_DEEPSEEK_BOS + "<｜User｜>",
+            tail="<｜Assistant｜></think>",
+            stop_tokens=_DEEPSEEK_STOPS,
+            aliases=("deepseek-v31", "deepseek3.1"),
+        ),
         FamilyPreset(  # DeepSeek-R1 and its Qwen/Llama distills: the assistant turn opens a think block
             name="deepseek-r1",
             system_head=_DEEPSEEK_BOS,
