@@ -20,6 +20,8 @@ from types import MappingProxyType
 
 # Gemma 1 and Gemma 2 (google/gemma-7b-it, google/gemma-2-2b-it ship it byte-identical): no system role.
 # Source: huggingface/trl trl/chat_templates/gemma.jinja, release 1.16.0.
+# Its sha256 (ecd6ae51...) and size (591) equal the Git LFS pointer of llama.cpp's
+# models/templates/google-gemma-2-2b-it.jinja (Raudbjorn/ggml-llama.cpp @ 2b949f3de915a6434404caada3b6ff39c3890115).
 GEMMA_CHAT_TEMPLATE = (
     "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not"
     " supported') }}{% endif %}{% for message in messages %}{% if (message['role'] == 'user') !"
@@ -611,6 +613,8 @@ LLAMA31_CHAT_TEMPLATE = (
 
 # Llama-3.2-1B-Instruct: as 3.1, but date_string defaults to today's date (strftime_now) where the renderer has
 # it (transformers does). Source: huggingface/trl trl/chat_templates/llama3_2.jinja, release 1.16.0.
+# Byte-identical to ggerganov/llama.cpp models/templates/meta-llama-Llama-3.2-3B-Instruct.jinja
+# @ 7b5e0803c84435e8005725d8f9ddceb5d1820443.
 LLAMA32_CHAT_TEMPLATE = (
     "{{- bos_token }}\n"
     "{%- if custom_tools is defined %}\n"
@@ -1014,7 +1018,9 @@ FAMILY_TEMPLATES: dict[str, FamilyTemplate] = {
         FamilyTemplate(
             name="llama3.2",
             model="meta-llama/Llama-3.2-1B-Instruct",
-            source=_TRL.format("llama3_2.jinja"),
+            source=_TRL.format("llama3_2.jinja")
+            + "; identical to "
+            + _LLAMACPP.format("meta-llama-Llama-3.2-3B-Instruct.jinja"),
             chat_template=LLAMA32_CHAT_TEMPLATE,
             preset="llama32",
             special_tokens=LLAMA3_SPECIALS,

@@ -10,6 +10,7 @@ the real tokenizers.
 from __future__ import annotations
 
 import copy
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -74,6 +75,13 @@ def test_every_official_template_names_an_existing_preset_and_a_source():
     # and DeepSeek-V3 (no verbatim copy of its template at hand) is checked against an official template here
     checked = {preset(f.preset).name for f in FAMILY_TEMPLATES.values()}
     assert set(PRESETS) - checked == {"chatml", "qwen2", "qwen25", "deepseek"}
+
+
+def test_gemma_template_is_byte_identical_to_an_independent_copy():
+    """The TRL copy hashes to the Git LFS oid (sha256) of llama.cpp's google-gemma-2-2b-it.jinja."""
+    text = FAMILY_TEMPLATES["gemma2"].chat_template.encode()
+    assert len(text) == 591
+    assert hashlib.sha256(text).hexdigest() == "ecd6ae513fe103f0eb62e8ab5bfa8d0fe45c1074fa398b089c93a7e70c15cfd6"
 
 
 @pytest.mark.parametrize("placement", ["system", "user"])
