@@ -20,6 +20,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from longmagpie.family_templates import LLAMA31_DEFAULT_DATE
+
 Placement = Literal["system", "user"]
 
 _DOC_SENTINEL = "LMDOCSENTINEL7f3a9c"
@@ -97,7 +99,11 @@ _LLAMA3_STOPS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|start_header_
 _LLAMA3_SYS = "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
 _LLAMA3_USER = "<|start_header_id|>user<|end_header_id|>\n\n"
 _LLAMA3_TAIL = "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
-_LLAMA31_DATES = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+_LLAMA31_DATES = f"Cutting Knowledge Date: December 2023\nToday Date: {LLAMA31_DEFAULT_DATE}\n\n"
+_GEMMA_STOPS = ("<end_of_turn>", "<eos>", "<start_of_turn>")
+_MISTRAL_STOPS = ("</s>", "[INST]", "[/INST]")
+_DEEPSEEK_BOS = "<｜begin▁of▁sentence｜>"
+_DEEPSEEK_STOPS = ("<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>")
 
 
 def _chatml(name: str, default_system: str | None, tail_extra: str = "", aliases: tuple[str, ...] = ()) -> FamilyPreset:
@@ -128,7 +134,8 @@ PRESETS: dict[str, FamilyPreset] = {
             tail=_LLAMA3_TAIL,
             stop_tokens=_LLAMA3_STOPS,
         ),
-        FamilyPreset(  # Llama 3.1/3.2/3.3: the official template always writes the date preamble
+        FamilyPreset(  # Llama 3.1/3.2/3.3: the official template always writes the date preamble (3.1's default date;
+            # 3.2's template writes today's date unless given date_string, pinned here for reproducible prompts)
             name="llama31",
             system_head=_LLAMA3_SYS + _LLAMA31_DATES,
             system_mid="<|eot_id|>" + _LLAMA3_USER,
@@ -137,24 +144,44 @@ PRESETS: dict[str, FamilyPreset] = {
             stop_tokens=_LLAMA3_STOPS,
             aliases=("llama3.1", "llama32", "llama3.2", "llama33", "llama3.3"),
         ),
-        FamilyPreset(
+        FamilyPreset(  # Gemma 1/2: the official template raises on a system message
             name="gemma",
             user_head="<bos><start_of_turn>user\n",
             tail="<end_of_turn>\n<start_of_turn>model\n",
-            stop_tokens=("<end_of_turn>", "<eos>", "<start_of_turn>"),
-            aliases=("gemma2", "gemma3"),
+            stop_tokens=_GEMMA_STOPS,
+            aliases=("gemma2",),
         ),
-        FamilyPreset(
+        FamilyPreset(  # Gemma 3 folds the system message into the first user turn, followed by a blank line
+            name="gemma3",
+            system_head="<bos><start_of_turn>user\n",
+            system_mid="\n\n",
+            user_head="<bos><start_of_turn>user\n",
+            tail="<end_of_turn>\n<start_of_turn>model\n",
+            stop_tokens=_GEMMA_STOPS,
+        ),
+        FamilyPreset(  # Mistral-7B-Instruct-v0.3: the system message opens the (last) user turn
             name="mistral",
+            system_head="<s>[INST] ",
+            system_mid="\n\n",
             user_head="<s>[INST] ",
             tail="[/INST]",
-            stop_tokens=("</s>", "[INST]", "[/INST]"),
+            stop_tokens=_MISTRAL_STOPS,
+            aliases=("mistral-v0.3",),
         ),
-        FamilyPreset(
+        FamilyPreset(  # Mistral-Nemo-Instruct-2407: as v0.3, no space after [INST]
+            name="mistral-nemo",
+            system_head="<s>[INST]",
+            system_mid="\n\n",
+            user_head="<s>[INST]",
+            tail="[/INST]",
+            stop_tokens=_MISTRAL_STOPS,
+            aliases=("nemo",),
+        ),
+        FamilyPreset(  # Phi-3/3.5-mini: the official template writes no BOS
             name="phi3",
-            system_head="<s><|system|>\n",
+            system_head="<|system|>\n",
             system_mid="<|end|>\n<|user|>\n",
-            user_head="<s><|user|>\n",
+            user_head="<|user|>\n",
             tail="<|end|>\n<|assistant|>\n",
             stop_tokens=("<|end|>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>"),
             aliases=("phi3.5",),
@@ -167,14 +194,32 @@ PRESETS: dict[str, FamilyPreset] = {
             tail="<|im_end|><|im_start|>assistant<|im_sep|>",
             stop_tokens=("<|im_end|>", "<|endoftext|>", "<|im_start|>"),
         ),
-        FamilyPreset(
+        FamilyPreset(  # DeepSeek-V3: system text right after BOS, no generation-time think block
             name="deepseek",
-            system_head="<｜begin▁of▁sentence｜>",
+            system_head=_DEEPSEEK_BOS,
             system_mid="<｜User｜>",
-            user_head="<｜begin▁of▁sentence｜><｜User｜>",
+            user_head=_DEEPSEEK_BOS + "<｜User｜>",
             tail="<｜Assistant｜>",
-            stop_tokens=("<｜end▁of▁sentence｜>", "<｜User｜>", "<｜Assistant｜>"),
+            stop_tokens=_DEEPSEEK_STOPS,
             aliases=("deepseek-v3", "deepseek3"),
+        ),
+        FamilyPreset(  # DeepSeek-V3.1 with thinking off (its template's default): the think block opens closed
+            name="deepseek-v3.1",
+            system_head=_DEEPSEEK_BOS,
+            system_mid="<｜User｜>",
+            user_head=_DEEPSEEK_BOS + "<｜User｜>",
+            tail="<｜Assistant｜></think>",
+            stop_tokens=_DEEPSEEK_STOPS,
+            aliases=("deepseek-v31", "deepseek3.1"),
+        ),
+        FamilyPreset(  # DeepSeek-R1 and its Qwen/Llama distills: the assistant turn opens a think block
+            name="deepseek-r1",
+            system_head=_DEEPSEEK_BOS,
+            system_mid="<｜User｜>",
+            user_head=_DEEPSEEK_BOS + "<｜User｜>",
+            tail="<｜Assistant｜><think>\n",
+            stop_tokens=_DEEPSEEK_STOPS,
+            aliases=("deepseek-r1-distill", "r1"),
         ),
     ]
 }
@@ -212,7 +257,9 @@ def pieces_from_template(
 
     ``system`` renders ``[system: DOC, user: QUERY]``; ``user`` renders ``[user: DOC + separator + QUERY]``.
     The stop tokens are the tokenizer's special tokens that occur in the rendered pieces, plus its EOS, pad
-    and BOS tokens.
+    and BOS tokens. ``date_string`` is passed as Llama-3.1's default date unless ``template_kwargs`` sets it:
+    Llama-3.2's template would otherwise write today's date, and the prompts (and the output fingerprint) would
+    change from one day to the next.
 
     Raises:
         ValueError: the tokenizer has no chat template, the template fails or drops a message, or it has no
@@ -225,7 +272,7 @@ def pieces_from_template(
             "the tokenizer has no chat template: pass chat_template=<Jinja text> or template=<preset name> "
             f"({', '.join(sorted(PRESETS))})"
         )
-    kwargs = dict(template_kwargs or {})
+    kwargs = {"date_string": LLAMA31_DEFAULT_DATE, **(template_kwargs or {})}
     if placement == "system":
         messages = [{"role": "system", "content": _DOC_SENTINEL}, {"role": "user", "content": _QUERY_SENTINEL}]
     else:
