@@ -93,3 +93,26 @@ def test_answer_filter():
     assert AnswerFilter(allow_unfinished=True).clean("cut off mid", "length", counts) == "cut off mid"
     assert AnswerFilter(min_chars=10).clean("short", "stop", counts) is None
     assert counts == Counter(answer_unfinished=1, answer_empty=1, answer_too_short=1)
+
+
+def test_reasoning_is_cut_off_answers_of_thinking_models() -> None:
+    counts: Counter[str] = Counter()
+    qwen3 = AnswerFilter()
+    assert qwen3.clean("<think>\nLet me see.\n</think>\n\nParis.", "stop", counts) == "Paris."
+    assert qwen3.clean("<think>\nstill thinking when the turn ended", "stop", counts) is None
+    # an answer that only mentions the tags is no reasoning: kept whole
+    assert qwen3.clean("Close it with </think>.", "stop", counts) == "Close it with </think>."
+    r1 = AnswerFilter(prompt_opens_reasoning=True)  # the template's generation prompt ends with "<think>\n"
+    assert r1.clean("The text says so.\n</think>\n\nIt is blue.", "stop", counts) == "It is blue."
+    assert r1.clean("It is blue.", "stop", counts) is None  # the reasoning never closed: not an answer
+    assert AnswerFilter(strip_reasoning=False).clean("<think>x</think> y", "stop", counts) == "<think>x</think> y"
+    assert counts == Counter(answer_reasoning_stripped=2, answer_reasoning_unfinished=2)
+
+
+def test_prompt_tails_that_open_reasoning() -> None:
+    from longmagpie.harvest.filters import opens_reasoning
+    from longmagpie.harvest.prompts import preset
+
+    assert opens_reasoning(preset("deepseek-r1").tail)
+    assert not opens_reasoning(preset("deepseek-v3.1").tail)  # "</think>": thinking off
+    assert not opens_reasoning(preset("qwen25").tail)

@@ -50,6 +50,8 @@ class HarvestConfig(EngineSettings):
             ``off``.
         allow_unfinished_answers: keep answers cut by ``answer_max_tokens``.
         min_answer_chars: shorter answers are rejected.
+        strip_reasoning: cut a thinking model's ``<think>...</think>`` reasoning off each answer (an answer whose
+            reasoning never closes is rejected, counted); ``False`` keeps answers as generated.
         engine, engine_kwargs, base_url, ..., progress: the keyword-only engine settings of
             :class:`~longmagpie.harvest.engine_settings.EngineSettings` (``progress``: tqdm bars over shards and
             documents).
@@ -86,6 +88,7 @@ class HarvestConfig(EngineSettings):
     dedup: DedupScope = "global"
     allow_unfinished_answers: bool = False
     min_answer_chars: int = 1
+    strip_reasoning: bool = True
 
     def __post_init__(self) -> None:
         """Normalise paths to strings and check values; errors say which setting and what is allowed."""

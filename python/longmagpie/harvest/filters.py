@@ -3,7 +3,10 @@
 Queries go through, in order: empty → template/role tokens leaking → cut at answer markers (the model ran on
 into an answer) → question-mark rule → empty after cleaning → too short / too long → exact duplicate (a
 normalized hash, within a document and, with ``dedup='global'``, across documents and shards). Answers are
-rejected when empty or unfinished (``finish_reason == 'length'``) unless unfinished answers are allowed.
+rejected when empty or unfinished (``finish_reason == 'length'``) unless unfinished answers are allowed. The
+reasoning of thinking models (DeepSeek-R1, Qwen3, QwQ: ``<think>...</think>`` before the answer, the opening tag
+often written by the template's generation prompt) is cut off the answer; an answer whose reasoning never
+closes is rejected.
 """
 
 from __future__ import annotations
@@ -126,18 +129,52 @@ class QueryDeduplicator:
         return True
 
 
+#: Tags around a thinking model's reasoning (DeepSeek-R1, Qwen3, QwQ).
+REASONING_TAGS: tuple[str, str] = ("<think>", "</think>")
+
+
+def opens_reasoning(prompt_tail: str, tags: tuple[str, str] = REASONING_TAGS) -> bool:
+    """Return True if ``prompt_tail`` (the text that opens the assistant turn) leaves a reasoning block open."""
+    start = prompt_tail.rfind(tags[0])
+    return start >= 0 and prompt_tail.find(tags[1], start) < 0
+
+
 @dataclass(frozen=True)
 class AnswerFilter:
-    """Settings of the answer filters."""
+    r"""Settings of the answer filters.
+
+    Attributes:
+        allow_unfinished: keep answers cut by the token limit (``finish_reason == 'length'``).
+        min_chars: shorter answers are rejected.
+        strip_reasoning: when an answer opens with the reasoning tag (or ``prompt_opens_reasoning``), cut it up
+            to the first closing tag (counted as ``answer_reasoning_stripped``); if the reasoning never closes,
+            reject the answer (``answer_reasoning_unfinished``). Other answers are left alone, so one that
+            merely mentions the tags is kept whole.
+        prompt_opens_reasoning: the answer prompt itself opens a reasoning block (e.g. DeepSeek-R1's template
+            ends with ``<think>\n``), so every answer must close it.
+        reasoning_tags: the opening and closing reasoning tags.
+
+    """
 
     allow_unfinished: bool = False
     min_chars: int = 1
+    strip_reasoning: bool = True
+    prompt_opens_reasoning: bool = False
+    reasoning_tags: tuple[str, str] = REASONING_TAGS
 
     def clean(self, raw: str, finish_reason: str, counts: Counter[str]) -> str | None:
         """Return the stripped answer, or ``None`` with the reason counted."""
         if finish_reason == "length" and not self.allow_unfinished:
             counts["answer_unfinished"] += 1
             return None
+        open_tag, close_tag = self.reasoning_tags
+        if self.strip_reasoning and (self.prompt_opens_reasoning or raw.lstrip().startswith(open_tag)):
+            close = raw.find(close_tag)
+            if close < 0:
+                counts["answer_reasoning_unfinished"] += 1
+                return None
+            counts["answer_reasoning_stripped"] += 1
+            raw = raw[close + len(close_tag) :]
         text = raw.strip()
         if len(text) < max(self.min_chars, 1):
             counts["answer_empty" if not text else "answer_too_short"] += 1

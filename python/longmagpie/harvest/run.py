@@ -17,7 +17,14 @@ import pyarrow as pa
 
 from longmagpie.harvest.config import HarvestConfig
 from longmagpie.harvest.engines import Engine, GenerationRequest, OpenAIEngine, RayEngine, VllmEngine
-from longmagpie.harvest.filters import AnswerFilter, QueryDeduplicator, QueryFilter, leak_strings, query_hash
+from longmagpie.harvest.filters import (
+    AnswerFilter,
+    QueryDeduplicator,
+    QueryFilter,
+    leak_strings,
+    opens_reasoning,
+    query_hash,
+)
 from longmagpie.harvest.output import ROW_SCHEMA, fingerprint, open_output, read_marker, write_shard
 from longmagpie.harvest.prompt_ids import PromptTokenizer
 from longmagpie.harvest.prompts import PromptPieces, resolve_pieces, special_token_strings, stop_token_ids
@@ -244,7 +251,12 @@ def _prepare(config: HarvestConfig) -> tuple[_Plan, list[Shard], dict[str, Any]]
             answer_markers=config.answer_markers,
             leak_strings=leak_strings(special_token_strings(tokenizer)),
         ),
-        answer_filter=AnswerFilter(config.allow_unfinished_answers, config.min_answer_chars),
+        answer_filter=AnswerFilter(
+            config.allow_unfinished_answers,
+            config.min_answer_chars,
+            strip_reasoning=config.strip_reasoning,
+            prompt_opens_reasoning=opens_reasoning(pieces.tail),
+        ),
         fingerprint=fp,
     )
     return plan, plan_shards(files, config.shard_rows), parts
