@@ -19,6 +19,32 @@ import pyarrow.parquet as pq
 from longmagpie import storage
 
 
+def parquet_dataset(paths: Sequence[storage.PathArg]) -> ds.Dataset:
+    """Open Parquet files or directories of them (paths or URIs) as one lazily read ``pyarrow.dataset.Dataset``.
+
+    Local paths open as one file-system dataset; with a URI among them, each input is opened on its
+    own filesystem and the datasets are joined (their schemas must agree).
+
+    Raises:
+        FileNotFoundError: a path does not exist.
+        ValueError: no Parquet data was found, or the files' schemas disagree.
+
+    """
+    if not paths:
+        raise ValueError("no Parquet inputs given")
+    local = [storage.local_path(p) for p in paths]
+    if not all(p is not None for p in local):
+        return _dataset_of_uris(paths)
+    paths = local  # type: ignore[assignment]
+    for p in paths:
+        if not Path(p).exists():
+            raise FileNotFoundError(f"input {p} does not exist")
+    try:
+        return ds.dataset([str(p) for p in paths] if len(paths) > 1 else str(paths[0]), format="parquet")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise ValueError(f"cannot read {', '.join(map(str, paths))} as Parquet: {e}") from e
+
+
 def read_parquet(paths: Sequence[storage.PathArg], columns: Sequence[str] | None = None) -> pa.Table:
     """Read Parquet files or directories of them (paths or URIs) as one table, loading only ``columns`` that exist.
 
@@ -27,23 +53,13 @@ def read_parquet(paths: Sequence[storage.PathArg], columns: Sequence[str] | None
         ValueError: no Parquet data was found, or the files' schemas disagree.
 
     """
-    local = [storage.local_path(p) for p in paths]
-    if not all(p is not None for p in local):
-        return _read_parquet_uris(paths, columns)
-    paths = local  # type: ignore[assignment]
-    for p in paths:
-        if not Path(p).exists():
-            raise FileNotFoundError(f"input {p} does not exist")
-    try:
-        dataset = ds.dataset([str(p) for p in paths] if len(paths) > 1 else str(paths[0]), format="parquet")
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise ValueError(f"cannot read {', '.join(map(str, paths))} as Parquet: {e}") from e
+    dataset = parquet_dataset(paths)
     wanted = None if columns is None else [c for c in columns if c in dataset.schema.names]
     return dataset.to_table(columns=wanted)
 
 
-def _read_parquet_uris(paths: Sequence[storage.PathArg], columns: Sequence[str] | None) -> pa.Table:
-    """Read inputs of which some are on non-local filesystems: one dataset per input, then their union."""
+def _dataset_of_uris(paths: Sequence[storage.PathArg]) -> ds.Dataset:
+    """Open inputs of which some are on non-local filesystems: one dataset per input, then their union."""
     datasets = []
     for p in paths:
         loc = storage.resolve(p)
@@ -54,11 +70,9 @@ def _read_parquet_uris(paths: Sequence[storage.PathArg], columns: Sequence[str] 
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise ValueError(f"cannot read {loc.uri} as Parquet: {e}") from e
     try:
-        dataset = datasets[0] if len(datasets) == 1 else ds.dataset(datasets)
+        return datasets[0] if len(datasets) == 1 else ds.dataset(datasets)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
         raise ValueError(f"cannot read {', '.join(map(os.fspath, paths))} as one Parquet dataset: {e}") from e
-    wanted = None if columns is None else [c for c in columns if c in dataset.schema.names]
-    return dataset.to_table(columns=wanted)
 
 
 def write_parquet_atomic(table: pa.Table, path: storage.PathArg, overwrite: bool = False) -> None:

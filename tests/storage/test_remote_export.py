@@ -129,3 +129,24 @@ def test_fsspec_memory_and_file_uri_exports_equal_local(tmp_path, scheme):
     siblings = parent.filesystem.get_file_info(pafs.FileSelector(parent.parent(), recursive=False))
     names = [i.base_name for i in siblings]
     assert parent.name in names and not [n for n in names if n.startswith(".")]  # no staging leftovers
+
+
+def test_s3_to_s3_streaming_export_as_the_cli_does(s3, tmp_path):
+    from longmagpie.files import parquet_dataset, write_parquet_atomic
+
+    table = _packed(9)
+    bucket = s3.bucket()
+    write_parquet_atomic(table, f"s3://{bucket}/packed/packed.parquet")
+    write_parquet_atomic(table, tmp_path / "packed.parquet")
+
+    def export(inputs, out):
+        dataset = parquet_dataset(inputs)
+        reader = pa.RecordBatchReader.from_batches(dataset.schema, dataset.to_batches())
+        return longmagpie.export_parquet(reader, out, rows_per_shard=10)
+
+    export([tmp_path / "packed.parquet"], tmp_path / "local")
+    result = export([f"s3://{bucket}/packed"], f"s3://{bucket}/exported")
+    assert result.rows == table.num_rows and result.pack_metadata is not None
+    assert s3.objects(f"{bucket}/exported") == tree(tmp_path / "local")
+    with pytest.raises(FileNotFoundError, match=rf"input s3://{bucket}/missing does not exist"):
+        parquet_dataset([f"s3://{bucket}/missing"])
