@@ -256,7 +256,7 @@ def atomic_output(path: PathArg | Location, overwrite: bool = True) -> Iterator[
     try:
         yield stream
         stream.close()  # the upload completes here (S3: the last part and CompleteMultipartUpload)
-        fs.move(tmp, loc.path)
+        move(fs, tmp, loc.path)
     except BaseException:
         # Close before deleting: a stream closed later (by the garbage collector) would upload the key again.
         with suppress(Exception):
@@ -264,6 +264,19 @@ def atomic_output(path: PathArg | Location, overwrite: bool = True) -> Iterator[
         with suppress(Exception):
             fs.delete_file(tmp)
         raise
+
+
+def move(fs: pafs.FileSystem, src: str, dest: str) -> None:
+    """Move the file ``src`` onto ``dest`` (replacing it) inside ``fs``.
+
+    S3: ``CopyObject`` then ``DeleteObject``; the target changes in one step. Where the filesystem
+    cannot move files (some GCS/Azure configurations), a copy then a delete.
+    """
+    try:
+        fs.move(src, dest)
+    except pa.ArrowNotImplementedError:
+        fs.copy_file(src, dest)
+        fs.delete_file(src)
 
 
 def write_bytes(path: PathArg | Location, data: bytes, overwrite: bool = True) -> None:
@@ -378,13 +391,13 @@ def _publish(stage: Stage, loc: Location, old: list[str], marker: str) -> None:
     moved: list[str] = []
     try:
         for final, staged in data:
-            fs.move(stage.path(staged), loc.child(final).path)
+            move(fs, stage.path(staged), loc.child(final).path)
             moved.append(final)
         for stale in old:
             if stale not in finals and stale != marker:
                 fs.delete_file(loc.child(stale).path)
         for final, staged in card:
-            fs.move(stage.path(staged), loc.child(final).path)
+            move(fs, stage.path(staged), loc.child(final).path)
             moved.append(final)
     except BaseException:
         for final in moved:

@@ -126,3 +126,20 @@ def test_list_files_sorted_recursive(s3):
     assert storage.is_dir(f"s3://{bucket}/d") and storage.exists(found[0]) and not storage.is_dir(found[0])
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         storage.list_files(f"s3://{bucket}/nothing", (".parquet",))
+
+
+def test_storage_writes_local_paths_atomically(tmp_path):
+    target = tmp_path / "deep" / "x.bin"
+    storage.write_bytes(str(target), b"one")
+    assert target.read_bytes() == b"one" and storage.read_bytes(f"file://{target}") == b"one"
+    with pytest.raises(RuntimeError, match="boom"), storage.atomic_output(target) as out:
+        out.write(b"two")
+        raise RuntimeError("boom")
+    assert target.read_bytes() == b"one" and sorted(p.name for p in target.parent.iterdir()) == ["x.bin"]
+    with pytest.raises(FileExistsError):
+        storage.write_bytes(target, b"three", overwrite=False)
+    storage.makedirs(tmp_path / "made" / "here")
+    assert storage.is_dir(tmp_path / "made" / "here") and storage.exists(str(target))
+    assert [f.local for f in storage.list_files(tmp_path, (".bin",))] == [target]
+    with pytest.raises(ValueError, match="harvest output needs a local path, got memory://x"):
+        storage.require_local("memory://x", "harvest output")
