@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from longmagpie import _core
+from longmagpie import _core, storage
 from longmagpie.packing import Overflow, Strategy, require_ints, to_pyarrow
 from longmagpie.pmix import (
     UPSTREAM_P_LONG,
@@ -412,7 +412,7 @@ def _write_plan(
     row_group_bytes = row_group_bytes or ROW_GROUP_BYTES
     seq_len = plan.meta["params"].get("pad_to") or plan.meta["params"]["seq_len"]
     limits = (rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level)
-    with staged_directory(Path(out_dir), overwrite) as tmp:
+    with staged_directory(storage.require_local(out_dir, "the Ray engine's Parquet output"), overwrite) as tmp:
         windows = tmp / "windows"
         writer = _WriteWindow(plan.mapper, str(windows), seq_len, limits)
         done = _window_dataset(plan.items).map_batches(writer, batch_size=1, batch_format="pyarrow").take_all()

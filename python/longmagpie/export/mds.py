@@ -19,13 +19,13 @@ per-document varlen attention with restarted positions.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from longmagpie import storage
 from longmagpie.export.parquet import ExportResult
 from longmagpie.export.rows import PackedRows, list_lengths, trained
 from longmagpie.export.staging import staged_directory
@@ -135,7 +135,7 @@ def export_mds(
     if isinstance(size_limit, bool) or not isinstance(size_limit, int) or size_limit < 1:
         raise ValueError(f"size_limit must be a positive int, got {size_limit!r}")
     source = PackedRows(rows, seq_len)
-    out = Path(out_dir)
+    out = storage.require_local(out_dir, "MDS export")
     with staged_directory(out, overwrite) as tmp:
         with mds_writer(
             out=str(tmp), columns=MDS_COLUMNS, compression=compression, size_limit=size_limit, progress_bar=False

@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from longmagpie import _core
+from longmagpie import _core, storage
 from longmagpie.export.card import check_split, render_card
 from longmagpie.export.rows import PackedRows, list_lengths
 from longmagpie.export.staging import staged_directory
@@ -28,7 +29,7 @@ class ExportResult:
     """What an export wrote.
 
     Attributes:
-        path: the output directory.
+        path: the output directory (a ``Path``; the URI as given, a ``str``, for a non-local one).
         files: the data files written, relative to ``path`` (shards, in order).
         rows: packed rows written.
         tokens: tokens written (padding included).
@@ -38,7 +39,7 @@ class ExportResult:
 
     """
 
-    path: Path
+    path: Path | str
     files: tuple[str, ...]
     rows: int
     tokens: int
@@ -69,20 +70,22 @@ class ShardWriter:
 
     def __init__(
         self,
-        folder: Path,
+        folder: Path | str,
         schema: pa.Schema,
         rows_per_shard: int | None,
         shard_bytes: int,
         row_group_rows: int | None,
         row_group_bytes: int,
         compression_level: int | None,
+        filesystem: pafs.FileSystem | None = None,
     ) -> None:
-        """Write into ``folder`` (which exists); limits as in :func:`export_parquet`."""
+        """Write into ``folder`` (an existing local directory, or a path in ``filesystem``); limits: export_parquet."""
         self.folder = folder
+        self.filesystem = filesystem
         self.schema = schema
         self.limits = (rows_per_shard, shard_bytes, row_group_rows, row_group_bytes)
         self.compression_level = compression_level
-        self.parts: list[Path] = []
+        self.parts: list[Path | str] = []
         self.writer: pq.ParquetWriter | None = None
         self.pending: list[pa.RecordBatch] = []
         self.group_rows = self.group_bytes = self.shard_rows = self.shard_bytes = 0
@@ -118,10 +121,14 @@ class ShardWriter:
         if not self.pending:
             return
         if self.writer is None:
-            path = self.folder / f"part-{len(self.parts):05d}.parquet"
+            path = self._part_path(len(self.parts))
             self.parts.append(path)
             self.writer = pq.ParquetWriter(
-                path, self.schema, compression="zstd", compression_level=self.compression_level
+                path,
+                self.schema,
+                filesystem=self.filesystem,
+                compression="zstd",
+                compression_level=self.compression_level,
             )
         table = pa.Table.from_batches(self.pending, schema=self.schema)
         self.writer.write_table(table, row_group_size=table.num_rows)
@@ -134,13 +141,17 @@ class ShardWriter:
             self.writer = None
         self.shard_rows = self.shard_bytes = 0
 
-    def finish(self) -> list[Path]:
+    def _part_path(self, k: int) -> Path | str:
+        name = f"part-{k:05d}.parquet"
+        return self.folder / name if isinstance(self.folder, Path) else f"{self.folder}/{name}"
+
+    def finish(self) -> list[Path | str]:
         """Write what is queued and close; return the parts (one empty part when there were no rows)."""
         self._write_group()
         self._close_shard()
         if not self.parts:
-            path = self.folder / "part-00000.parquet"
-            pq.write_table(self.schema.empty_table(), path, compression="zstd")
+            path = self._part_path(0)
+            pq.write_table(self.schema.empty_table(), path, filesystem=self.filesystem, compression="zstd")
             self.parts.append(path)
         return self.parts
 
@@ -179,14 +190,18 @@ def export_parquet(
     and a table's schema metadata (its packing statistics) is kept in every shard.
 
     The directory is built in a temporary sibling and renamed into place: a failure leaves no
-    partial shard and leaves an earlier ``out_dir`` as it was. Memory holds one row group.
+    partial shard and leaves an earlier ``out_dir`` as it was. Memory holds one row group. On an
+    object store the shards are uploaded under a hidden sibling prefix, then moved into place with
+    the card last (:func:`longmagpie.storage.staged_prefix`): a failure while writing leaves no
+    object under ``out_dir``.
 
     Args:
         rows: packed rows: a ``pyarrow.Table``/``RecordBatch`` from :func:`longmagpie.pack` or
             :func:`longmagpie.pack_pmix`, or a stream of record batches (the output of
             :func:`longmagpie.pack_stream` / :func:`longmagpie.pack_pmix_stream`, a
             ``RecordBatchReader``, or any iterable of record batches), read once.
-        out_dir: output directory; must be absent or empty unless ``overwrite``.
+        out_dir: output directory, a local path or a URI (``s3://bucket/prefix``, ``gs://``, ``hf://``,
+            ``memory://``, ...: see :mod:`longmagpie.storage`); must be absent or empty unless ``overwrite``.
         split: split name (files ``data/<split>-*.parquet``).
         seq_len: the most tokens a row may hold. ``None`` takes it from the table's packing
             metadata (``pad_to`` if rows were padded, else ``seq_len``); without metadata rows are
@@ -213,36 +228,64 @@ def export_parquet(
     for name, value in (("shard_bytes", shard_bytes), ("row_group_bytes", row_group_bytes)):
         _positive(name, value)
     source = PackedRows(rows, seq_len)
-    out = Path(out_dir)
+    limits = (rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level)
+    out = storage.local_path(out_dir)
+    if out is None:
+        return _export_to_uri(source, str(out_dir), split, limits, overwrite)
     with staged_directory(out, overwrite) as tmp:
         data = tmp / "data"
         data.mkdir()
-        writer = ShardWriter(
-            data, source.schema, rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level
-        )
-        try:
-            for batch in source:
-                writer.add(batch)
-            parts = writer.finish()
-        except BaseException:
-            writer.abort()
-            raise
-        names = [f"data/{split}-{k:05d}-of-{len(parts):05d}.parquet" for k in range(len(parts))]
+        parts = _write_shards(source, ShardWriter(data, source.schema, *limits))
+        names = _shard_names(split, len(parts))
         for part, name in zip(parts, names, strict=True):
             os.replace(part, tmp / name)
-        meta = source.pack_metadata()
-        params = {
-            "split": split,
-            "seq_len": source.seq_len,
-            "rows_per_shard": rows_per_shard,
-            "shard_bytes": shard_bytes,
-            "row_group_rows": row_group_rows,
-            "row_group_bytes": row_group_bytes,
-            "compression": "zstd",
-            "compression_level": compression_level,
-            "longmagpie_version": _core.__version__,
-        }
-        card = render_card(split, f"data/{split}-*", names, source.schema, source.totals.as_dict(), meta, params)
-        (tmp / "README.md").write_text(card, encoding="utf-8")
+        (tmp / "README.md").write_text(_card(source, split, names, limits), encoding="utf-8")
+    return _result(out, source, names)
+
+
+def _export_to_uri(source: PackedRows, uri: str, split: str, limits: tuple[Any, ...], overwrite: bool) -> ExportResult:
+    """:func:`export_parquet` onto a non-local filesystem: shards staged under a hidden prefix, then published."""
+    with storage.staged_prefix(uri, overwrite, marker="README.md") as stage:
+        writer = ShardWriter(stage.path("data"), source.schema, *limits, filesystem=stage.filesystem)
+        parts = _write_shards(source, writer)
+        names = _shard_names(split, len(parts))
+        for k, name in enumerate(names):
+            stage.publish_as(f"data/part-{k:05d}.parquet", name)
+        stage.write_bytes("README.md", _card(source, split, names, limits).encode("utf-8"))
+    return _result(uri, source, names)
+
+
+def _write_shards(source: PackedRows, writer: ShardWriter) -> list[Path | str]:
+    try:
+        for batch in source:
+            writer.add(batch)
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _shard_names(split: str, n: int) -> list[str]:
+    return [f"data/{split}-{k:05d}-of-{n:05d}.parquet" for k in range(n)]
+
+
+def _card(source: PackedRows, split: str, names: list[str], limits: tuple[Any, ...]) -> str:
+    rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level = limits
+    params = {
+        "split": split,
+        "seq_len": source.seq_len,
+        "rows_per_shard": rows_per_shard,
+        "shard_bytes": shard_bytes,
+        "row_group_rows": row_group_rows,
+        "row_group_bytes": row_group_bytes,
+        "compression": "zstd",
+        "compression_level": compression_level,
+        "longmagpie_version": _core.__version__,
+    }
+    meta = source.pack_metadata()
+    return render_card(split, f"data/{split}-*", names, source.schema, source.totals.as_dict(), meta, params)
+
+
+def _result(path: Path | str, source: PackedRows, names: list[str]) -> ExportResult:
     t = source.totals
-    return ExportResult(out, tuple(names), t.rows, t.tokens, t.documents, t.trained_tokens, meta)
+    return ExportResult(path, tuple(names), t.rows, t.tokens, t.documents, t.trained_tokens, source.pack_metadata())

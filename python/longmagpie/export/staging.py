@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from longmagpie import storage
+
 
 def check_target(out_dir: Path, overwrite: bool) -> None:
     """Refuse a target that is a file, or a non-empty directory without ``overwrite``.
@@ -32,14 +34,16 @@ def staged_directory(out_dir: str | os.PathLike[str], overwrite: bool = False) -
 
     On any exception the temporary directory is removed and ``out_dir`` is left as it was, so a
     reader never sees a half-written dataset. With ``overwrite``, an existing ``out_dir`` is moved
-    aside, the new one renamed in, then the old one deleted.
+    aside, the new one renamed in, then the old one deleted. ``out_dir`` must be local (object
+    stores have no directory rename: :func:`longmagpie.storage.staged_prefix` stages there).
 
     Raises:
+        ValueError: ``out_dir`` is a URI of a non-local filesystem.
         FileExistsError: ``out_dir`` is a non-empty directory and ``overwrite`` is false.
         NotADirectoryError: ``out_dir`` exists and is not a directory.
 
     """
-    target = Path(out_dir)
+    target = storage.require_local(out_dir, "this dataset directory (built aside, then renamed)")
     check_target(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))

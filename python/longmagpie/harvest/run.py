@@ -15,6 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from longmagpie import storage
 from longmagpie.harvest.config import HarvestConfig
 from longmagpie.harvest.engines import Engine, GenerationRequest, OpenAIEngine, RayEngine, VllmEngine
 from longmagpie.harvest.filters import (
@@ -361,7 +362,7 @@ def _harvest_shard(
             "seed": cfg.seed,
             "query_finish_reason": q_finish,
             "answer_finish_reason": res.finish_reason,
-            "source_file": shard.file.path.name,
+            "source_file": shard.file.name,
             "source_row": d.row,
         }
         for name, v in values.items():
@@ -394,8 +395,10 @@ def harvest(
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
+    out_dir = storage.require_local(
+        config.output_dir, "the harvest output directory (its resume markers rely on local atomic renames)"
+    )
     plan, shards, parts = _prepare(config)
-    out_dir = Path(config.output_dir)
     open_output(out_dir, plan.fingerprint, parts)
     log.info("harvest into %s: %d shards, fingerprint %s", out_dir, len(shards), plan.fingerprint[:12])
     report = HarvestReport(str(out_dir), plan.fingerprint, engine.name if engine else config.engine)

@@ -1,16 +1,24 @@
-"""Input documents in shards: Parquet or JSONL files, a text column, fixed row ranges per shard."""
+"""Input documents in shards: Parquet or JSONL files, a text column, fixed row ranges per shard.
+
+Inputs are local paths or URIs of any filesystem :mod:`longmagpie.storage` resolves (``s3://``,
+``gs://``, ``hf://``, ``memory://``, ...); local inputs keep their local code path.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Literal
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+from longmagpie import storage
 
 InputFormat = Literal["auto", "parquet", "jsonl"]
 _SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
@@ -18,11 +26,32 @@ _SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl", ".ndjso
 
 @dataclass(frozen=True)
 class InputFile:
-    """One input file, its format and row count."""
+    """One input file, its format and row count.
 
-    path: Path
+    ``path`` is a local ``Path``, or the file's URI (a ``str``) when ``location`` holds its filesystem.
+    """
+
+    path: Path | str
     format: Literal["parquet", "jsonl"]
     rows: int
+    location: storage.Location | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        """The file name (last path component)."""
+        return self.path.name if isinstance(self.path, Path) else self.path.rstrip("/").rsplit("/", 1)[-1]
+
+    def parquet_file(self) -> pq.ParquetFile:
+        """Open the file for Parquet reading."""
+        if self.location is None:
+            return pq.ParquetFile(self.path)
+        return pq.ParquetFile(self.location.path, filesystem=self.location.filesystem)
+
+    def open_binary(self) -> BinaryIO:
+        """Open the file for buffered binary reading (iterating gives lines)."""
+        if self.location is None:
+            return open(self.path, "rb")
+        return storage.open_input(self.location)
 
 
 @dataclass(frozen=True)
@@ -50,8 +79,10 @@ class Document:
     skip: str | None = None
 
 
-def resolve_inputs(inputs: Sequence[str | Path], fmt: InputFormat = "auto") -> list[InputFile]:
+def resolve_inputs(inputs: Sequence[str | os.PathLike[str]], fmt: InputFormat = "auto") -> list[InputFile]:
     """List the input files in a fixed order (directories expand to their sorted ``.parquet``/``.jsonl`` files).
+
+    Inputs are paths or URIs; a remote file keeps its URI as ``path``.
 
     Raises:
         FileNotFoundError: an input does not exist or a directory holds no input files.
@@ -60,9 +91,13 @@ def resolve_inputs(inputs: Sequence[str | Path], fmt: InputFormat = "auto") -> l
     """
     if not inputs:
         raise ValueError("no inputs given: pass Parquet or JSONL files or directories of them")
-    files: list[Path] = []
+    files: list[Path | storage.Location] = []
     for item in inputs:
-        p = Path(item)
+        local = storage.local_path(item)
+        if local is None:
+            files.extend(_remote_files(storage.resolve(item)))
+            continue
+        p = local
         if p.is_dir():
             found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix in _SUFFIXES)
             if not found:
@@ -74,21 +109,36 @@ def resolve_inputs(inputs: Sequence[str | Path], fmt: InputFormat = "auto") -> l
             raise FileNotFoundError(f"input {p} does not exist")
     out = []
     for f in files:
-        kind = fmt if fmt != "auto" else _SUFFIXES.get(f.suffix)
+        suffix = f.suffix if isinstance(f, Path) else PurePosixPath(f.name).suffix
+        kind = fmt if fmt != "auto" else _SUFFIXES.get(suffix)
+        shown = f if isinstance(f, Path) else f.uri
         if kind is None:
-            raise ValueError(f"cannot tell the format of {f} from its name: pass input_format='parquet' or 'jsonl'")
-        out.append(InputFile(f.resolve(), kind, _count_rows(f, kind)))
+            raise ValueError(f"cannot tell the format of {shown} from its name: pass input_format='parquet' or 'jsonl'")
+        entry = InputFile(f.resolve(), kind, 0) if isinstance(f, Path) else InputFile(f.uri, kind, 0, f)
+        out.append(InputFile(entry.path, kind, _count_rows(entry, kind), entry.location))
     return out
 
 
-def _count_rows(path: Path, kind: str) -> int:
+def _remote_files(loc: storage.Location) -> list[storage.Location]:
+    info = loc.filesystem.get_file_info(loc.path)
+    if info.type == pafs.FileType.File:
+        return [loc]
+    if info.type == pafs.FileType.Directory:
+        found = storage.list_files(loc, tuple(_SUFFIXES))
+        if not found:
+            raise FileNotFoundError(f"input directory {loc.uri} holds no .parquet or .jsonl files")
+        return found
+    raise FileNotFoundError(f"input {loc.uri} does not exist")
+
+
+def _count_rows(f: InputFile, kind: str) -> int:
     if kind == "parquet":
         try:
-            return pq.ParquetFile(path).metadata.num_rows
+            return f.parquet_file().metadata.num_rows
         except (pa.ArrowInvalid, OSError) as err:
-            raise ValueError(f"cannot read {path} as Parquet: {err}") from err
+            raise ValueError(f"cannot read {f.path} as Parquet: {err}") from err
     n = 0
-    with open(path, "rb") as fh:
+    with f.open_binary() as fh:
         for line in fh:
             n += bool(line.strip())
     return n
@@ -104,7 +154,7 @@ def check_columns(files: Sequence[InputFile], text_column: str, id_column: str |
     for f in files:
         if f.format != "parquet":
             continue
-        schema = pq.read_schema(f.path)
+        schema = f.parquet_file().schema_arrow if f.location is not None else pq.read_schema(f.path)
         for col in (text_column, id_column):
             if col is not None and col not in schema.names:
                 raise ValueError(
@@ -136,14 +186,15 @@ def content_id(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
-def _document(row: int, value: object, raw_id: object, path: Path) -> Document:
+def _document(row: int, value: object, raw_id: object, path: Path | str) -> Document:
+    name = path.name if isinstance(path, Path) else path.rsplit("/", 1)[-1]
     if isinstance(value, (bytes, bytearray)):
         try:
             value = bytes(value).decode("utf-8")
         except UnicodeDecodeError:
-            return Document(row, str(raw_id) if raw_id is not None else f"{path.name}:{row}", None, "doc_not_utf8")
+            return Document(row, str(raw_id) if raw_id is not None else f"{name}:{row}", None, "doc_not_utf8")
     if value is None or (isinstance(value, str) and not value.strip()):
-        return Document(row, str(raw_id) if raw_id is not None else f"{path.name}:{row}", None, "doc_empty")
+        return Document(row, str(raw_id) if raw_id is not None else f"{name}:{row}", None, "doc_empty")
     if not isinstance(value, str):
         raise ValueError(f"{path} row {row}: the text value is {type(value).__name__}, not a string")
     text = value.strip()
@@ -160,7 +211,7 @@ def read_shard(shard: Shard, text_column: str, id_column: str | None) -> list[Do
     f = shard.file
     if f.format == "parquet":
         cols = [text_column] + ([id_column] if id_column else [])
-        pf = pq.ParquetFile(f.path)
+        pf = f.parquet_file()
         out: list[Document] = []
         row = 0
         for batch in pf.iter_batches(batch_size=8192, columns=cols):
@@ -182,8 +233,9 @@ def read_shard(shard: Shard, text_column: str, id_column: str | None) -> list[Do
 
 def _read_jsonl(shard: Shard, text_column: str, id_column: str | None) -> Iterator[Document]:
     path = shard.file.path
+    name = shard.file.name
     row = -1
-    with open(path, "rb") as fh:
+    with shard.file.open_binary() as fh:
         for lineno, raw in enumerate(fh, 1):
             if not raw.strip():
                 continue
@@ -195,7 +247,7 @@ def _read_jsonl(shard: Shard, text_column: str, id_column: str | None) -> Iterat
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
-                yield Document(row, f"{path.name}:{lineno}", None, "doc_not_utf8")
+                yield Document(row, f"{name}:{lineno}", None, "doc_not_utf8")
                 continue
             try:
                 obj = json.loads(line)
