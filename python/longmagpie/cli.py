@@ -26,6 +26,12 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars;
 VerboseOpt = Annotated[
     int, typer.Option("--verbose", "-v", count=True, help="Log what each step does (-vv: debug details).")
 ]
+OutputTableOpt = Annotated[
+    str,
+    typer.Option(
+        "--output", "-o", help="Parquet file (or .jsonl) to write atomically; a path or a URI (s3://, gs://, ...)."
+    ),
+]
 EngineOpt = Annotated[str, typer.Option(help="vllm (offline) | openai (a server) | ray (Ray Data).")]
 BaseUrlOpt = Annotated[str, typer.Option(help="OpenAI-compatible server (engine openai).")]
 ApiKeyOpt = Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", help="Key of the server (engine openai).")]
@@ -63,6 +69,17 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 def _fail(message: str) -> typer.Exit:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     return typer.Exit(code=1)
+
+
+def _refuse_existing(output: str, overwrite: bool) -> None:
+    """Fail before any work when ``output`` exists and may not be replaced."""
+    from longmagpie import storage
+
+    try:
+        if storage.exists(output) and not overwrite:
+            raise _fail(f"{output} exists; pass --overwrite to replace it")
+    except (ValueError, OSError) as e:
+        raise _fail(f"{e}") from None
 
 
 def _engine_settings(
@@ -107,7 +124,7 @@ def _ray_run(job: Any, address: str | None, threads: int | None, quiet: bool) ->
         ray.init(address=address, num_cpus=None if address else threads, include_dashboard=False, log_to_driver=False)
     try:
         result = job(ray_mod)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError) as e:
+    except USER_ERRORS as e:
         raise _fail(f"{e}") from None
     finally:
         if started:
@@ -120,14 +137,13 @@ def _ray_run(job: Any, address: str | None, threads: int | None, quiet: bool) ->
 @app.command()
 def pack(
     inputs: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Argument(
-            help="Parquet files or directories of tokenized samples (input_ids, [assistant_masks|labels], [source])."
+            help="Parquet/JSONL files or directories (paths or URIs) of tokenized samples (input_ids, "
+            "[assistant_masks|labels], [source])."
         ),
     ] = None,
-    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write (atomically).")] = Path(
-        "packed.parquet"
-    ),
+    output: OutputTableOpt = "packed.parquet",
     demo: Annotated[
         bool, typer.Option(help="Pack a generated sample (seeded long-context SFT mix) instead of INPUTS.")
     ] = False,
@@ -150,7 +166,7 @@ def pack(
     """Pack tokenized samples into fixed-capacity rows with per-document boundaries (seq_lengths)."""
     _configure_logging(verbose, quiet)
     import longmagpie
-    from longmagpie.files import read_parquet, write_parquet_atomic
+    from longmagpie.files import read_table, write_table_atomic
     from longmagpie.synthetic import synthetic_samples
 
     if demo == bool(inputs):
@@ -162,7 +178,7 @@ def pack(
             raise _fail("--engine ray packs Parquet INPUTS (no --demo, no --pad-to)")
         _ray_run(
             lambda ray_mod: ray_mod.ray_pack_to_parquet(
-                [str(p) for p in inputs or []],
+                list(inputs or []),
                 output,
                 seq_len=seq_len,
                 strategy=strategy,  # type: ignore[arg-type]
@@ -175,16 +191,15 @@ def pack(
             quiet,
         )
         return
-    if output.exists() and not overwrite:
-        raise _fail(f"{output} exists; pass --overwrite to replace it")
+    _refuse_existing(output, overwrite)
     t0 = time.perf_counter()
     try:
         if demo:
             samples = synthetic_samples(demo_tokens, mix="long", seed=seed)
             label = f"demo sample ({demo_tokens:,} tokens, long-context mix, seed {seed})"
         else:
-            samples = read_parquet(inputs or [], PACK_COLUMNS)
-            label = ", ".join(map(str, inputs or []))
+            samples = read_table(inputs or [], PACK_COLUMNS, progress=not quiet)
+            label = ", ".join(inputs or [])
         t1 = time.perf_counter()
         packed = longmagpie.pack(
             samples,
@@ -196,8 +211,8 @@ def pack(
             pad_id=pad_id,
         )
         t2 = time.perf_counter()
-        write_parquet_atomic(packed, output, overwrite=overwrite)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+        write_table_atomic(packed, output, overwrite=overwrite, progress=not quiet)
+    except USER_ERRORS as e:
         raise _fail(f"{e}") from None
     t3 = time.perf_counter()
     if not quiet:
@@ -224,11 +239,9 @@ def pack(
 
 @app.command()
 def pmix(
-    long: Annotated[list[Path], typer.Option("--long", help="Parquet files or directories of long samples.")],
-    short: Annotated[list[Path], typer.Option("--short", help="Parquet files or directories of short samples.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write (atomically).")] = Path(
-        "pmix.parquet"
-    ),
+    long: Annotated[list[str], typer.Option("--long", help="Parquet/JSONL files or directories of long samples.")],
+    short: Annotated[list[str], typer.Option("--short", help="Parquet/JSONL files or directories of short samples.")],
+    output: OutputTableOpt = "pmix.parquet",
     seq_len: Annotated[int, typer.Option(help="Row capacity in tokens.")] = 65536,
     p_long: Annotated[float, typer.Option(help="Probability that a segment after the prefix is long.")] = 0.4,
     n_short_prefix: Annotated[int, typer.Option(help="Short samples opening each row.")] = 1,
@@ -249,7 +262,7 @@ def pmix(
     """Mix long and short tokenized samples with p-mix (a short prefix per row, then long with probability p)."""
     _configure_logging(verbose, quiet)
     import longmagpie
-    from longmagpie.files import read_parquet, write_parquet_atomic
+    from longmagpie.files import read_table, write_table_atomic
 
     if engine not in ("local", "ray"):
         raise _fail(f"--engine must be local or ray (got {engine!r})")
@@ -258,8 +271,8 @@ def pmix(
             raise _fail("--engine ray mixes whole windows (no --max-rows)")
         _ray_run(
             lambda ray_mod: ray_mod.ray_pack_pmix_to_parquet(
-                [str(p) for p in long],
-                [str(p) for p in short],
+                list(long),
+                list(short),
                 output,
                 seq_len=seq_len,
                 p_long=p_long,
@@ -276,12 +289,11 @@ def pmix(
             quiet,
         )
         return
-    if output.exists() and not overwrite:
-        raise _fail(f"{output} exists; pass --overwrite to replace it")
+    _refuse_existing(output, overwrite)
     try:
         mixed = longmagpie.pack_pmix(
-            read_parquet(long, PACK_COLUMNS),
-            read_parquet(short, PACK_COLUMNS),
+            read_table(long, PACK_COLUMNS, progress=not quiet, desc="read long"),
+            read_table(short, PACK_COLUMNS, progress=not quiet, desc="read short"),
             seq_len=seq_len,
             p_long=p_long,
             n_short_prefix=n_short_prefix,
@@ -292,8 +304,8 @@ def pmix(
             max_rows=max_rows,
             num_threads=threads,
         )
-        write_parquet_atomic(mixed, output, overwrite=overwrite)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as e:
+        write_table_atomic(mixed, output, overwrite=overwrite, progress=not quiet)
+    except USER_ERRORS as e:
         raise _fail(f"{e}") from None
     if not quiet:
         s = longmagpie.pmix_stats(mixed)
@@ -310,17 +322,15 @@ def pmix(
 @app.command()
 def assemble(
     inputs: Annotated[
-        list[Path], typer.Argument(help="Parquet files or directories of (context, query, answer) rows.")
+        list[str], typer.Argument(help="Parquet/JSONL files or directories of (context, query, answer) rows.")
     ],
     tokenizer: Annotated[Path, typer.Option(help="Directory of a Hugging Face fast tokenizer (its chat template).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Parquet file to write (atomically).")] = Path(
-        "assembled.parquet"
-    ),
+    output: OutputTableOpt = "assembled.parquet",
     documents: Annotated[
-        list[Path] | None, typer.Option(help="Pool of gold documents (doc_id, text) that samples name by doc_id.")
+        list[str] | None, typer.Option(help="Pool of gold documents (doc_id, text) that samples name by doc_id.")
     ] = None,
     distractors: Annotated[
-        list[Path] | None, typer.Option(help="Separate distractor corpus (text[, doc_id]); default: the pool.")
+        list[str] | None, typer.Option(help="Separate distractor corpus (text[, doc_id]); default: the pool.")
     ] = None,
     max_tokens: Annotated[int, typer.Option(help="Hard cap on a sample's tokens.")] = 65536,
     min_target: Annotated[int, typer.Option(help="Smallest target length (tokens).")] = 8192,
@@ -343,10 +353,9 @@ def assemble(
     _configure_logging(verbose, quiet)
     import longmagpie
     from longmagpie.chat_spans import TemplateError
-    from longmagpie.files import read_parquet, write_parquet_atomic
+    from longmagpie.files import read_table, write_table_atomic
 
-    if output.exists() and not overwrite:
-        raise _fail(f"{output} exists; pass --overwrite to replace it")
+    _refuse_existing(output, overwrite)
     options: dict[str, object] = {"target_tokens": (min_target, max_target)}
     if distractor_count is not None:
         lo, _, hi = distractor_count.partition("-")
@@ -355,10 +364,10 @@ def assemble(
         options = {"target_tokens": None, "num_distractors": (int(lo), int(hi))}
     try:
         out = longmagpie.assemble(
-            read_parquet(inputs),
+            read_table(inputs, progress=not quiet),
             tokenizer,
-            documents=read_parquet(documents) if documents else None,
-            distractors=read_parquet(distractors) if distractors else None,
+            documents=read_table(documents, progress=not quiet, desc="read documents") if documents else None,
+            distractors=read_table(distractors, progress=not quiet, desc="read distractors") if distractors else None,
             messages=messages,
             max_tokens=max_tokens,
             doc_separator=doc_separator,
@@ -370,8 +379,8 @@ def assemble(
             progress=not quiet,
             **options,  # type: ignore[arg-type]
         )
-        write_parquet_atomic(out, output, overwrite=overwrite)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, TemplateError) as e:
+        write_table_atomic(out, output, overwrite=overwrite, progress=not quiet)
+    except (*USER_ERRORS, TemplateError) as e:
         raise _fail(f"{e}") from None
     if not quiet:
         s = longmagpie.pack_metadata(out)["stats"]
@@ -386,8 +395,12 @@ def assemble(
 
 @app.command()
 def export(
-    inputs: Annotated[list[Path], typer.Argument(help="Packed Parquet files or directories (pack / pmix output).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (built aside, then renamed).")],
+    inputs: Annotated[
+        list[str], typer.Argument(help="Packed Parquet files or directories, paths or URIs (pack / pmix output).")
+    ],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output directory or URI (built aside, then moved into place).")
+    ],
     fmt: Annotated[str, typer.Option("--format", help="parquet (Hugging Face shards + card) | mds.")] = "parquet",
     split: Annotated[str, typer.Option(help="Split name of the Parquet shards.")] = "train",
     seq_len: Annotated[
@@ -402,18 +415,15 @@ def export(
     """Write packed rows for trainers: Hugging Face Parquet shards + dataset card, or MDS (ProLong)."""
     _configure_logging(verbose, quiet)
     import pyarrow as pa
-    import pyarrow.dataset as ds
 
     import longmagpie
+    from longmagpie.files import parquet_dataset
     from longmagpie.progress import progress_bar
 
     if fmt not in ("parquet", "mds"):
         raise _fail(f"--format must be parquet or mds (got {fmt!r})")
-    for p in inputs:
-        if not p.exists():
-            raise _fail(f"input {p} does not exist")
     try:
-        dataset = ds.dataset([str(p) for p in inputs] if len(inputs) > 1 else str(inputs[0]), format="parquet")
+        dataset = parquet_dataset(inputs)
         if seq_len is None:
             try:
                 params = longmagpie.pack_metadata(dataset.schema)["params"]
@@ -435,7 +445,7 @@ def export(
             )
         else:
             result = longmagpie.export_mds(reader, output, seq_len=seq_len, domain=domain, overwrite=overwrite)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, ImportError, pa.ArrowException) as e:
+    except (*USER_ERRORS, pa.ArrowException) as e:
         raise _fail(f"{e}") from None
     if not quiet:
         typer.echo(f"exported {result.rows:,} rows, {result.tokens:,} tokens, {result.documents:,} documents ({fmt})")
@@ -445,9 +455,11 @@ def export(
 
 @app.command()
 def harvest(
-    inputs: Annotated[list[Path], typer.Argument(help="Parquet/JSONL files or directories of documents.")],
+    inputs: Annotated[
+        list[str], typer.Argument(help="Parquet/JSONL files or directories (paths or URIs) of documents.")
+    ],
     model: Annotated[str, typer.Option(help="Model directory (or name the engine can load).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (resumable).")] = Path("harvest"),
+    output: Annotated[str, typer.Option("--output", "-o", help="Local output directory (resumable).")] = "harvest",
     text_column: Annotated[str, typer.Option(help="Column holding the document text.")] = "text",
     template: Annotated[
         str, typer.Option(help="auto (the model's template) or a preset: qwen25, llama3, ...")
@@ -478,8 +490,8 @@ def harvest(
     settings = _engine_settings(engine, base_url, api_key, served_model_name, concurrency, engine_kwargs, quiet)
     try:
         config = HarvestConfig(
-            inputs=tuple(str(p) for p in inputs),
-            output_dir=str(output),
+            inputs=tuple(inputs),
+            output_dir=output,
             model=model,
             text_column=text_column,
             template=template,
@@ -569,7 +581,7 @@ def run(
         raise _fail(f"{e}; `run` needs pydantic: pip install pydantic") from None
     try:
         status = run_pipeline(load_config(config), echo=(lambda _m: None) if quiet else typer.echo)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, FileExistsError, ImportError) as e:
+    except USER_ERRORS as e:
         raise _fail(f"{e}") from None
     if not quiet:
         typer.echo("stages: " + ", ".join(f"{k} {v}" for k, v in status.items()))
@@ -577,11 +589,11 @@ def run(
 
 @app.command()
 def hierarchical(
-    inputs: Annotated[list[Path], typer.Argument(help="Parquet/JSONL files or directories of long documents.")],
+    inputs: Annotated[
+        list[str], typer.Argument(help="Parquet/JSONL files or directories (paths or URIs) of long documents.")
+    ],
     model: Annotated[str, typer.Option(help="Short-context generator model directory (or served name).")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output directory (resumable).")] = Path(
-        "hierarchical"
-    ),
+    output: Annotated[str, typer.Option("--output", "-o", help="Local output directory (resumable).")] = "hierarchical",
     targets: Annotated[
         str, typer.Option(help="Comma-separated conversation lengths in tokens (a curriculum).")
     ] = "180000,350000,650000,1000000",
@@ -612,8 +624,8 @@ def hierarchical(
     settings = _engine_settings(engine, base_url, api_key, served_model_name, concurrency, engine_kwargs, quiet)
     try:
         config = HierarchicalConfig(
-            inputs=tuple(str(p) for p in inputs),
-            output_dir=str(output),
+            inputs=tuple(inputs),
+            output_dir=output,
             model=model,
             text_column=text_column,
             targets=lengths,

@@ -206,7 +206,7 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
     import pyarrow.parquet as pq
 
     import longmagpie
-    from longmagpie.files import read_parquet, write_bytes_atomic, write_parquet_atomic
+    from longmagpie.files import read_table, write_bytes_atomic, write_parquet_atomic
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -259,7 +259,7 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
                         )
                     continue
                 long = pq.read_table(source, columns=["input_ids", "assistant_masks"])
-                short = read_parquet([Path(p) for p in m.short])
+                short = read_table(m.short, ["input_ids", "assistant_masks", "labels", "source"])
                 packed = longmagpie.pack_pmix(long, short, seed=config.seed, num_threads=config.num_threads, **options)
                 write_parquet_atomic(packed, name("packed", target, ".parquet"), overwrite=True)
 
@@ -308,7 +308,7 @@ Stage = Callable[[str, Any, Callable[[], None]], None]
 def _longmagpie_stages(config: PipelineConfig, out: Path, stage: Stage) -> Path:
     """Run [harvest] (if any) and [assemble]; return the assembled samples' file."""
     import longmagpie
-    from longmagpie.files import read_parquet, write_parquet_atomic
+    from longmagpie.files import read_table, write_parquet_atomic
 
     qa_path = out / "harvest"
     if config.harvest is not None:
@@ -333,7 +333,7 @@ def _longmagpie_stages(config: PipelineConfig, out: Path, stage: Stage) -> Path:
         from longmagpie.harvest import read_harvest
 
         samples = (
-            read_parquet([Path(p) for p in a.samples])
+            read_table(a.samples)
             if a.samples
             else read_harvest(qa_path).select(["doc_id", "context", "query", "answer", "id"])
         )
@@ -343,8 +343,8 @@ def _longmagpie_stages(config: PipelineConfig, out: Path, stage: Stage) -> Path:
         table = longmagpie.assemble(
             samples,
             config.tokenizer,
-            documents=read_parquet([Path(p) for p in a.documents]) if a.documents else None,
-            distractors=read_parquet([Path(p) for p in a.distractors]) if a.distractors else None,
+            documents=read_table(a.documents) if a.documents else None,
+            distractors=read_table(a.distractors) if a.distractors else None,
             seed=config.seed,
             num_threads=config.num_threads,
             **options,

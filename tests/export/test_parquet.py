@@ -39,7 +39,9 @@ def test_round_trip_through_datasets_both_ways(tmp_path) -> None:
         assert ds.data.table.schema.field("input_ids").type == pa.list_(pa.int32())
         assert ds.data.table.schema.field("assistant_masks").type == pa.list_(pa.int8())
     datasets = require("datasets")
-    streamed = datasets.load_dataset(str(tmp_path / "out"), split="train", streaming=True)
+    streamed = datasets.load_dataset(
+        str(tmp_path / "out"), split="train", streaming=True, cache_dir=str(tmp_path / "hf")
+    )
     assert list(streamed) == table.to_pylist()
     # The packing statistics travel in every shard's schema metadata.
     back = pq.read_table(tmp_path / "out" / "data")
