@@ -182,9 +182,39 @@ def test_bad_settings_are_named(tmp_path: Path) -> None:
         ({"revisit_probability": 1.5}, "revisit_probability"),
         ({"targets": (0,)}, "targets must be positive"),
         ({"document_turn": "{document}"}, "document_turn"),
+        ({"conversations_per_target": 0}, "conversations_per_target must be an int >= 1"),
+        ({"conversations_per_target": {123: 5}}, "names target 123, which is not in targets"),
+        ({"conversations_per_target": {"180000": 0}}, r"conversations_per_target\[180000\] must be"),
+        ({"conversations_per_target": [1, 2]}, "2 counts for 4 targets"),
+        ({"conversations_per_target": "10"}, "must be an int, None, a mapping"),
+        ({"documents_per_pass": 0}, "documents_per_pass must be at least 1"),
     ]:
         with pytest.raises(ValueError, match=match):
             HierarchicalConfig(**base, **over)
+
+
+def test_conversation_counts_per_target(run: dict[str, Any], hier_engine: Any) -> None:
+    """An int for all targets, a mapping (keys as TOML gives them) or a list in target order; nothing regenerated."""
+    cfg: HierarchicalConfig = run["config"]
+    full = {t.target: t.conversations for t in run["report"].targets}
+    assert full[2000] > 1 and full[4000] > 1  # else the counts below would not cut anything
+    first = {t.target: pq.read_table(t.path).slice(0, 1) for t in run["report"].targets}
+    out = run["tmp"] / "out-counts"
+    shutil.copytree(cfg.output_dir, out)
+    for counts, expected in [
+        ({"2000": 1}, {2000: 1, 4000: full[4000]}),
+        ([None, 1], {2000: full[2000], 4000: 1}),
+        (1, {2000: 1, 4000: 1}),
+    ]:
+        engine = Counting(hier_engine)
+        config = HierarchicalConfig(**settings(Path(cfg.model), run["inputs"], out, conversations_per_target=counts))
+        report = synthesize(config, engine=engine)
+        assert engine.calls == 0
+        assert {t.target: t.conversations for t in report.targets} == expected
+        for t in report.targets:
+            table = pq.read_table(t.path)
+            assert table.num_rows == expected[t.target]
+            assert table.slice(0, 1).equals(first[t.target])  # the same conversations, fewer of them
 
 
 def test_a_prompt_override_with_wrong_placeholders_is_refused() -> None:

@@ -7,6 +7,7 @@ for that reason; the others are this toolkit's choices.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,16 @@ _NOT_GENERATION = EXECUTION_ENGINE_FIELDS | {
     "output_dir",
     "targets",
     "conversations_per_target",
+    "documents_per_pass",
     "min_fill",
     "revisit_probability",
     "document_turn",
     "system",
 }
+
+
+# conversations per target: one count for all, None (as many as fill), per target by mapping or in order
+CountSetting = int | None | Mapping[int, int | None] | Sequence[int | None]
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,9 @@ class HierarchicalConfig(EngineSettings):
         revisit_qas: revisit QAs kept per document for later turns [S: 3].
         revisit_probability: chance that each earlier document is revisited after a new one [S: 0.6].
         targets: conversation lengths in tokens, one dataset each (the curriculum) [S: 180K/350K/650K/1M].
-        conversations_per_target: conversations per target (``None``: as many as the documents fill, each
-            document used at most once per target).
+        conversations_per_target: conversations per target: an int for every target, ``None`` (as many as the
+            documents fill, each document used at most once per target), a mapping target -> count (targets
+            it leaves out: ``None``), or a sequence with one count per target in ``targets`` order.
         min_fill: a conversation is kept when it holds at least ``min_fill * target`` tokens (never more
             than ``target``).
         max_model_len: the generator's context; every prompt plus its generation must fit in it.
@@ -62,6 +69,9 @@ class HierarchicalConfig(EngineSettings):
         document_turn: how a document opens its first user turn (``{document}`` and ``{question}``).
         system: system message of the output conversations (``None``: the template's default).
         template_kwargs: extra chat-template variables for the generator prompts.
+        documents_per_pass: documents generated together (their texts in memory at once): the documents are
+            processed in groups of this many, each group running its batched passes; the output does not
+            depend on it (default 256).
         engine, engine_kwargs, base_url, ..., progress: the keyword-only engine settings the harvester has
             too (:class:`~longmagpie.harvest.engine_settings.EngineSettings`: ``vllm``, ``openai``, ``ray``).
 
@@ -83,7 +93,7 @@ class HierarchicalConfig(EngineSettings):
     revisit_qas: int = 3
     revisit_probability: float = 0.6
     targets: tuple[int, ...] = (180_000, 350_000, 650_000, 1_000_000)
-    conversations_per_target: int | None = None
+    conversations_per_target: CountSetting = None
     min_fill: float = 0.9
     max_model_len: int = 32768
     summary_max_tokens: int = 512
@@ -97,6 +107,7 @@ class HierarchicalConfig(EngineSettings):
     document_turn: str = "{document}\n\n{question}"
     system: str | None = None
     template_kwargs: dict[str, Any] = field(default_factory=dict)
+    documents_per_pass: int = 256
 
     def __post_init__(self) -> None:
         """Normalise paths and tuples; check values (errors name the setting and what is allowed)."""
@@ -119,6 +130,7 @@ class HierarchicalConfig(EngineSettings):
             "summary_max_tokens",
             "question_max_tokens",
             "answer_max_tokens",
+            "documents_per_pass",
         )
         for name in positive:
             if int(getattr(self, name)) < 1:
@@ -137,12 +149,18 @@ class HierarchicalConfig(EngineSettings):
             raise ValueError(f"revisit_probability must be in [0, 1], got {self.revisit_probability}")
         if not 0 < self.min_fill <= 1:
             raise ValueError(f"min_fill must be in (0, 1], got {self.min_fill}")
-        if self.conversations_per_target is not None and self.conversations_per_target < 1:
-            raise ValueError(
-                f"conversations_per_target must be at least 1 (or None), got {self.conversations_per_target}"
-            )
+        object.__setattr__(self, "conversations_per_target", _counts(self.conversations_per_target, targets))
         if "{document}" not in self.document_turn or "{question}" not in self.document_turn:
             raise ValueError("document_turn must hold {document} and {question}")
+
+    def conversations_for(self, target: int) -> int | None:
+        """Conversations to build for ``target`` (``None``: as many as the documents fill)."""
+        counts = self.conversations_per_target
+        if isinstance(counts, Mapping):
+            return counts.get(target)
+        if isinstance(counts, tuple):
+            return counts[self.targets.index(target)]
+        return counts  # type: ignore[return-value]
 
     def generation_settings(self) -> dict[str, Any]:
         """Return the settings that shape each document's summaries and QAs (its fingerprint's part)."""
@@ -163,3 +181,46 @@ class HierarchicalConfig(EngineSettings):
             seed=self.seed,
             **self.engine_settings(),
         )
+
+
+def _counts(value: Any, targets: tuple[int, ...]) -> int | dict[int, int | None] | tuple[int | None, ...] | None:
+    """Check and normalise ``conversations_per_target`` (mapping keys to ints, a sequence to a tuple).
+
+    Raises:
+        ValueError: a count below 1, a key that is not one of ``targets``, a sequence of another length.
+
+    """
+
+    def count(c: Any, where: str) -> int | None:
+        if c is None:
+            return None
+        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+            raise ValueError(f"conversations_per_target{where} must be an int >= 1 or None, got {c!r}")
+        return c
+
+    if value is None or isinstance(value, int):
+        return count(value, "")
+    if isinstance(value, Mapping):
+        out: dict[int, int | None] = {}
+        for key, c in value.items():
+            try:
+                target = int(key)
+            except (TypeError, ValueError):
+                raise ValueError(f"conversations_per_target: key {key!r} is not a target length") from None
+            if target not in targets:
+                raise ValueError(
+                    f"conversations_per_target names target {target}, which is not in targets "
+                    f"{list(targets)}: add it to targets or remove the entry"
+                )
+            out[target] = count(c, f"[{target}]")
+        return out
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != len(targets):
+            raise ValueError(
+                f"conversations_per_target has {len(value)} counts for {len(targets)} targets {list(targets)}: "
+                "give one per target (or a mapping target -> count)"
+            )
+        return tuple(count(c, f"[{t}]") for c, t in zip(value, targets, strict=True))
+    raise ValueError(
+        f"conversations_per_target must be an int, None, a mapping target -> count or a list, got {value!r}"
+    )

@@ -1,9 +1,16 @@
 """Level-by-level generation over many documents, each pass one batched ``engine.generate``, resumable.
 
-Passes, in order: small-chunk summaries, medium summaries (from small ones), global summaries (from medium
-ones), questions in three rounds (global and parentless kinds; medium follow-ups; small follow-ups), answers.
-After each pass every document it touched is saved (``documents/<key>.json``, atomic); a rerun loads the
-saved state and runs only the passes a document still lacks, so finished documents cost no engine call.
+Passes, in order: small-chunk summaries, medium summaries (from small ones), the levels above medium up to one
+global summary, questions in three rounds (global and parentless kinds; medium follow-ups; small follow-ups),
+answers. After each pass every document it touched is saved (``documents/<key>.json``, atomic); a rerun loads
+the saved state and runs only the passes a document still lacks, so finished documents cost no engine call.
+
+Above medium the summary is recursive: a document's medium summaries are cut into consecutive groups that each
+fit the generator's context (prompt + ``summary_max_tokens``); each group is summarised (prompt
+``summarize_medium``), and the new level is grouped again, until one group holds a whole level: its summary
+(prompt ``summarize_global``) is the global summary. Most documents need one level (every medium summary in one
+prompt, as before); a million-token document at the defaults needs two or three. Every level is saved in the
+document's state (``levels``), so a rerun resumes at the first level it lacks.
 """
 
 from __future__ import annotations
@@ -40,6 +47,9 @@ class DocState:
     small_summaries: list[str] = field(default_factory=list)
     medium_summaries: list[str] = field(default_factory=list)
     global_summary: str = ""
+    # the summary tree above medium, bottom up: {"groups": indices into the level below, "summaries": one per
+    # group}; the last level has one group (the global summary). Empty in states written before the recursion.
+    levels: list[dict[str, list[Any]]] = field(default_factory=list)
 
     @property
     def tokens(self) -> int:
@@ -119,6 +129,8 @@ class Generator:
             "summarize_medium": self.overhead("summarize_medium")
             + c.medium_chunk_small * (c.summary_max_tokens + 2)
             + c.summary_max_tokens,
+            # the levels above medium shrink only if two summaries fit one prompt
+            "summarize_global": self.upper_overhead() + 2 * (c.summary_max_tokens + self.part_tokens()),
             "question_*": self.overhead("question_multihop") + material + c.question_max_tokens,
             "answer": self.overhead("answer") + material + c.question_max_tokens + c.answer_max_tokens,
         }
@@ -130,6 +142,42 @@ class Generator:
                     "small_chunk_tokens (or multihop_chunks, medium_chunk_small, the *_max_tokens limits) or use a "
                     "model with a longer context"
                 )
+
+    def upper_overhead(self) -> int:
+        """Tokens a summary-of-summaries prompt takes besides its parts, with room for its generation."""
+        prompt = max(self.overhead("summarize_medium"), self.overhead("summarize_global"))
+        return prompt + self.config.summary_max_tokens
+
+    def part_tokens(self) -> int:
+        """Tokens one ``Part <n>: `` label and separator add to a summary in a prompt (a few spare)."""
+        label = len(self.tokenizer("Part 10000: ", add_special_tokens=False)["input_ids"])
+        return label + len(self.tokenizer("\n\n", add_special_tokens=False)["input_ids"]) + 2
+
+    def group_summaries(self, summaries: list[str]) -> list[list[int]]:
+        """Consecutive groups of ``summaries`` whose prompts fit the context with a summary's generation.
+
+        One group when all fit (the global summary); else as few groups as greedy filling needs, evened out by
+        count when that still fits. Each group's rendered prompt is checked, and a group that does not fit
+        (the estimate is per summary) is halved until it does.
+        """
+        c = self.config
+        budget = c.max_model_len - self.upper_overhead()
+        part = self.part_tokens()
+        costs = [len(self.tokenizer(s, add_special_tokens=False)["input_ids"]) + part for s in summaries]
+        groups = fit_groups(costs, budget)
+
+        def fits(g: list[int], name: str) -> bool:
+            return len(self.render(name, summaries=_joined(summaries, g))) + c.summary_max_tokens <= c.max_model_len
+
+        def split(g: list[int], force: bool = False) -> list[list[int]]:
+            if len(g) == 1 or (not force and fits(g, "summarize_medium")):
+                return [g]
+            half = len(g) // 2
+            return split(g[:half]) + split(g[half:])
+
+        if len(groups) == 1:
+            return groups if fits(groups[0], "summarize_global") else split(groups[0], force=True)
+        return [part for g in groups for part in split(g)]
 
     def request(self, ids: list[int], max_tokens: int, doc_id: str, item: int, pass_name: str) -> GenerationRequest:
         """Build a seeded request; the prompt must fit the context with its generation."""
@@ -241,11 +289,6 @@ def run_passes(gen: Generator, states: list[DocState], directory: Path) -> None:
             for m, g in enumerate(st.medium)
         ]
 
-    def glob(st: DocState) -> list[tuple[Any, list[int]]]:
-        all_medium = list(range(len(st.medium)))
-        ids = gen.render("summarize_global", summaries=_joined(st.medium_summaries, all_medium))
-        return [(lambda s, t: setattr(s, "global_summary", t), ids)]
-
     def questions(rnd: int) -> Callable[[DocState], list[tuple[Any, list[int]]]]:
         def build(st: DocState) -> list[tuple[Any, list[int]]]:
             out = []
@@ -265,10 +308,80 @@ def run_passes(gen: Generator, states: list[DocState], directory: Path) -> None:
 
     advance("small", pending("small"), small)
     advance("medium", pending("medium"), medium)
-    advance("global", pending("global"), glob)
+    summarise_upward(gen, pending("global"), directory)
     for rnd in range(3):
         advance(f"q{rnd}", pending(f"q{rnd}"), questions(rnd))
     advance("done", pending("done"), answers)
+
+
+def summarise_upward(gen: Generator, todo: list[DocState], directory: Path) -> None:
+    """Build the summary levels above medium, one ``generate`` per round across documents, to global summaries.
+
+    A round adds one level to every pending document (saved after the round). Seeds: a document's final level
+    draws as pass ``global`` (item 0), the others as pass ``level-<depth>`` (item = group), so what a document
+    gets does not depend on which documents share a round. A round is named ``global`` when it finishes every
+    pending document, else ``upper-<round>``.
+
+    Raises:
+        ValueError: a level cannot shrink (two summaries do not fit one prompt); the document is named.
+
+    """
+    rnd = 0
+    while todo:
+        rnd += 1
+        jobs: list[tuple[DocState, list[list[int]], list[GenerationRequest]]] = []
+        for st in todo:
+            below = st.levels[-1]["summaries"] if st.levels else st.medium_summaries
+            groups = gen.group_summaries(below)
+            final = len(groups) == 1
+            if not final and len(groups) >= len(below):
+                raise ValueError(
+                    f"document {st.doc_id!r}: {len(below)} summaries at level {len(st.levels) + 1} above small do "
+                    f"not fit two to a prompt in max_model_len={gen.config.max_model_len}; lower "
+                    "summary_max_tokens or raise max_model_len"
+                )
+            pass_name = "global" if final else f"level-{len(st.levels) + 2}"
+            prompt = "summarize_global" if final else "summarize_medium"
+            limit = gen.config.summary_max_tokens
+            reqs = [
+                gen.request(gen.render(prompt, summaries=_joined(below, g)), limit, st.doc_id, n, pass_name)
+                for n, g in enumerate(groups)
+            ]
+            jobs.append((st, groups, reqs))
+        name = "global" if all(len(groups) == 1 for _, groups, _ in jobs) else f"upper-{rnd}"
+        texts = iter(gen.run(name, [r for _, _, reqs in jobs for r in reqs]))
+        for st, groups, _ in jobs:
+            st.levels.append({"groups": groups, "summaries": [next(texts) for _ in groups]})
+            if len(groups) == 1:
+                st.global_summary = st.levels[-1]["summaries"][0]
+                st.stage = "global"
+            save_state(directory, st)
+        todo = [st for st in todo if st.stage != "global"]
+
+
+def fit_groups(costs: list[int], budget: int) -> list[list[int]]:
+    """Consecutive groups of item indices whose costs sum to at most ``budget`` (an item alone may exceed it).
+
+    As many groups as greedy filling needs, then as even in item count as still fits (a greedy split would leave
+    a small last group, a poorer summary).
+    """
+    greedy: list[list[int]] = []
+    total = 0
+    for i, cost in enumerate(costs):
+        if greedy and total + cost <= budget:
+            greedy[-1].append(i)
+            total += cost
+        else:
+            greedy.append([i])
+            total = cost
+    n, k = len(costs), len(greedy)
+    if k <= 1:
+        return greedy
+    bounds = [round(j * n / k) for j in range(k + 1)]
+    even = [list(range(bounds[j], bounds[j + 1])) for j in range(k)]
+    if all(len(g) == 1 or sum(costs[i] for i in g) <= budget for g in even):
+        return even
+    return greedy
 
 
 def _max_tokens(pass_name: str, c: HierarchicalConfig) -> int:

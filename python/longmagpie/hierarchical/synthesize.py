@@ -10,7 +10,7 @@ Layout of ``output_dir``::
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,8 +58,8 @@ class HierarchicalReport:
     seconds: float = 0.0
 
 
-def read_documents(config: HierarchicalConfig) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """``(doc_id, text)`` of every input document in input order, and skipped ones (id -> reason).
+def iter_documents(config: HierarchicalConfig, skipped: dict[str, str]) -> Iterator[tuple[str, str]]:
+    """``(doc_id, text)`` of every input document in input order, read shard by shard; skipped ones go to ``skipped``.
 
     Raises:
         ValueError: two documents share an id (both rows named).
@@ -67,8 +67,6 @@ def read_documents(config: HierarchicalConfig) -> tuple[list[tuple[str, str]], d
     """
     files = resolve_inputs(config.inputs)
     check_columns(files, config.text_column, config.id_column)
-    docs: list[tuple[str, str]] = []
-    skipped: dict[str, str] = {}
     seen: dict[str, str] = {}
     for shard in plan_shards(files, 10_000):
         for d in read_shard(shard, config.text_column, config.id_column):
@@ -81,8 +79,25 @@ def read_documents(config: HierarchicalConfig) -> tuple[list[tuple[str, str]], d
                     f"document id {d.doc_id!r} occurs twice ({seen[d.doc_id]} and {where}): ids must be unique"
                 )
             seen[d.doc_id] = where
-            docs.append((d.doc_id, d.text))
-    return docs, skipped
+            yield d.doc_id, d.text
+
+
+def read_documents(config: HierarchicalConfig) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """Every input document at once (:func:`iter_documents` as a list) and the skipped ones (id -> reason)."""
+    skipped: dict[str, str] = {}
+    return list(iter_documents(config, skipped)), skipped
+
+
+def document_groups(docs: Iterable[tuple[str, str]], size: int) -> Iterator[list[tuple[str, str]]]:
+    """``docs`` in consecutive groups of ``size`` (the last may be smaller)."""
+    group: list[tuple[str, str]] = []
+    for doc in docs:
+        group.append(doc)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def synthesize(
@@ -109,9 +124,6 @@ def synthesize(
         raise ValueError("diverse_styles is empty: give at least one style or leave it unset")
     tokenizer = load_tokenizer(config.tokenizer or config.model)
     stops = stop_token_ids(tokenizer, pieces_from_template(tokenizer, "user", template_kwargs=config.template_kwargs))
-    docs, skipped = read_documents(config)
-    if not docs:
-        raise ValueError(f"no documents with text in {', '.join(config.inputs)} (column {config.text_column!r})")
 
     out = Path(config.output_dir)
     doc_dir = out / "documents"
@@ -120,7 +132,8 @@ def synthesize(
     for stale in doc_dir.glob(".*.tmp"):  # temp files of a killed write (one run per directory at a time)
         stale.unlink(missing_ok=True)
 
-    report = HierarchicalReport(len(docs), skipped, 0, 0, 0)
+    skipped: dict[str, str] = {}
+    report = HierarchicalReport(0, skipped, 0, 0, 0)
 
     def counted(name: str, n: int) -> None:
         report.engine_calls += 1
@@ -129,38 +142,43 @@ def synthesize(
         if on_call is not None:
             on_call(name, n)
 
-    states: list[DocState] = []
-    for doc_id, text in docs:
-        state = load_state(doc_dir, doc_id)
-        if state is None:
-            state = new_state(doc_id, text, config, tokenizer, styles)
-            save_state(doc_dir, state)
-        else:
-            report.resumed_documents += 1
-        states.append(state)
+    gen: Any = Generator(config, engine, tokenizer, prompts, stops, counted)
+    own, checked = engine is None, False
+    doc_ids: list[str] = []
+    try:
+        # a group's texts and states at a time; the engine starts with the first group that has work
+        for group in document_groups(iter_documents(config, skipped), config.documents_per_pass):
+            states: list[DocState] = []
+            for doc_id, text in group:
+                state = load_state(doc_dir, doc_id)
+                if state is None:
+                    state = new_state(doc_id, text, config, tokenizer, styles)
+                    save_state(doc_dir, state)
+                else:
+                    report.resumed_documents += 1
+                states.append(state)
+                doc_ids.append(doc_id)
+            if any(s.stage != "done" for s in states):
+                if not checked:
+                    gen.check_context()  # before the engine starts
+                    checked = True
+                if gen.engine is None:
+                    gen.engine = build_engine(config.harvest_config())
+                run_passes(gen, states, doc_dir)
+    finally:
+        if own and gen.engine is not None:
+            gen.engine.close()
+    if not doc_ids:
+        raise ValueError(f"no documents with text in {', '.join(config.inputs)} (column {config.text_column!r})")
+    report.documents = len(doc_ids)
 
-    if any(s.stage != "done" for s in states):
-        own = engine is None
-        eng: Any = engine
-        gen = Generator(config, eng, tokenizer, prompts, stops, counted)  # context checked before the engine starts
-        gen.check_context()
-        if own:
-            gen.engine = build_engine(config.harvest_config())
-        try:
-            run_passes(gen, states, doc_dir)
-        finally:
-            if own:
-                gen.engine.close()
-
-    records = [
-        DocQAs(
-            s.doc_id,
-            s.text,
-            [(q.kind, q.question or "", q.answer or "") for q in s.qas],
-            [(q.kind, q.question or "", q.answer or "") for q in s.revisits],
-        )
-        for s in states
-    ]
+    records = []
+    for doc_id in doc_ids:
+        s = load_state(doc_dir, doc_id)
+        if s is None or s.stage != "done":
+            raise RuntimeError(f"document {doc_id!r}: its state in {doc_dir} is missing or unfinished after generation")
+        qas = [(q.kind, q.question or "", q.answer or "") for q in s.qas]
+        records.append(DocQAs(s.doc_id, s.text, qas, [(q.kind, q.question or "", q.answer or "") for q in s.revisits]))
     cat = Concatenator(
         records,
         tokenizer,
@@ -170,7 +188,7 @@ def synthesize(
         system=config.system,
     )
     for target in config.targets:
-        convs, lengths = cat.build(target, config.conversations_per_target, config.min_fill)
+        convs, lengths = cat.build(target, config.conversations_for(target), config.min_fill)
         table = conversations_table(convs, lengths, target, tokenizer, config.system)
         path = out / f"target-{target}.parquet"
         write_table_atomic(path, table)

@@ -1,0 +1,64 @@
+"""Hierarchical synthesis through the harvester's other engines: a real ``vllm serve`` (OpenAI API) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from harvest.test_openai_server import server  # noqa: F401  (the module's vLLM server fixture, started here)
+
+from longmagpie.conversations import encode_conversations
+from longmagpie.hierarchical import HierarchicalConfig, synthesize
+
+from .corpus import settings, write_docs
+from .test_synthesize import PASSES, doc_states
+
+SMALL: dict[str, Any] = {
+    "hierarchical_qas": 3,
+    "local_qas": 1,
+    "multihop_qas": 1,
+    "diverse_qas": 2,
+    "revisit_qas": 1,
+    "targets": (1200,),
+    "min_fill": 0.3,
+}
+
+
+def check_structure(config: HierarchicalConfig, report: Any, tokenizer: Any) -> None:
+    """Passes, per-document kinds, rows written and their masks (one masked run per answer)."""
+    assert [name for name, _ in report.calls] == PASSES
+    for s in doc_states(Path(config.output_dir)).values():
+        assert [q["kind"] for q in s["qas"]] == ["hierarchical"] * 3 + ["local", "multihop", "diverse", "diverse"]
+        assert len(s["revisits"]) == 1 and s["stage"] == "done" and s["global_summary"] is not None
+    (target,) = report.targets
+    table = pq.read_table(target.path)
+    assert table.num_rows == target.conversations > 0
+    for row in table.to_pylist():
+        mask, ids = row["assistant_masks"], row["input_ids"]
+        assert len(mask) == len(ids) == row["num_tokens"] <= target.target
+        runs = sum(1 for i, m in enumerate(mask) if m and (i == 0 or not mask[i - 1]))
+        assert runs == row["num_qas"] == len(row["qa_kinds"])
+        again = encode_conversations([json.loads(row["messages"])], tokenizer).to_pylist()[0]
+        assert again == {"input_ids": ids, "assistant_masks": mask}
+
+
+def test_synthesize_through_an_openai_server(
+    server: str,  # noqa: F811
+    hier_engine: Any,
+    tiny_qwen2_dir: Path,
+    qwen_tokenizer: Any,
+    tmp_path: Path,
+) -> None:
+    inputs = write_docs(tmp_path / "docs.parquet", [220, 12])
+    remote = {"engine": "openai", "base_url": server, "served_model_name": "tiny", "concurrency": 4}
+    config = HierarchicalConfig(**settings(tiny_qwen2_dir, inputs, tmp_path / "remote", **remote, **SMALL))
+    report = synthesize(config)
+    check_structure(config, report, qwen_tokenizer)
+    # the server samples what the in-process engine does for the same seeded token-id requests
+    local = dataclasses.replace(config, engine="vllm", output_dir=str(tmp_path / "local"))
+    local_report = synthesize(local, engine=hier_engine)
+    assert doc_states(Path(local.output_dir)) == doc_states(Path(config.output_dir))
+    assert Path(local_report.targets[0].path).read_bytes() == Path(report.targets[0].path).read_bytes()

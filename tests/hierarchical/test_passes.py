@@ -1,0 +1,59 @@
+"""Documents processed in groups of ``documents_per_pass``: bounded batches, the same bytes as one group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from longmagpie.hierarchical import HierarchicalConfig, synthesize
+
+from .corpus import settings, write_docs
+from .test_synthesize import PASSES, Counting, doc_states
+
+LENGTHS = [300, 250, 12, 280, 200]
+# fewer QAs than the defaults: the test is about grouping, each run stays short
+SMALL: dict[str, Any] = {
+    "hierarchical_qas": 3,
+    "local_qas": 1,
+    "multihop_qas": 1,
+    "diverse_qas": 2,
+    "revisit_qas": 1,
+    "targets": (1500, 3000),
+}
+
+
+@pytest.fixture(scope="module")
+def one_group(hier_engine: Any, tiny_qwen2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("passes")
+    inputs = write_docs(tmp / "docs.parquet", LENGTHS)
+    report = synthesize(
+        HierarchicalConfig(**settings(tiny_qwen2_dir, inputs, tmp / "out", **SMALL)), engine=hier_engine
+    )
+    return {"tmp": tmp, "inputs": inputs, "report": report, "model": tiny_qwen2_dir}
+
+
+@pytest.mark.parametrize("size", [2, 3])
+def test_groups_of_documents_give_the_bytes_of_one_group(
+    one_group: dict[str, Any], hier_engine: Any, size: int
+) -> None:
+    out = one_group["tmp"] / f"out-{size}"
+    config = HierarchicalConfig(
+        **settings(one_group["model"], one_group["inputs"], out, documents_per_pass=size, **SMALL)
+    )
+    engine = Counting(hier_engine)
+    report = synthesize(config, engine=engine)
+    groups = [LENGTHS[g : g + size] for g in range(0, len(LENGTHS), size)]
+    # every pass runs once per group, over that group's documents only
+    assert [name for name, _ in report.calls] == PASSES * len(groups)
+    states = doc_states(out)
+    small = [
+        sum(len(states[f"doc-{g + i}"]["small"]) for i in range(len(docs)))
+        for g, docs in zip(range(0, len(LENGTHS), size), groups, strict=True)
+    ]
+    assert [n for name, n in report.calls if name == "small"] == small
+    assert report.documents == len(LENGTHS) == len(states)
+    assert report.targets and all(t.conversations > 0 for t in report.targets)
+    for a, b in zip(one_group["report"].targets, report.targets, strict=True):
+        assert Path(a.path).read_bytes() == Path(b.path).read_bytes()
