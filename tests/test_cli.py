@@ -133,3 +133,14 @@ def test_hierarchical_and_harvest_bad_input(tmp_path: Path, qwen_tokenizer_dir: 
     assert missing.exit_code != 0 and "none" in missing.output
     bad_json = runner.invoke(app, ["harvest", str(tmp_path), "--model", "m", "--engine-kwargs", "{x"])
     assert bad_json.exit_code != 0 and "JSON" in bad_json.output
+
+
+def test_hierarchical_options_are_checked_before_any_model_loads(tmp_path: Path) -> None:
+    bad = runner.invoke(app, ["hierarchical", str(tmp_path), "--model", "m", "--conversations-per-target", "a:b"])
+    assert bad.exit_code == 1 and "TARGET:N" in bad.output
+    remote = runner.invoke(app, ["hierarchical", str(tmp_path), "--model", "m", "-o", "s3://bucket/h"])
+    assert remote.exit_code == 1 and "needs a local path" in remote.output
+    unknown = runner.invoke(
+        app, ["hierarchical", str(tmp_path), "--model", "m", "--targets", "1000", "--conversations-per-target", "5:1"]
+    )
+    assert unknown.exit_code == 1 and "names target 5, which is not in targets" in unknown.output

@@ -598,9 +598,20 @@ def hierarchical(
         str, typer.Option(help="Comma-separated conversation lengths in tokens (a curriculum).")
     ] = "180000,350000,650000,1000000",
     text_column: Annotated[str, typer.Option(help="Column holding the document text.")] = "text",
+    conversations: Annotated[
+        str | None,
+        typer.Option(
+            "--conversations-per-target",
+            help="Conversations per target: N for all, or TARGET:N,... (default: as many as the documents fill).",
+        ),
+    ] = None,
     small_chunk_tokens: Annotated[int, typer.Option(help="Tokens per small chunk.")] = 4096,
+    medium_chunk_small: Annotated[int, typer.Option(help="Small chunks per medium chunk.")] = 4,
     max_model_len: Annotated[int, typer.Option(help="Generator context length.")] = 32768,
     revisit_probability: Annotated[float, typer.Option(help="Chance an earlier document is revisited.")] = 0.6,
+    documents_per_pass: Annotated[
+        int, typer.Option(help="Documents generated together (memory bound; output independent of it).")
+    ] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the sampling and the concatenation.")] = 0,
     engine: EngineOpt = "vllm",
     base_url: BaseUrlOpt = "http://127.0.0.1:8000",
@@ -613,6 +624,8 @@ def hierarchical(
 ) -> None:
     """Synthesize long multi-document QA conversations from a short-context model (hierarchical method)."""
     _configure_logging(verbose, quiet)
+    from longmagpie import storage
+
     try:
         from longmagpie.hierarchical import HierarchicalConfig, synthesize
     except ImportError as e:
@@ -621,17 +634,22 @@ def hierarchical(
         lengths = tuple(int(t) for t in targets.split(",") if t.strip())
     except ValueError:
         raise _fail(f"--targets must be comma-separated integers (got {targets!r})") from None
+    per_target = _conversation_counts(conversations)
     settings = _engine_settings(engine, base_url, api_key, served_model_name, concurrency, engine_kwargs, quiet)
     try:
+        storage.require_local(output, "the hierarchical output directory (per-document states are renamed into place)")
         config = HierarchicalConfig(
             inputs=tuple(inputs),
             output_dir=output,
             model=model,
             text_column=text_column,
             targets=lengths,
+            conversations_per_target=per_target,
             small_chunk_tokens=small_chunk_tokens,
+            medium_chunk_small=medium_chunk_small,
             max_model_len=max_model_len,
             revisit_probability=revisit_probability,
+            documents_per_pass=documents_per_pass,
             seed=seed,
             **settings,
         )
@@ -645,6 +663,18 @@ def hierarchical(
         )
         for t in report.targets:
             typer.echo(f"  target {t.target:>9,}  {t.conversations:,} conversations  {t.path}")
+
+
+def _conversation_counts(text: str | None) -> int | dict[int, int] | None:
+    """Parse ``--conversations-per-target``: ``N`` (every target) or ``TARGET:N,TARGET:N``."""
+    if text is None:
+        return None
+    try:
+        if ":" not in text:
+            return int(text)
+        return {int(t): int(n) for t, _, n in (part.partition(":") for part in text.split(",") if part.strip())}
+    except ValueError:
+        raise _fail(f"--conversations-per-target must be N or TARGET:N,... (got {text!r})") from None
 
 
 def main() -> None:
