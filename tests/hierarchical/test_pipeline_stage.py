@@ -1,8 +1,15 @@
-"""`longmagpie run` with a [hierarchical] stage: conversations per target, packed at each target's length."""
+"""`longmagpie run` with a [hierarchical] stage: conversations per target, packed at each target's length.
+
+The run is a real ``longmagpie`` process: an engine built and dropped in this process would tear down vLLM's
+process-wide parallel state under the session's shared engine (``hier_engine``), which later tests use.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,9 +56,11 @@ def test_hierarchical_pipeline_packs_each_target_at_its_length(
     out = tmp_path / "run"
     config = write_pipeline(tmp_path / "pipeline.toml", out, qwen_tokenizer_dir, hier, "[pack]\nstrategy = 'bfd'\n")
 
-    result = runner.invoke(app, ["run", str(config)])
-    assert result.exit_code == 0, result.output
-    assert "stages: hierarchical done, pack done, export done" in result.output
+    cmd = [sys.executable, "-m", "longmagpie", "run", str(config)]
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "stages: hierarchical done, pack done, export done" in result.stdout
     for target in (1500, 3000):
         conversations = pq.read_table(out / "hierarchical" / f"target-{target}.parquet")
         packed = pq.read_table(out / f"packed-{target}.parquet")
@@ -65,7 +74,7 @@ def test_hierarchical_pipeline_packs_each_target_at_its_length(
         assert exported.num_rows == packed.num_rows
         assert exported.column("input_ids").to_pylist() == packed.column("input_ids").to_pylist()
 
-    again = runner.invoke(app, ["run", str(config)])
+    again = runner.invoke(app, ["run", str(config)])  # nothing to generate: no engine starts in this process
     assert again.exit_code == 0, again.output
     assert "stages: hierarchical skipped, pack skipped, export skipped" in again.output
 
