@@ -132,3 +132,28 @@ def test_states_written_before_the_tree_still_load(tree: dict[str, Any], hier_en
     assert engine.calls == 0 and report.resumed_documents == len(LENGTHS)
     for a, b in zip(tree["report"].targets, report.targets, strict=True):
         assert Path(a.path).read_bytes() == Path(b.path).read_bytes()
+
+
+def test_every_group_prompt_fits_with_its_generation(qwen_tokenizer: Any, tmp_path: Path) -> None:
+    """Groups cut by the per-summary estimate, checked on the rendered prompt (no engine needed)."""
+    import random
+
+    from longmagpie.hierarchical.generation import Generator
+    from longmagpie.hierarchical.prompts import DEFAULT_PROMPTS
+
+    from .corpus import WORDS
+
+    config = HierarchicalConfig(
+        inputs=("unused.parquet",), output_dir=str(tmp_path), model="unused", max_model_len=300, summary_max_tokens=40
+    )
+    gen = Generator(config, None, qwen_tokenizer, DEFAULT_PROMPTS, [])  # type: ignore[arg-type]
+    rng = random.Random(0)
+    for n in (1, 2, 5, 17, 40):
+        summaries = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 38))) for _ in range(n)]
+        groups = gen.group_summaries(summaries)
+        assert [i for g in groups for i in g] == list(range(n))
+        assert len(groups) == 1 or len(groups) < n  # the level shrinks
+        for g in groups:
+            name = "summarize_global" if len(groups) == 1 else "summarize_medium"
+            joined = "\n\n".join(f"Part {k + 1}: {summaries[i]}" for k, i in enumerate(g))
+            assert len(gen.render(name, summaries=joined)) + config.summary_max_tokens <= config.max_model_len
