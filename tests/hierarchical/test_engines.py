@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 from harvest.test_openai_server import server  # noqa: F401  (the module's vLLM server fixture, started here)
 
 from longmagpie.conversations import encode_conversations
 from longmagpie.hierarchical import HierarchicalConfig, synthesize
 
 from .corpus import settings, write_docs
-from .test_synthesize import PASSES, doc_states
+from .test_synthesize import PASSES, Counting, doc_states
 
 SMALL: dict[str, Any] = {
     "hierarchical_qas": 3,
@@ -60,5 +61,42 @@ def test_synthesize_through_an_openai_server(
     # the server samples what the in-process engine does for the same seeded token-id requests
     local = dataclasses.replace(config, engine="vllm", output_dir=str(tmp_path / "local"))
     local_report = synthesize(local, engine=hier_engine)
+    assert doc_states(Path(local.output_dir)) == doc_states(Path(config.output_dir))
+    assert Path(local_report.targets[0].path).read_bytes() == Path(report.targets[0].path).read_bytes()
+
+
+def test_synthesize_on_ray_data_llm(hier_engine: Any, tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+    """The ``ray`` engine (Ray Data LLM on a local 2-CPU cluster) finishes a run the in-process engine started.
+
+    Every ``generate`` on Ray Data starts its vLLM actors afresh (about half a minute each on two cores), so Ray
+    runs only the last pass (answers, the largest) of a run interrupted after the first six, and must give the
+    bytes of the run made wholly in-process. The engine is built here with a one-CPU
+    placement bundle: ``HierarchicalConfig`` has no ``ray_*`` settings (yet), and Ray Data LLM's default
+    placement asks for a GPU.
+    """
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data.llm")
+    from longmagpie.harvest import RayEngine
+
+    inputs = write_docs(tmp_path / "docs.parquet", [150, 12])
+    config = HierarchicalConfig(**settings(tiny_qwen2_dir, inputs, tmp_path / "ray", **SMALL))
+    local = dataclasses.replace(config, output_dir=str(tmp_path / "local"))
+    local_report = synthesize(local, engine=hier_engine)
+    with pytest.raises(RuntimeError, match="engine lost"):
+        synthesize(config, engine=Counting(hier_engine, fail_after=6))
+    assert {s["stage"] for s in doc_states(Path(config.output_dir)).values()} == {"q2"}
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        engine = RayEngine(
+            config.model,
+            max_model_len=config.max_model_len,
+            seed=config.seed,
+            engine_kwargs=config.engine_kwargs,
+            placement_bundles=({"CPU": 1},),
+        )
+        report = synthesize(config, engine=engine)
+    finally:
+        ray.shutdown()
+    assert report.calls == [("done", 16)]
     assert doc_states(Path(local.output_dir)) == doc_states(Path(config.output_dir))
     assert Path(local_report.targets[0].path).read_bytes() == Path(report.targets[0].path).read_bytes()

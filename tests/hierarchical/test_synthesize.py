@@ -210,7 +210,8 @@ def test_conversation_counts_per_target(run: dict[str, Any], hier_engine: Any) -
         config = HierarchicalConfig(**settings(Path(cfg.model), run["inputs"], out, conversations_per_target=counts))
         report = synthesize(config, engine=engine)
         assert engine.calls == 0
-        assert {t.target: t.conversations for t in report.targets} == expected
+        assert report.conversations == expected
+        assert report.paths == {t: str(out / f"target-{t}.parquet") for t in (2000, 4000)}
         for t in report.targets:
             table = pq.read_table(t.path)
             assert table.num_rows == expected[t.target]

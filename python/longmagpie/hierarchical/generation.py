@@ -9,7 +9,7 @@ Above medium the summary is recursive: a document's medium summaries are cut int
 fit the generator's context (prompt + ``summary_max_tokens``); each group is summarised (prompt
 ``summarize_medium``), and the new level is grouped again, until one group holds a whole level: its summary
 (prompt ``summarize_global``) is the global summary. Most documents need one level (every medium summary in one
-prompt, as before); a million-token document at the defaults needs two or three. Every level is saved in the
+prompt, as before); a million-token document at the defaults needs at most two. Every level is saved in the
 document's state (``levels``), so a rerun resumes at the first level it lacks.
 """
 
@@ -177,7 +177,7 @@ class Generator:
 
         if len(groups) == 1:
             return groups if fits(groups[0], "summarize_global") else split(groups[0], force=True)
-        return [part for g in groups for part in split(g)]
+        return [piece for g in groups for piece in split(g)]
 
     def request(self, ids: list[int], max_tokens: int, doc_id: str, item: int, pass_name: str) -> GenerationRequest:
         """Build a seeded request; the prompt must fit the context with its generation."""

@@ -57,6 +57,16 @@ class HierarchicalReport:
     targets: list[TargetResult] = field(default_factory=list)
     seconds: float = 0.0
 
+    @property
+    def paths(self) -> dict[int, str]:
+        """The written ``target-<N>.parquet`` file of every target."""
+        return {t.target: t.path for t in self.targets}
+
+    @property
+    def conversations(self) -> dict[int, int]:
+        """Conversations written per target."""
+        return {t.target: t.conversations for t in self.targets}
+
 
 def iter_documents(config: HierarchicalConfig, skipped: dict[str, str]) -> Iterator[tuple[str, str]]:
     """``(doc_id, text)`` of every input document in input order, read shard by shard; skipped ones go to ``skipped``.
