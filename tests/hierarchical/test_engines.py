@@ -70,13 +70,12 @@ def test_synthesize_on_ray_data_llm(hier_engine: Any, tiny_qwen2_dir: Path, tmp_
 
     Every ``generate`` on Ray Data starts its vLLM actors afresh (about half a minute each on two cores), so Ray
     runs only the last pass (answers, the largest) of a run interrupted after the first six, and must give the
-    bytes of the run made wholly in-process. The engine is built here with a one-CPU
-    placement bundle: ``HierarchicalConfig`` has no ``ray_*`` settings (yet), and Ray Data LLM's default
-    placement asks for a GPU.
+    bytes of the run made wholly in-process. The config asks for a one-CPU placement bundle
+    (``ray_placement_bundles``): Ray Data LLM's default placement asks for a GPU.
     """
     ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data.llm")
-    from longmagpie.harvest import RayEngine
+    from longmagpie.harvest import RayEngine, build_engine
 
     inputs = write_docs(tmp_path / "docs.parquet", [150, 12])
     config = HierarchicalConfig(**settings(tiny_qwen2_dir, inputs, tmp_path / "ray", **SMALL))
@@ -87,14 +86,10 @@ def test_synthesize_on_ray_data_llm(hier_engine: Any, tiny_qwen2_dir: Path, tmp_
     assert {s["stage"] for s in doc_states(Path(config.output_dir)).values()} == {"q2"}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        engine = RayEngine(
-            config.model,
-            max_model_len=config.max_model_len,
-            seed=config.seed,
-            engine_kwargs=config.engine_kwargs,
-            placement_bundles=({"CPU": 1},),
-        )
-        report = synthesize(config, engine=engine)
+        # the engine the config names: HierarchicalConfig carries the ray_* settings (EngineSettings)
+        on_ray = dataclasses.replace(config, engine="ray", ray_placement_bundles=({"CPU": 1},))
+        assert isinstance(build_engine(on_ray.harvest_config()), RayEngine)
+        report = synthesize(on_ray)
     finally:
         ray.shutdown()
     assert report.calls == [("done", 16)]
