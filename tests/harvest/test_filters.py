@@ -116,3 +116,12 @@ def test_prompt_tails_that_open_reasoning() -> None:
     assert opens_reasoning(preset("deepseek-r1").tail)
     assert not opens_reasoning(preset("deepseek-v3.1").tail)  # "</think>": thinking off
     assert not opens_reasoning(preset("qwen25").tail)
+
+
+def test_without_reasoning_cuts_only_closed_reasoning() -> None:
+    from longmagpie.harvest.filters import without_reasoning
+
+    assert without_reasoning("<think>plan</think>\nSummary.") == "\nSummary."
+    assert without_reasoning("plan</think>Summary.", prompt_opens=True) == "Summary."
+    assert without_reasoning("A summary about </think> tags.") == "A summary about </think> tags."
+    assert without_reasoning("<think>never closed") == "<think>never closed"

@@ -139,6 +139,19 @@ def opens_reasoning(prompt_tail: str, tags: tuple[str, str] = REASONING_TAGS) ->
     return start >= 0 and prompt_tail.find(tags[1], start) < 0
 
 
+def without_reasoning(text: str, prompt_opens: bool = False, tags: tuple[str, str] = REASONING_TAGS) -> str:
+    """Return a thinking model's ``text`` after its closing reasoning tag, else ``text`` unchanged.
+
+    The reasoning is cut when ``text`` opens with the tag or ``prompt_opens`` (the prompt opened it) and it
+    closes; text that merely mentions the tags is kept whole.
+    """
+    if prompt_opens or text.lstrip().startswith(tags[0]):
+        close = text.find(tags[1])
+        if close >= 0:
+            return text[close + len(tags[1]) :]
+    return text
+
+
 @dataclass(frozen=True)
 class AnswerFilter:
     r"""Settings of the answer filters.

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longmagpie.family_templates import LLAMA31_DEFAULT_DATE
 from longmagpie.harvest.engines import Engine, GenerationRequest
+from longmagpie.harvest.filters import opens_reasoning, without_reasoning
 from longmagpie.harvest.output import write_bytes_atomic
 from longmagpie.harvest.run import request_seed
 from longmagpie.hierarchical.chunking import split_document
@@ -96,6 +98,7 @@ class Generator:
         self.prompts = prompts
         self.stops = stops
         self.on_call = on_call
+        self.prompt_opens_reasoning = False  # set by render: the template's generation prompt opens reasoning
 
     def render(self, name: str, **fields: str) -> list[int]:
         """Token ids of prompt ``name`` with ``fields`` as the user turn, the assistant turn opened."""
@@ -104,8 +107,11 @@ class Generator:
             [{"role": "user", "content": content}],
             tokenize=False,
             add_generation_prompt=True,
-            **self.config.template_kwargs,
+            # Llama-3.2's template writes today's date unless given one: pinned, as the harvester does, so the
+            # prompts (and every seeded generation) are the same on any day
+            **{"date_string": LLAMA31_DEFAULT_DATE, **self.config.template_kwargs},
         )
+        self.prompt_opens_reasoning = opens_reasoning(text)
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def overhead(self, name: str) -> int:
@@ -197,12 +203,13 @@ class Generator:
         )
 
     def run(self, pass_name: str, requests: Sequence[GenerationRequest]) -> list[str]:
-        """One ``generate`` over ``requests``; texts stripped."""
+        """One ``generate`` over ``requests``; texts stripped, a thinking model's closed reasoning cut off."""
         if not requests:
             return []
         if self.on_call is not None:
             self.on_call(pass_name, len(requests))
-        return [r.text.strip() for r in self.engine.generate(list(requests))]
+        opened = self.prompt_opens_reasoning
+        return [without_reasoning(r.text, opened).strip() for r in self.engine.generate(list(requests))]
 
 
 def new_state(doc_id: str, text: str, config: HierarchicalConfig, tokenizer: Any, styles: tuple[str, ...]) -> DocState:
