@@ -403,7 +403,7 @@ def _write_plan(
     compression_level: int | None,
 ) -> ExportResult:
     from longmagpie.export import ExportResult
-    from longmagpie.export.card import check_split, render_card
+    from longmagpie.export.card import check_split, export_params, render_card
     from longmagpie.export.parquet import ROW_GROUP_BYTES, SHARD_BYTES
     from longmagpie.export.staging import staged_directory
 
@@ -434,18 +434,7 @@ def _write_plan(
         mins = [r["min_row_tokens"] for r in done if r["rows"]]
         totals["min_row_tokens"] = min(mins, default=0)
         totals["max_documents_per_row"] = max((r["max_documents_per_row"] for r in done), default=0)
-        params = {
-            "split": split,
-            "seq_len": seq_len,
-            "rows_per_shard": rows_per_shard,
-            "shard_bytes": shard_bytes,
-            "row_group_rows": row_group_rows,
-            "row_group_bytes": row_group_bytes,
-            "compression": "zstd",
-            "compression_level": compression_level,
-            "longmagpie_version": _core.__version__,
-            "shards_per": "window",
-        }
+        params = export_params(split, seq_len, limits, shards_per="window")
         card = render_card(split, f"data/{split}-*", names, plan.schema, totals, plan.meta, params)
         (tmp / "README.md").write_text(card, encoding="utf-8")
     out = Path(out_dir)

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from longmagpie.family_templates import LLAMA3_SPECIALS
+
 from .documents import ENGINE_KWARGS, MAX_MODEL_LEN
 
 # vLLM's engine in this process (start in seconds, not ~30 s); read when vllm is first imported, in a fixture
@@ -43,16 +45,6 @@ def base_config(tiny_qwen2_dir: Path, tmp_path: Path) -> dict[str, Any]:
         "engine_kwargs": dict(ENGINE_KWARGS),
         "progress": False,
     }
-
-
-LLAMA3_SPECIALS = (
-    "<|begin_of_text|>",
-    "<|end_of_text|>",
-    "<|start_header_id|>",
-    "<|end_header_id|>",
-    "<|eot_id|>",
-    "<|eom_id|>",
-)
 
 
 @pytest.fixture(scope="session")

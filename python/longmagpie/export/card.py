@@ -31,6 +31,27 @@ def check_split(split: str) -> None:
         raise ValueError(f"split {split!r} is not a valid split name (letters, digits and _, e.g. 'train')")
 
 
+def export_params(split: str, seq_len: int | None, limits: tuple[Any, ...], **extra: Any) -> dict[str, Any]:
+    """Return the export settings a card records.
+
+    ``limits`` is (rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level) as
+    :func:`longmagpie.export_parquet` resolved them.
+    """
+    rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level = limits
+    return {
+        "split": split,
+        "seq_len": seq_len,
+        "rows_per_shard": rows_per_shard,
+        "shard_bytes": shard_bytes,
+        "row_group_rows": row_group_rows,
+        "row_group_bytes": row_group_bytes,
+        "compression": "zstd",
+        "compression_level": compression_level,
+        "longmagpie_version": _core.__version__,
+        **extra,
+    }
+
+
 def render_card(
     split: str,
     shard_pattern: str,

@@ -12,8 +12,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from longmagpie import _core, storage
-from longmagpie.export.card import check_split, render_card
+from longmagpie import storage
+from longmagpie.export.card import check_split, export_params, render_card
 from longmagpie.export.rows import PackedRows, list_lengths
 from longmagpie.export.staging import staged_directory
 
@@ -270,18 +270,7 @@ def _shard_names(split: str, n: int) -> list[str]:
 
 
 def _card(source: PackedRows, split: str, names: list[str], limits: tuple[Any, ...]) -> str:
-    rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level = limits
-    params = {
-        "split": split,
-        "seq_len": source.seq_len,
-        "rows_per_shard": rows_per_shard,
-        "shard_bytes": shard_bytes,
-        "row_group_rows": row_group_rows,
-        "row_group_bytes": row_group_bytes,
-        "compression": "zstd",
-        "compression_level": compression_level,
-        "longmagpie_version": _core.__version__,
-    }
+    params = export_params(split, source.seq_len, limits)
     meta = source.pack_metadata()
     return render_card(split, f"data/{split}-*", names, source.schema, source.totals.as_dict(), meta, params)
 
