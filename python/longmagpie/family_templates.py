@@ -819,6 +819,18 @@ QWEN3_CHAT_TEMPLATE = (
     "{%- endif %}"
 )
 
+# Qwen2-*-Instruct (e.g. Qwen/Qwen2-7B-Instruct tokenizer_config.json "chat_template"): ChatML with the default
+# system turn "You are a helpful assistant." when the conversation has none. No verbatim copy from Qwen's own
+# repositories is stored here: this text is the one quoted unchanged in public training scripts that set a
+# Qwen2 student's template (found with the code search), and it agrees with Qwen2's model card; re-check it
+# against the hub when one is reachable.
+QWEN2_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
 GEMMA_SPECIALS = ("<bos>", "<eos>", "<start_of_turn>", "<end_of_turn>")
 MISTRAL_SPECIALS = ("<s>", "</s>", "[INST]", "[/INST]")
 PHI3_SPECIALS = ("<s>", "</s>", "<|endoftext|>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
@@ -1028,6 +1040,17 @@ FAMILY_TEMPLATES: dict[str, FamilyTemplate] = {
             eos_token="<|eot_id|>",
             end_of_turn="<|eot_id|>",
             template_kwargs=MappingProxyType({"date_string": LLAMA31_DEFAULT_DATE}),
+        ),
+        FamilyTemplate(
+            name="qwen2",
+            model="Qwen/Qwen2-7B-Instruct",
+            source="quoted verbatim in third-party training scripts (see QWEN2_CHAT_TEMPLATE); not from Qwen's repos",
+            chat_template=QWEN2_CHAT_TEMPLATE,
+            preset="qwen2",
+            special_tokens=CHATML_SPECIALS,
+            bos_token=None,
+            eos_token="<|im_end|>",
+            end_of_turn="<|im_end|>",
         ),
         FamilyTemplate(
             name="qwen3",

@@ -71,10 +71,10 @@ def test_every_official_template_names_an_existing_preset_and_a_source():
     for fam in FAMILY_TEMPLATES.values():
         assert preset(fam.preset).name in PRESETS, fam.name
         assert fam.source and fam.model and fam.chat_template, fam.name
-    # every preset but the generic ChatML ones, Qwen2/2.5 (tested in test_prompts.py against Qwen2.5's template)
+    # every preset but the generic ChatML one, Qwen2.5 (tested in test_prompts.py against Qwen2.5's template)
     # and DeepSeek-V3 (no verbatim copy of its template at hand) is checked against an official template here
     checked = {preset(f.preset).name for f in FAMILY_TEMPLATES.values()}
-    assert set(PRESETS) - checked == {"chatml", "qwen2", "qwen25", "deepseek"}
+    assert set(PRESETS) - checked == {"chatml", "qwen25", "deepseek"}
 
 
 def test_gemma_template_is_byte_identical_to_an_independent_copy():
