@@ -144,3 +144,19 @@ def test_hierarchical_options_are_checked_before_any_model_loads(tmp_path: Path)
         app, ["hierarchical", str(tmp_path), "--model", "m", "--targets", "1000", "--conversations-per-target", "5:1"]
     )
     assert unknown.exit_code == 1 and "names target 5, which is not in targets" in unknown.output
+
+
+def test_an_exported_dataset_directory_reads_as_its_shards(tmp_path: Path) -> None:
+    packed = tmp_path / "packed.parquet"
+    assert runner.invoke(app, ["pack", "--demo", "--demo-tokens", "300000", "-o", str(packed), "-q"]).exit_code == 0
+    assert runner.invoke(app, ["export", str(packed), "-o", str(tmp_path / "ds"), "-q"]).exit_code == 0
+    (tmp_path / "ds" / ".stale.stage").mkdir()  # a hidden leftover is not an input
+    pq.write_table(pq.read_table(packed).slice(0, 1), tmp_path / "ds" / ".stale.stage" / "x.parquet")
+    # the card (README.md) and hidden files are not Parquet inputs: the dataset re-exports as it is
+    result = runner.invoke(app, ["export", str(tmp_path / "ds"), "-o", str(tmp_path / "ds2"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(tmp_path / "ds2" / "data").equals(pq.read_table(packed))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["pack", str(empty), "-o", str(tmp_path / "x.parquet")])
+    assert result.exit_code == 1 and "no Parquet files (*.parquet) under" in result.output

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -47,14 +48,38 @@ def parquet_dataset(paths: Sequence[storage.PathArg]) -> ds.Dataset:
     local = [storage.local_path(p) for p in paths]
     if not all(p is not None for p in local):
         return _dataset_of_uris(paths)
-    paths = local  # type: ignore[assignment]
-    for p in paths:
-        if not Path(p).exists():
+    files: list[str] = []
+    for p in local:
+        assert p is not None
+        if not p.exists():
             raise FileNotFoundError(f"input {p} does not exist")
+        files += [str(f) for f in _parquet_files(p)] if p.is_dir() else [str(p)]
     try:
-        return ds.dataset([str(p) for p in paths] if len(paths) > 1 else str(paths[0]), format="parquet")
+        return ds.dataset(files, format="parquet")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-        raise ValueError(f"cannot read {', '.join(map(str, paths))} as Parquet: {e}") from e
+        raise ValueError(f"cannot read {', '.join(map(str, local))} as Parquet: {e}") from e
+
+
+def _hidden(relative: str) -> bool:
+    """Whether a path below an input directory is hidden (a part starting with '.' or '_', as pyarrow skips)."""
+    return any(part.startswith((".", "_")) for part in relative.split("/"))
+
+
+def _parquet_files(directory: Path) -> list[Path]:
+    """Return the ``*.parquet`` files below ``directory``, sorted, hidden ones (staging, temp files) left out.
+
+    Other files (a dataset card, logs) are ignored, so an exported dataset directory reads as its shards.
+
+    Raises:
+        ValueError: the directory holds no Parquet file.
+
+    """
+    found = sorted(
+        f for f in directory.rglob("*.parquet") if f.is_file() and not _hidden(f.relative_to(directory).as_posix())
+    )
+    if not found:
+        raise ValueError(f"no Parquet files (*.parquet) under {directory}")
+    return found
 
 
 def read_parquet(
@@ -79,10 +104,14 @@ def read_parquet(
         return dataset.to_table(columns=wanted)
     scanner = dataset.scanner(columns=wanted)
     batches = []
+    tokens = 0
     with progress_bar(dataset.count_rows(), desc, "row", True) as bar:
         for batch in scanner.to_batches():
             batches.append(batch)
             bar.update(batch.num_rows)
+            if "input_ids" in batch.schema.names and batch.num_rows:  # tokens from list offsets, values unread
+                tokens += pc.sum(pc.list_value_length(batch.column("input_ids"))).as_py() or 0
+                bar.set_postfix(tokens=f"{tokens:,}", refresh=False)
     return pa.Table.from_batches(batches, schema=scanner.projected_schema)
 
 
@@ -185,8 +214,15 @@ def _dataset_of_uris(paths: Sequence[storage.PathArg]) -> ds.Dataset:
         loc = storage.resolve(p)
         if not storage.exists(loc):
             raise FileNotFoundError(f"input {loc.uri} does not exist")
+        if storage.is_dir(loc):
+            base = len(loc.path.rstrip("/")) + 1
+            files = [f.path for f in storage.list_files(loc, (".parquet",)) if not _hidden(f.path[base:])]
+            if not files:
+                raise ValueError(f"no Parquet files (*.parquet) under {loc.uri}")
+        else:
+            files = [loc.path]
         try:
-            datasets.append(ds.dataset(loc.path, filesystem=loc.filesystem, format="parquet"))
+            datasets.append(ds.dataset(files, filesystem=loc.filesystem, format="parquet"))
         except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
             raise ValueError(f"cannot read {loc.uri} as Parquet: {e}") from e
     try:

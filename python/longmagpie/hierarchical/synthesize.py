@@ -9,6 +9,7 @@ Layout of ``output_dir``::
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from longmagpie.hierarchical.concatenate import Concatenator, DocQAs, conversati
 from longmagpie.hierarchical.config import HierarchicalConfig
 from longmagpie.hierarchical.generation import DocState, Generator, load_state, new_state, run_passes, save_state
 from longmagpie.hierarchical.prompts import DIVERSE_STYLES, resolve_prompts
+from longmagpie.progress import progress_bar
+
+log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 
@@ -155,6 +159,7 @@ def synthesize(
     gen: Any = Generator(config, engine, tokenizer, prompts, stops, counted)
     own, checked = engine is None, False
     doc_ids: list[str] = []
+    bar = progress_bar(None, "hierarchical documents", "doc", config.progress)
     try:
         # a group's texts and states at a time; the engine starts with the first group that has work
         for group in document_groups(iter_documents(config, skipped), config.documents_per_pass):
@@ -174,8 +179,16 @@ def synthesize(
                     checked = True
                 if gen.engine is None:
                     gen.engine = build_engine(config.harvest_config())
+                log.info(
+                    "documents %d-%d: generating (%d resumed so far)",
+                    len(doc_ids) - len(states),
+                    len(doc_ids),
+                    report.resumed_documents,
+                )
                 run_passes(gen, states, doc_dir)
+            bar.update(len(states))
     finally:
+        bar.close()
         if own and gen.engine is not None:
             gen.engine.close()
     if not doc_ids:
