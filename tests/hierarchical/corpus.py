@@ -34,6 +34,10 @@ def write_docs(path: Path, lengths: list[int]) -> Path:
     return path
 
 
+#: Fewer QAs per document than the defaults, for tests about engines and grouping (each run stays short).
+FEW_QAS: dict[str, Any] = {"hierarchical_qas": 3, "local_qas": 1, "multihop_qas": 1, "diverse_qas": 2, "revisit_qas": 1}
+
+
 def settings(tiny_qwen2_dir: Path, inputs: Path, out: Path, **overrides: Any) -> dict[str, Any]:
     """Small chunks and short generations: the whole pipeline in seconds on the tiny model."""
     base: dict[str, Any] = {

@@ -14,18 +14,10 @@ from harvest.test_openai_server import server  # noqa: F401  (the module's vLLM 
 from longmagpie.conversations import encode_conversations
 from longmagpie.hierarchical import HierarchicalConfig, synthesize
 
-from .corpus import settings, write_docs
+from .corpus import FEW_QAS, settings, write_docs
 from .test_synthesize import PASSES, Counting, doc_states
 
-SMALL: dict[str, Any] = {
-    "hierarchical_qas": 3,
-    "local_qas": 1,
-    "multihop_qas": 1,
-    "diverse_qas": 2,
-    "revisit_qas": 1,
-    "targets": (1200,),
-    "min_fill": 0.3,
-}
+SMALL: dict[str, Any] = {**FEW_QAS, "targets": (1200,), "min_fill": 0.3}
 
 
 def check_structure(config: HierarchicalConfig, report: Any, tokenizer: Any) -> None:

@@ -9,19 +9,12 @@ import pytest
 
 from longmagpie.hierarchical import HierarchicalConfig, synthesize
 
-from .corpus import settings, write_docs
+from .corpus import FEW_QAS, settings, write_docs
 from .test_synthesize import PASSES, Counting, doc_states
 
 LENGTHS = [300, 12, 250, 200]  # groups of 2: 2 + 2; of 3: 3 + 1
 # fewer QAs than the defaults: the test is about grouping, each run stays short
-SMALL: dict[str, Any] = {
-    "hierarchical_qas": 3,
-    "local_qas": 1,
-    "multihop_qas": 1,
-    "diverse_qas": 2,
-    "revisit_qas": 1,
-    "targets": (1500, 3000),
-}
+SMALL: dict[str, Any] = {**FEW_QAS, "targets": (1500, 3000)}
 
 
 @pytest.fixture(scope="module")
