@@ -40,6 +40,8 @@ def base_config(tiny_qwen2_dir: Path, tmp_path: Path) -> dict[str, Any]:
         "query_temperature": 1.0,  # seeded per request: reproducible (greedy makes the random model repeat one token)
         "answer_temperature": 1.0,
         "question_mark": "off",
+        "query_candidates": 1,  # one request per question and answer: the random model's text passes the filters
+        "answer_candidates": 1,
         "min_query_chars": 1,
         "allow_unfinished_answers": True,
         "engine_kwargs": dict(ENGINE_KWARGS),

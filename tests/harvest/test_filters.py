@@ -34,12 +34,32 @@ def clean(text: str, **kw) -> tuple[str | None, Counter]:
     ],
 )
 def test_query_rules_last_question_mark(raw, kept, reason):
-    out, counts = clean(raw)
+    out, counts = clean(raw, question_mark="last")
     assert out == kept
     if reason:
         assert counts[reason] == 1, counts
     if kept is not None:
         assert not any(k.startswith("query_") and not k.startswith("query_cut") for k in counts)
+
+
+@pytest.mark.parametrize(
+    ("raw", "kept", "reason"),
+    [
+        ("What is X? And Y?", "What is X?", "query_cut_after_question_mark"),
+        ("Intro line\nWhat is X? More.", "Intro line\nWhat is X?", "query_cut_after_question_mark"),
+        ("What is X?", "What is X?", None),
+        ("No question here.", None, "query_no_question_mark"),
+        ("Why? Because.", None, "query_too_short"),
+        ("Which one?\nA) red\nB) blue", "Which one?", "query_cut_after_question_mark"),
+    ],
+)
+def test_first_rule_keeps_one_question(raw, kept, reason):
+    """The default rule: up to the first '?' (one question; multiple-choice options after it are cut)."""
+    assert QueryFilter().question_mark == "first"
+    out, counts = clean(raw)
+    assert out == kept
+    if reason:
+        assert counts[reason] == 1, counts
 
 
 @pytest.mark.parametrize(

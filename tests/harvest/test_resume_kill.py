@@ -43,6 +43,41 @@ def files_state(out: Path) -> dict[str, tuple[int, int, bytes]]:
     return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(out.glob("shard-*"))}
 
 
+def harvest_killed_mid_shard(tmp_path: Path, settings: dict, kill_at: int, timeout: float = 300) -> Path:
+    """Run the harvest of ``settings`` in a child process and SIGKILL it after shard ``kill_at``'s query pass.
+
+    Returns the killed run's output directory (``tmp_path / "killed"``).
+    """
+    killed_dir = tmp_path / "killed"
+    (tmp_path / "settings.json").write_text(json.dumps({**settings, "output_dir": str(killed_dir)}))
+    (tmp_path / "child.py").write_text(CHILD)
+    flag = tmp_path / "flag"
+    env = {
+        **os.environ,
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "PYTHONPATH": os.pathsep.join([str(Path(longmagpie.__file__).parent.parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    child = subprocess.Popen(
+        [sys.executable, str(tmp_path / "child.py"), str(tmp_path / "settings.json"), str(flag), str(kill_at)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while not flag.exists():
+            assert child.poll() is None, child.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, f"the child never reached the middle of shard {kill_at}"
+            time.sleep(0.1)
+        child.send_signal(signal.SIGKILL)
+        assert child.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.stderr.close()
+    return killed_dir
+
+
 def test_sigkill_mid_run_then_rerun_equals_uninterrupted_run(engine, base_config, tmp_path):
     write_parquet(tmp_path / "in.parquet", make_documents(10))
     settings = {
@@ -57,33 +92,7 @@ def test_sigkill_mid_run_then_rerun_equals_uninterrupted_run(engine, base_config
     assert whole_report.shards_written == 5
 
     # the same run in a child process, SIGKILLed after shard 2's query pass
-    killed_dir = tmp_path / "killed"
-    (tmp_path / "settings.json").write_text(json.dumps({**settings, "output_dir": str(killed_dir)}))
-    (tmp_path / "child.py").write_text(CHILD)
-    flag = tmp_path / "flag"
-    env = {
-        **os.environ,
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-        "PYTHONPATH": os.pathsep.join([str(Path(longmagpie.__file__).parent.parent), os.environ.get("PYTHONPATH", "")]),
-    }
-    child = subprocess.Popen(
-        [sys.executable, str(tmp_path / "child.py"), str(tmp_path / "settings.json"), str(flag), str(KILL_AT_SHARD)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while not flag.exists():
-            assert child.poll() is None, child.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "the child never reached the middle of shard 2"
-            time.sleep(0.1)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.stderr.close()
+    killed_dir = harvest_killed_mid_shard(tmp_path, settings, KILL_AT_SHARD)
 
     done = sorted(p.name for p in killed_dir.glob("*.done.json"))
     assert done == ["shard-00000.done.json", "shard-00001.done.json"]

@@ -18,7 +18,7 @@ from longmagpie.harvest.filters import AnswerFilter, QueryFilter, normalize_quer
 from longmagpie.harvest.output import ROW_SCHEMA, read_harvest
 from longmagpie.harvest.prompt_ids import PromptTokenizer, middle_truncate
 from longmagpie.harvest.prompts import PRESETS, PromptPieces, pieces_from_template, preset, resolve_pieces
-from longmagpie.harvest.run import HarvestEvent, HarvestReport, build_engine, harvest
+from longmagpie.harvest.run import HarvestEvent, HarvestReport, build_engine, harvest, harvest_quality
 
 __all__ = [
     "PRESETS",
@@ -39,6 +39,7 @@ __all__ = [
     "VllmEngine",
     "build_engine",
     "harvest",
+    "harvest_quality",
     "middle_truncate",
     "normalize_query",
     "pieces_from_template",

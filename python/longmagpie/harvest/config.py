@@ -38,12 +38,20 @@ class HarvestConfig(EngineSettings):
         template_kwargs: extra variables for the template (e.g. ``{"enable_thinking": False}``).
         placement: ``system`` (upstream: document in the system turn, then the user opener) or ``user``.
         user_separator: text between the document and the query for ``user`` placement.
-        queries_per_doc: query samples per document (each its own seeded request).
+        queries_per_doc: questions asked per document (each its own seeded requests).
+        query_candidates: most candidate queries generated per question, each its own seeded request, in rounds:
+            round ``c`` asks candidate ``c`` of every question still without an accepted query (one batched
+            generate per round; the document's prefix computed in round 0 is reused from the prefix cache); the
+            first candidate that passes the filters and is no duplicate is kept. One candidate is LongMagpie's
+            own recipe; a weak model needs a few, a strong one rarely more than the first.
+        answer_candidates: most answers generated per accepted question, in rounds as the queries are: a
+            question whose answer was rejected (unfinished, empty) gets another seeded answer.
         max_model_len: the model context; ``max_doc_tokens`` defaults to half of it (upstream).
         query_max_tokens / answer_max_tokens: generation limits per pass.
         query_temperature / query_top_p / answer_temperature / answer_top_p: sampling per pass.
         seed: run seed; each request's seed derives from it, the document id, the sample and the pass.
-        question_mark: ``last``, ``upstream`` or ``off`` (see :class:`~longmagpie.harvest.filters.QueryFilter`).
+        question_mark: ``first``, ``last``, ``upstream`` or ``off`` (see
+            :class:`~longmagpie.harvest.filters.QueryFilter`).
         min_query_chars / max_query_chars: query length bounds after cleaning.
         answer_markers: run-on queries are cut at these.
         dedup: exact-duplicate queries removed ``global``-ly (within and across shards), per ``document``, or
@@ -72,6 +80,8 @@ class HarvestConfig(EngineSettings):
     placement: Placement = "system"
     user_separator: str = "\n\n"
     queries_per_doc: int = 1
+    query_candidates: int = 4
+    answer_candidates: int = 2
     max_model_len: int = 32768
     max_doc_tokens: int | None = None
     query_max_tokens: int = 512
@@ -81,7 +91,7 @@ class HarvestConfig(EngineSettings):
     answer_temperature: float = 0.8
     answer_top_p: float = 1.0
     seed: int = 0
-    question_mark: QuestionMarkRule = "last"
+    question_mark: QuestionMarkRule = "first"
     min_query_chars: int = 8
     max_query_chars: int = 1500
     answer_markers: tuple[str, ...] = DEFAULT_ANSWER_MARKERS
@@ -102,14 +112,15 @@ class HarvestConfig(EngineSettings):
         object.__setattr__(self, "answer_markers", tuple(self.answer_markers))
         choices = {
             "placement": ("system", "user"),
-            "question_mark": ("last", "upstream", "off"),
+            "question_mark": ("first", "last", "upstream", "off"),
             "dedup": ("global", "document", "off"),
             "input_format": ("auto", "parquet", "jsonl"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
-        for name in ("shard_rows", "queries_per_doc", "max_model_len", "query_max_tokens", "answer_max_tokens"):
+        counts = ("shard_rows", "queries_per_doc", "query_candidates", "answer_candidates", "max_model_len")
+        for name in (*counts, "query_max_tokens", "answer_max_tokens"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_doc_tokens is not None and self.max_doc_tokens < 1:

