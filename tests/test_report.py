@@ -41,13 +41,21 @@ def test_summary_counts_what_each_stage_wrote(run_dir: Path) -> None:
     s = summarize([run_dir])
     packed = pq.read_table(run_dir / "packed.parquet")
     pmix = pq.read_table(run_dir / "pmix.parquet")
-    assert s.totals["packed rows"] == packed.num_rows + pmix.num_rows
+    # Packed and p-mixed rows are separate stages with separate totals.
+    assert s.totals["packed rows"] == packed.num_rows
+    assert s.totals["packed tokens"] == longmagpie.pack_stats(packed).output_tokens
+    assert s.totals["p-mixed rows"] == pmix.num_rows == longmagpie.pmix_stats(pmix).rows
+    assert s.totals["p-mixed tokens"] == sum(pmix.column("length").to_pylist())
+    assert s.stages["packed"].rows == packed.num_rows and s.stages["pmix"].rows == pmix.num_rows
     assert s.totals["input tokens"] == longmagpie.pack_stats(packed).input_tokens
     assert s.totals["harvested rows"] == 1
     assert s.harvest_counts["query_no_question_mark"] == 3
     assert set(s.kinds) == {"long", "short"}
     fills = [f for arr in s.row_fill for f in arr]
     assert 0 < min(fills) and max(fills) <= 1.0
+    for stage in s.stages.values():
+        assert all(0 < f <= 1.0 for arr in stage.row_fill for f in arr)
+    assert sum(len(a) for a in s.stages["pmix"].docs_per_row) == pmix.num_rows
 
 
 def test_stats_html_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
@@ -55,9 +63,12 @@ def test_stats_html_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) 
     result = runner.invoke(app, ["stats", str(run_dir), "-o", str(report)])
     assert result.exit_code == 0, result.output
     text = report.read_text()
-    for title in ("Sample lengths before packing", "Row fill", "Documents per row", "Long/short share", "Harvest"):
+    titles = ("Sample lengths before packing", "Row fill", "Documents per row", "Long/short share", "Harvest")
+    for title in (*titles, "Sample rows", "Harvest quality", "Packing stages", "Question openers"):
         assert title in text, title
-    assert text.count("data:image/png;base64,") == 5
+    # 6 run plots (lengths, fill, documents per row, document lengths, long/short, rejections) and 3 of the
+    # harvest (query and answer lengths, openers; its one question "q?" has no content words to ground).
+    assert text.count("data:image/png;base64,") == 9
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         if os.environ.get("LONGMAGPIE_WHEEL"):
