@@ -5,10 +5,12 @@ Layout of ``output_dir``::
     documents/manifest.json        fingerprint of the generation settings (a rerun must match it)
     documents/<key>.json           one document's chunks, summaries, QAs and stage (written after every pass)
     target-<N>.parquet             the conversations of target N tokens (rebuilt from the documents each run)
+    quality.json                   model-free quality measures of every document (rebuilt each run)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from longmagpie.assembly import load_tokenizer
+from longmagpie.files import write_bytes_atomic
 from longmagpie.harvest.engines import Engine
 from longmagpie.harvest.output import fingerprint, open_output, write_table_atomic
 from longmagpie.harvest.prompts import pieces_from_template, stop_token_ids
@@ -26,11 +29,14 @@ from longmagpie.hierarchical.concatenate import Concatenator, DocQAs, conversati
 from longmagpie.hierarchical.config import HierarchicalConfig
 from longmagpie.hierarchical.generation import DocState, Generator, load_state, new_state, run_passes, save_state
 from longmagpie.hierarchical.prompts import DIVERSE_STYLES, resolve_prompts
+from longmagpie.hierarchical.quality import QualityMeter
 from longmagpie.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+#: The quality measures' file in the output directory.
+QUALITY_FILE = "quality.json"
 
 
 @dataclass
@@ -50,6 +56,8 @@ class HierarchicalReport:
     """What a run did.
 
     ``engine_calls`` and ``requests`` count this run's ``generate`` calls (0 when every document was done).
+    ``quality`` holds the model-free measures of every document's summaries and QAs, resumed ones included
+    (:func:`~longmagpie.hierarchical.quality.hierarchical_quality`; also written to ``quality.json``).
     """
 
     documents: int
@@ -60,6 +68,7 @@ class HierarchicalReport:
     calls: list[tuple[str, int]] = field(default_factory=list)
     targets: list[TargetResult] = field(default_factory=list)
     seconds: float = 0.0
+    quality: dict[str, Any] = field(default_factory=dict)
 
     @property
     def paths(self) -> dict[int, str]:
@@ -143,7 +152,8 @@ def synthesize(
     doc_dir = out / "documents"
     parts = {"format": FORMAT_VERSION, **config.generation_settings(), "prompts": prompts, "styles": list(styles)}
     open_output(doc_dir, fingerprint(parts), parts)
-    for stale in doc_dir.glob(".*.tmp"):  # temp files of a killed write (one run per directory at a time)
+    # temp files of a killed write (one run per directory at a time)
+    for stale in [*doc_dir.glob(".*.tmp"), *out.glob(f".{QUALITY_FILE}.*.tmp")]:
         stale.unlink(missing_ok=True)
 
     skipped: dict[str, str] = {}
@@ -196,12 +206,16 @@ def synthesize(
     report.documents = len(doc_ids)
 
     records = []
+    meter = QualityMeter(tokenizer)
     for doc_id in doc_ids:
         s = load_state(doc_dir, doc_id)
         if s is None or s.stage != "done":
             raise RuntimeError(f"document {doc_id!r}: its state in {doc_dir} is missing or unfinished after generation")
         qas = [(q.kind, q.question or "", q.answer or "") for q in s.qas]
         records.append(DocQAs(s.doc_id, s.text, qas, [(q.kind, q.question or "", q.answer or "") for q in s.revisits]))
+        meter.add(s)
+    report.quality = meter.result()
+    write_bytes_atomic(out / QUALITY_FILE, (json.dumps(report.quality, indent=1) + "\n").encode())
     cat = Concatenator(
         records,
         tokenizer,
