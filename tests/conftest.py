@@ -75,3 +75,19 @@ def tiny_qwen2_dir(tmp_path_factory: pytest.TempPathFactory, qwen_tokenizer_dir:
     from longmagpie.offline_tokenizers import build_tiny_qwen2
 
     return build_tiny_qwen2(tmp_path_factory.mktemp("models") / "tiny-qwen2", qwen_tokenizer_dir)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests under ``tests/real_model`` get the ``real_model`` mark; they run only when ``-m`` selects them.
+
+    They start their own vLLM engine on a real model, so they run in a pytest process of their own
+    (``pytest tests -m real_model``, as ``scripts/test.sh`` does after the other tests).
+    """
+    root = Path(__file__).parent / "real_model"
+    skip = pytest.mark.skip(reason="real-model tier: run it in its own process with pytest tests -m real_model")
+    selected = "real_model" in (config.getoption("-m") or "")
+    for item in items:
+        if root in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.real_model)
+            if not selected:
+                item.add_marker(skip)
