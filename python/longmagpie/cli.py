@@ -470,6 +470,9 @@ def harvest(
     query_candidates: Annotated[
         int, typer.Option(help="Candidates generated per question; the first that passes the filters is kept.")
     ] = 4,
+    answer_candidates: Annotated[
+        int, typer.Option(help="Answers generated per question at most; the first that passes the filters is kept.")
+    ] = 2,
     question_mark: Annotated[
         str, typer.Option(help="first (cut at the first ?) | last | upstream | off (keep the text as it is).")
     ] = "first",
@@ -505,6 +508,7 @@ def harvest(
             max_model_len=max_model_len,
             queries_per_doc=queries_per_doc,
             query_candidates=query_candidates,
+            answer_candidates=answer_candidates,
             question_mark=question_mark,  # type: ignore[arg-type]
             query_max_tokens=query_max_tokens,
             answer_max_tokens=answer_max_tokens,
