@@ -102,18 +102,18 @@ def main() -> None:
     rows = sorted(rows, key=lambda r: (len(r["text"]), r["doc_id"]))[: args.docs]
     tmp = Path(tempfile.mkdtemp(prefix="bench-harvest-real-"))
     pq.write_table(pa.Table.from_pylist(rows), tmp / "docs.parquet")
-    settings = {**DEMO_HARVEST, "answer_max_tokens": args.answer_max_tokens}
+    pq.write_table(pa.Table.from_pylist(rows[:1]), tmp / "warm.parquet")
+    settings = {**DEMO_HARVEST, "answer_max_tokens": args.answer_max_tokens, "progress": False}
     kwargs = engine_arguments(settings["engine_kwargs"], settings["max_model_len"], 0)
     llm = LLM(model=model, max_model_len=settings["max_model_len"], disable_log_stats=False, **kwargs)
     base = VllmEngine.from_llm(llm)
 
-    def config(out: Path) -> HarvestConfig:
-        return HarvestConfig(
-            inputs=(str(tmp / "docs.parquet"),), output_dir=str(out), model=model, id_column="doc_id", **settings
-        )
+    def config(out: Path, docs: str = "docs.parquet") -> HarvestConfig:
+        inputs = (str(tmp / docs),)
+        return HarvestConfig(inputs=inputs, output_dir=str(out), model=model, id_column="doc_id", **settings)
 
-    # warm-up (kernels, allocator), not timed
-    harvest(config(tmp / "warm"), engine=base)
+    # warm-up on one document (kernels, allocator), not timed
+    harvest(config(tmp / "warm", "warm.parquet"), engine=base)
     best: dict[str, float] = {}
     record: Recording | None = None
     stats: dict[str, Any] = {}
