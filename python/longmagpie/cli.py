@@ -468,14 +468,17 @@ def harvest(
     max_model_len: Annotated[int, typer.Option(help="Model context; documents keep about half of it.")] = 32768,
     queries_per_doc: Annotated[int, typer.Option(help="Questions asked per document.")] = 1,
     query_candidates: Annotated[
-        int, typer.Option(help="Candidates generated per question; the first that passes the filters is kept.")
-    ] = 4,
+        int | None,
+        typer.Option(help="Candidates per question, the first passing kept (default: HarvestConfig's, 4)."),
+    ] = None,
     answer_candidates: Annotated[
-        int, typer.Option(help="Answers generated per question at most; the first that passes the filters is kept.")
-    ] = 2,
+        int | None,
+        typer.Option(help="Answers per question at most, the first passing kept (default: HarvestConfig's, 2)."),
+    ] = None,
     question_mark: Annotated[
-        str, typer.Option(help="first (cut at the first ?) | last | upstream | off (keep the text as it is).")
-    ] = "first",
+        str | None,
+        typer.Option(help="first (cut at the first ?) | last | upstream | off (default: HarvestConfig's, first)."),
+    ] = None,
     query_max_tokens: Annotated[int, typer.Option(help="Most tokens of a query.")] = 512,
     answer_max_tokens: Annotated[int, typer.Option(help="Most tokens of an answer.")] = 4096,
     shard_rows: Annotated[int, typer.Option(help="Documents per shard (one batched generate per pass).")] = 1000,
@@ -507,9 +510,15 @@ def harvest(
             placement=placement,  # type: ignore[arg-type]
             max_model_len=max_model_len,
             queries_per_doc=queries_per_doc,
-            query_candidates=query_candidates,
-            answer_candidates=answer_candidates,
-            question_mark=question_mark,  # type: ignore[arg-type]
+            **{  # unset options keep HarvestConfig's defaults (their one home)
+                k: v
+                for k, v in {
+                    "query_candidates": query_candidates,
+                    "answer_candidates": answer_candidates,
+                    "question_mark": question_mark,
+                }.items()
+                if v is not None
+            },
             query_max_tokens=query_max_tokens,
             answer_max_tokens=answer_max_tokens,
             shard_rows=shard_rows,
