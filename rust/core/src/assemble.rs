@@ -878,7 +878,190 @@ impl Ctx<'_> {
         pieces.retain(|p| p.b0 < p.b1);
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The gold document as pieces for a user turn with `avail` tokens of room: whole, or its head and tail
+    /// around a middle cut at word starts. `None`: too long and `long_documents = skip`.
+    fn truncate_gold(&self, gold: usize, avail: usize) -> Option<Gold> {
+        let docs = &self.a.docs;
+        let gold_text = docs.text(gold);
+        let gold_len = docs.tokens.count(gold);
+        let whole = |b0: usize, b1: usize| Piece {
+            src: Src::Doc,
+            t: gold,
+            b0,
+            b1,
+            masked: false,
+        };
+        if gold_len <= avail {
+            return Some(Gold {
+                pieces: vec![whole(0, gold_text.len())],
+                tokens: gold_len,
+                truncated: 0,
+            });
+        }
+        if self.a.opts.long_documents == LongDocuments::Skip {
+            return None;
+        }
+        let head = avail / 2;
+        let tail = avail - head;
+        let (hi, hb) = docs.tokens.word_start_at_or_before(gold, head);
+        let (ti, tb) = docs
+            .tokens
+            .word_start_at_or_after(gold, gold_len - tail, gold_text.len());
+        let hb = if hi == 0 { 0 } else { hb };
+        Some(Gold {
+            pieces: vec![whole(0, hb), whole(tb, gold_text.len())],
+            tokens: hi + (gold_len - ti),
+            truncated: (ti - hi) as u64,
+        })
+    }
+
+    /// Draw the distractors (ids in `pool`, never `excluded`, never twice) until the budget drawn from `rng`
+    /// is met, `max_misses` draws in a row do not fit, or the gold document was truncated (no room).
+    /// Returns them with the gold document's slot among them (the next draw of `rng`).
+    fn draw_distractors(&self, rng: &mut ChaCha8Rng, draw: Draw<'_>) -> (Vec<usize>, usize) {
+        let opts = &self.a.opts;
+        let Draw {
+            pool,
+            excluded,
+            mut used,
+            cap,
+            slack,
+            shrink,
+            sep,
+            truncated,
+        } = draw;
+        let mut chosen: Vec<usize> = Vec::new();
+        let (target, want) = match opts.budget {
+            Budget::Tokens { min, max } => (uniform(rng, min, max).min(cap), usize::MAX),
+            Budget::Count { min, max } => (cap, uniform(rng, min, max)),
+        };
+        let target = target.min(cap - slack).saturating_sub(shrink);
+        let n_pool = pool.len();
+        let mut misses = 0;
+        while !truncated && chosen.len() < want && misses < opts.max_misses && n_pool > 0 {
+            let d = uniform(rng, 0, n_pool - 1);
+            let cost = pool.count(d) + sep;
+            if Some(d) == excluded || chosen.contains(&d) || used + cost > target {
+                misses += 1;
+                continue;
+            }
+            misses = 0;
+            used += cost;
+            chosen.push(d);
+        }
+        let gold_position = uniform(rng, 0, chosen.len());
+        (chosen, gold_position)
+    }
+
+    /// Lay the sample out as pieces: the user turn's content (documents with the gold one at `gold_position`,
+    /// the query; trimmed as the template trims), and the whole sample (prefix, content, answer, suffix).
+    fn layout(
+        &self,
+        row: usize,
+        gold: &[Piece],
+        chosen: &[usize],
+        gold_position: usize,
+        distractor_src: Src,
+    ) -> (Vec<Piece>, Vec<Piece>) {
+        let mut content: Vec<Piece> = Vec::new();
+        let mut k = 0;
+        for slot in 0..=chosen.len() {
+            if slot > 0 {
+                content.push(self.lit(Lit::DocSep));
+            }
+            if slot == gold_position {
+                content.extend(gold.iter().copied());
+            } else {
+                content.push(self.whole(distractor_src, chosen[k], false));
+                k += 1;
+            }
+        }
+        content.push(self.lit(Lit::QuerySep));
+        content.push(self.whole(Src::Query, row, false));
+        if self.trims.0 {
+            self.trim(&mut content);
+        }
+        let mut answer = vec![self.whole(Src::Answer, row, true)];
+        if self.trims.1 {
+            self.trim(&mut answer);
+        }
+        let mut all: Vec<Piece> = Vec::with_capacity(content.len() + 5);
+        all.push(self.lit(Lit::Prefix));
+        all.extend(content.iter().copied());
+        all.push(self.lit(Lit::UserToAnswer));
+        all.extend(answer);
+        let mut end = self.lit(Lit::AnswerEnd);
+        end.masked = true;
+        all.push(end);
+        all.push(self.lit(Lit::Suffix));
+        (content, all)
+    }
+
+    /// Tokenize `pieces` into `joiner`: piece by piece from the pre-tokenized texts, or as one text when a
+    /// special token would form across a join.
+    fn join(
+        &self,
+        row: usize,
+        pieces: &[Piece],
+        joiner: &mut Joiner<'_>,
+        stats: &mut AssembleStats,
+    ) -> Result<()> {
+        let err = |message| AssembleError::Tokenize {
+            column: "assembled sample".into(),
+            row,
+            message,
+        };
+        joiner.clear();
+        let texts: Vec<&str> = pieces
+            .iter()
+            .map(|p| &self.text(p.src, p.t)[p.b0..p.b1])
+            .collect();
+        let whole = self.a.specials.as_ref().is_some_and(|s| s.crosses(&texts));
+        if whole {
+            stats.whole_text += 1;
+        }
+        for (p, text) in pieces.iter().zip(&texts) {
+            if whole {
+                joiner.text(text, p.masked);
+                continue;
+            }
+            let full = self.text(p.src, p.t);
+            joiner
+                .piece(self.set(p.src), p.t, full, p.b0..p.b1, p.masked)
+                .map_err(err)?;
+        }
+        joiner.flush().map_err(err)
+    }
+
+    /// Count an assembled sample of `out.ids.len()` tokens in `stats`.
+    fn record(
+        stats: &mut AssembleStats,
+        out: &SampleOut,
+        distractors: usize,
+        truncated: u64,
+        reused: u64,
+    ) {
+        stats.assembled += 1;
+        stats.distractors += distractors as u64;
+        if truncated > 0 {
+            stats.truncated_documents += 1;
+            stats.truncated_tokens += truncated;
+        }
+        let len = out.ids.len() as u64;
+        stats.min_tokens = if stats.assembled == 1 {
+            len
+        } else {
+            stats.min_tokens.min(len)
+        };
+        stats.max_tokens = stats.max_tokens.max(len);
+        stats.output_tokens += len;
+        stats.masked_tokens += out.mask.iter().map(|&m| m as u64).sum::<u64>();
+        stats.reused_tokens += reused;
+    }
+
+    /// Assemble sample `row` (global index `global`, gold document `gold`, `excl` a distractor to leave out):
+    /// truncate the gold document to fit, draw distractors, lay the pieces out and join them; when the joins
+    /// add more tokens than the slack allows (rare), shrink the budget and redo (at most 8 attempts).
     fn sample(
         &self,
         row: usize,
@@ -899,10 +1082,6 @@ impl Ctx<'_> {
             + lit(Lit::Suffix)
             + self.qt.count(row)
             + self.at.count(row);
-        let sep = lit(Lit::DocSep);
-        let docs = &self.a.docs;
-        let gold_text = docs.text(gold);
-        let gold_len = docs.tokens.count(gold);
         // Slack for joins: each may shift the count by a token or two.
         let slack = 8;
         if fixed + slack >= cap {
@@ -915,8 +1094,6 @@ impl Ctx<'_> {
         } else {
             Src::Doc
         };
-        let dset = self.set(distractor_src);
-        let n_pool = dset.len();
         let excluded = match distractor_src {
             Src::Doc => Some(gold),
             _ => excl,
@@ -925,127 +1102,24 @@ impl Ctx<'_> {
             let avail = (cap - fixed - slack).saturating_sub(shrink);
             let mut rng = draws(opts.seed, global);
             let windows_before = joiner.window_tokens;
-            // The gold document, whole or cut in the middle.
-            let mut gold_pieces = vec![Piece {
-                src: Src::Doc,
-                t: gold,
-                b0: 0,
-                b1: gold_text.len(),
-                masked: false,
-            }];
-            let mut truncated = 0u64;
-            let mut used = fixed + gold_len;
-            if gold_len > avail {
-                if opts.long_documents == LongDocuments::Skip {
-                    stats.skipped_long += 1;
-                    return Ok(None);
-                }
-                let head = avail / 2;
-                let tail = avail - head;
-                let (hi, hb) = docs.tokens.word_start_at_or_before(gold, head);
-                let (ti, tb) =
-                    docs.tokens
-                        .word_start_at_or_after(gold, gold_len - tail, gold_text.len());
-                let hb = if hi == 0 { 0 } else { hb };
-                gold_pieces = vec![
-                    Piece {
-                        src: Src::Doc,
-                        t: gold,
-                        b0: 0,
-                        b1: hb,
-                        masked: false,
-                    },
-                    Piece {
-                        src: Src::Doc,
-                        t: gold,
-                        b0: tb,
-                        b1: gold_text.len(),
-                        masked: false,
-                    },
-                ];
-                truncated = (ti - hi) as u64;
-                used = fixed + hi + (gold_len - ti);
-            }
-            // Distractors.
-            let mut chosen: Vec<usize> = Vec::new();
-            let (target, want) = match opts.budget {
-                Budget::Tokens { min, max } => (uniform(&mut rng, min, max).min(cap), usize::MAX),
-                Budget::Count { min, max } => (cap, uniform(&mut rng, min, max)),
+            let Some(g) = self.truncate_gold(gold, avail) else {
+                stats.skipped_long += 1;
+                return Ok(None);
             };
-            let target = target.min(cap - slack).saturating_sub(shrink);
-            let mut misses = 0;
-            while truncated == 0 && chosen.len() < want && misses < opts.max_misses && n_pool > 0 {
-                let d = uniform(&mut rng, 0, n_pool - 1);
-                let cost = dset.count(d) + sep;
-                if Some(d) == excluded || chosen.contains(&d) || used + cost > target {
-                    misses += 1;
-                    continue;
-                }
-                misses = 0;
-                used += cost;
-                chosen.push(d);
-            }
-            let gold_position = uniform(&mut rng, 0, chosen.len());
-            // Pieces: user content first (for trimming), then the rest.
-            let mut content: Vec<Piece> = Vec::new();
-            let mut k = 0;
-            for slot in 0..=chosen.len() {
-                if slot > 0 {
-                    content.push(self.lit(Lit::DocSep));
-                }
-                if slot == gold_position {
-                    content.extend(gold_pieces.iter().copied());
-                } else {
-                    content.push(self.whole(distractor_src, chosen[k], false));
-                    k += 1;
-                }
-            }
-            content.push(self.lit(Lit::QuerySep));
-            content.push(self.whole(Src::Query, row, false));
-            if self.trims.0 {
-                self.trim(&mut content);
-            }
-            let mut answer = vec![self.whole(Src::Answer, row, true)];
-            if self.trims.1 {
-                self.trim(&mut answer);
-            }
-            joiner.clear();
-            let mut all: Vec<Piece> = Vec::with_capacity(content.len() + 5);
-            all.push(self.lit(Lit::Prefix));
-            all.extend(content.iter().copied());
-            all.push(self.lit(Lit::UserToAnswer));
-            all.extend(answer);
-            let mut end = self.lit(Lit::AnswerEnd);
-            end.masked = true;
-            all.push(end);
-            all.push(self.lit(Lit::Suffix));
-            let texts: Vec<&str> = all
-                .iter()
-                .map(|p| &self.text(p.src, p.t)[p.b0..p.b1])
-                .collect();
-            let whole = self.a.specials.as_ref().is_some_and(|s| s.crosses(&texts));
-            if whole {
-                stats.whole_text += 1;
-            }
-            for (p, text) in all.iter().zip(&texts) {
-                if whole {
-                    joiner.text(text, p.masked);
-                    continue;
-                }
-                let full = self.text(p.src, p.t);
-                joiner
-                    .piece(self.set(p.src), p.t, full, p.b0..p.b1, p.masked)
-                    .map_err(|message| AssembleError::Tokenize {
-                        column: "assembled sample".into(),
-                        row,
-                        message,
-                    })?;
-            }
-            joiner.flush().map_err(|message| AssembleError::Tokenize {
-                column: "assembled sample".into(),
-                row,
-                message,
-            })?;
+            let draw = Draw {
+                pool: self.set(distractor_src),
+                excluded,
+                used: fixed + g.tokens,
+                cap,
+                slack,
+                shrink,
+                sep: lit(Lit::DocSep),
+                truncated: g.truncated > 0,
+            };
+            let (chosen, gold_position) = self.draw_distractors(&mut rng, draw);
+            let (content, all) =
+                self.layout(row, &g.pieces, &chosen, gold_position, distractor_src);
+            self.join(row, &all, joiner, stats)?;
             if joiner.ids.len() > cap {
                 // Joins added more tokens than the slack allows (rare): shrink and redo.
                 stats.rebuilt += 1;
@@ -1064,25 +1138,30 @@ impl Ctx<'_> {
                         .collect()
                 }),
             };
-            stats.assembled += 1;
-            stats.distractors += chosen.len() as u64;
-            if truncated > 0 {
-                stats.truncated_documents += 1;
-                stats.truncated_tokens += truncated;
-            }
-            let len = out.ids.len() as u64;
-            stats.min_tokens = if stats.assembled == 1 {
-                len
-            } else {
-                stats.min_tokens.min(len)
-            };
-            stats.max_tokens = stats.max_tokens.max(len);
-            stats.output_tokens += len;
-            stats.masked_tokens += out.mask.iter().map(|&m| m as u64).sum::<u64>();
-            stats.reused_tokens += len - (joiner.window_tokens - windows_before);
+            let reused = out.ids.len() as u64 - (joiner.window_tokens - windows_before);
+            Self::record(stats, &out, chosen.len(), g.truncated, reused);
             return Ok(Some(out));
         }
         stats.skipped_long += 1;
         Ok(None)
     }
+}
+
+/// The gold document laid out for one attempt: its pieces, their tokens, the tokens cut from its middle.
+struct Gold {
+    pieces: Vec<Piece>,
+    tokens: usize,
+    truncated: u64,
+}
+
+/// What a distractor draw needs: the pool, the document to leave out, the tokens used so far and the limits.
+struct Draw<'p> {
+    pool: &'p Tokenized,
+    excluded: Option<usize>,
+    used: usize,
+    cap: usize,
+    slack: usize,
+    shrink: usize,
+    sep: usize,
+    truncated: bool,
 }
