@@ -1,80 +1,132 @@
-"""Stub of the compiled core (``longmagpie._core``). Use the wrappers in :mod:`longmagpie` instead."""
+"""Stub of the compiled core (``longmagpie._core``). Use the wrappers in :mod:`longmagpie` instead.
 
-from typing import Any
+Checked against the compiled module by ``scripts/stubtest.sh`` (``mypy.stubtest``): a parameter renamed,
+added or dropped in ``rust/python/src`` fails that check until this file follows.
+"""
+
+from collections.abc import Sequence
+from typing import Literal, Protocol, TypedDict, final
+
+import pyarrow as pa  # type: ignore[import-untyped]
+
+from longmagpie.options import Exhausted, Fill, Overflow, PmixOverflow, Strategy
+
+__all__ = ["Assembler", "PmixStream", "__version__", "encode_segments", "pack", "pack_pmix_stream", "tokenize"]
 
 __version__: str
 
+class _ArrowArrayExportable(Protocol):
+    """An Arrow array or record batch (Arrow PyCapsule interface), e.g. ``pyarrow.Array``/``RecordBatch``."""
+
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]: ...
+
+class _ArrowStreamExportable(Protocol):
+    """An Arrow stream (Arrow PyCapsule interface), e.g. ``pyarrow.Table`` or ``pyarrow.RecordBatchReader``."""
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+
+_ArrowTabular = _ArrowArrayExportable | _ArrowStreamExportable
+
+class _TemplateTexts(TypedDict):
+    """The chat template cut into the fixed texts around the variable parts (``Assembler(template=...)``)."""
+
+    prefix: str
+    user_to_answer: str
+    answer_end: str
+    suffix: str
+    doc_separator: str
+    query_separator: str
+    trim_user: bool
+    trim_answer: bool
+
+_Budget = Literal["tokens", "count"]
+_LongDocuments = Literal["truncate", "skip"]
+
 def pack(
-    samples: Any,
+    samples: _ArrowTabular,
     seq_len: int,
-    strategy: str,
-    overflow: str,
+    strategy: Strategy,
+    overflow: Overflow,
     num_threads: int | None = None,
     pad_to: int | None = None,
     pad_id: int = 0,
     row_offset: int = 0,
-) -> tuple[Any, dict[str, int | float]]:
+) -> tuple[_ArrowStreamExportable, dict[str, int | float]]:
     """Pack an Arrow stream/array of tokenized samples; return (an Arrow C stream of the packed rows, stats)."""
 
+@final
 class PmixStream:
     """p-mix over two Arrow streams; each ``next_batch`` runs with the GIL released."""
 
-    def next_batch(self) -> Any | None:
+    def next_batch(self) -> _ArrowStreamExportable | None:
         """Return the next packed batch as an Arrow C stream of one batch, or None at the end."""
-    def empty(self) -> Any:
+    def empty(self) -> _ArrowStreamExportable:
         """Return an empty Arrow C stream with the output schema."""
     def stats(self) -> dict[str, int | float]:
         """Return the statistics so far (final once ``next_batch`` returned None)."""
 
 def pack_pmix_stream(
-    long: Any,
-    short: Any,
+    long: _ArrowTabular,
+    short: _ArrowTabular,
     seq_len: int,
     p_long: float,
     n_short_prefix: int,
     seed: int,
-    fill: str,
-    overflow: str,
-    exhausted: str,
+    fill: Fill,
+    overflow: PmixOverflow,
+    exhausted: Exhausted,
     max_rows: int | None = None,
     num_threads: int | None = None,
     window_tokens: int | None = None,
 ) -> PmixStream:
     """Start a p-mix over two Arrow streams (``window_tokens=None``: one block per pool, in memory)."""
 
+@final
 class Assembler:
     """A tokenizer, chat-template spans and a document pool tokenized once (see ``longmagpie.assemble``)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
+        *,
         tokenizer_json: str,
-        template: tuple[str, str, str, str, str, str, bool, bool],
-        documents: Any,
-        distractors: Any | None,
+        template: _TemplateTexts,
+        documents: _ArrowArrayExportable,
+        distractors: _ArrowArrayExportable | None,
         max_tokens: int,
-        budget: str,
+        budget: _Budget,
         budget_min: int,
         budget_max: int,
-        long_documents: str,
+        long_documents: _LongDocuments,
         seed: int,
         max_misses: int,
         margin: int,
         with_text: bool,
         num_threads: int | None = None,
-    ) -> None: ...
-    def documents(self) -> int: ...
-    def document_tokens(self) -> list[int]: ...
-    def document_ids(self, i: int) -> list[int]: ...
+    ) -> Assembler: ...
+    def documents(self) -> int:
+        """Return the number of pool documents."""
+    def document_tokens(self) -> list[int]:
+        """Return the token count of each pool document."""
+    def document_ids(self, i: int) -> list[int]:
+        """Return the token ids of pool document ``i``, tokenized alone."""
     def assemble(
         self,
-        gold: Any,
-        queries: Any,
-        answers: Any,
-        gold_in_distractors: Any | None = None,
+        gold: _ArrowArrayExportable,
+        queries: _ArrowArrayExportable,
+        answers: _ArrowArrayExportable,
+        gold_in_distractors: _ArrowArrayExportable | None = None,
         row_offset: int = 0,
-    ) -> tuple[Any, dict[str, int]]: ...
+    ) -> tuple[_ArrowStreamExportable, dict[str, int]]:
+        """Assemble one batch of samples; return (an Arrow C stream of the samples, stats)."""
 
-def tokenize(tokenizer_json: str, texts: Any, num_threads: int | None = None) -> Any: ...
+def tokenize(tokenizer_json: str, texts: _ArrowArrayExportable, num_threads: int | None = None) -> pa.ListArray:
+    """Return the token ids of each text, ``list<int32>`` (see ``longmagpie.tokenize``)."""
+
 def encode_segments(
-    tokenizer_json: str, texts: Any, masked: Any, row_offsets: list[int], num_threads: int | None = None
-) -> tuple[Any, Any]: ...
+    tokenizer_json: str,
+    texts: _ArrowArrayExportable,
+    masked: _ArrowArrayExportable,
+    row_offsets: Sequence[int],
+    num_threads: int | None = None,
+) -> tuple[pa.ListArray, pa.ListArray]:
+    """Tokenize rows of (text, masked) segments; return (``input_ids``, ``assistant_masks``) list arrays."""

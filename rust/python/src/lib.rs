@@ -18,8 +18,8 @@ use pyo3_arrow::{PyArray, PyTable};
 
 use arrow_array::{Array, ArrayRef, Int32Array};
 use longmagpie_core::assemble::{
-    AssembleError, AssembleOptions, Assembler as CoreAssembler, Budget, LongDocuments, SampleBatch,
-    TemplateTexts,
+    AssembleError, AssembleOptions, AssembleStats, Assembler as CoreAssembler, Budget,
+    LongDocuments, SampleBatch, TemplateTexts,
 };
 
 fn to_py_err(e: PackError) -> PyErr {
@@ -51,25 +51,41 @@ fn detached<T: Send>(
     }
 }
 
-fn stats_dict<'py>(py: Python<'py>, s: &PackStats) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("input_samples", s.input_samples)?;
-    d.set_item("input_tokens", s.input_tokens)?;
-    d.set_item("empty_samples", s.empty_samples)?;
-    d.set_item("rows", s.rows)?;
-    d.set_item("documents", s.documents)?;
-    d.set_item("output_tokens", s.output_tokens)?;
-    d.set_item("pad_tokens", s.pad_tokens)?;
-    d.set_item("fill_rate", s.fill_rate)?;
-    d.set_item("truncated_samples", s.truncated_samples)?;
-    d.set_item("truncated_tokens", s.truncated_tokens)?;
-    d.set_item("dropped_samples", s.dropped_samples)?;
-    d.set_item("dropped_tokens", s.dropped_tokens)?;
-    d.set_item("split_samples", s.split_samples)?;
-    d.set_item("split_pieces", s.split_pieces)?;
-    d.set_item("max_documents_per_row", s.max_documents_per_row)?;
-    d.set_item("min_row_tokens", s.min_row_tokens)?;
-    Ok(d)
+/// A stats struct as a dict of its fields, in the order listed. The struct is destructured without
+/// `..`, so a field added to the core struct fails to compile here until it is listed: adding a
+/// statistic is one edit in the binding, and no field can be forgotten.
+macro_rules! stats_dict {
+    ($py:expr, $stats:expr, $ty:ident { $($field:ident),* $(,)? }) => {{
+        let $ty { $($field),* } = $stats;
+        let d = PyDict::new($py);
+        $(d.set_item(stringify!($field), $field)?;)*
+        Ok::<_, PyErr>(d)
+    }};
+}
+
+fn pack_stats_dict<'py>(py: Python<'py>, s: &PackStats) -> PyResult<Bound<'py, PyDict>> {
+    stats_dict!(
+        py,
+        s,
+        PackStats {
+            input_samples,
+            input_tokens,
+            empty_samples,
+            rows,
+            documents,
+            output_tokens,
+            pad_tokens,
+            fill_rate,
+            truncated_samples,
+            truncated_tokens,
+            dropped_samples,
+            dropped_tokens,
+            split_samples,
+            split_pieces,
+            max_documents_per_row,
+            min_row_tokens,
+        }
+    )
 }
 
 /// Packs tokenized samples into rows of at most `seq_len` tokens.
@@ -102,7 +118,7 @@ fn pack<'py>(
     let table = samples.into_table()?;
     let (batches, schema) = table.into_inner();
     let packed = detached(py, move || core_pack(&schema, &batches, &opts))?;
-    let stats = stats_dict(py, &packed.stats)?;
+    let stats = pack_stats_dict(py, &packed.stats)?;
     let out = PyTable::try_new(packed.batches, packed.schema)?
         .into_pyobject(py)?
         .into_any();
@@ -110,34 +126,38 @@ fn pack<'py>(
 }
 
 fn pmix_stats_dict<'py>(py: Python<'py>, s: &PmixStats) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    d.set_item("rows", s.rows)?;
-    d.set_item("output_tokens", s.output_tokens)?;
-    d.set_item("fill_rate", s.fill_rate)?;
-    d.set_item("long_samples", s.long_samples)?;
-    d.set_item("short_samples", s.short_samples)?;
-    d.set_item("long_input_tokens", s.long_input_tokens)?;
-    d.set_item("short_input_tokens", s.short_input_tokens)?;
-    d.set_item("long_used", s.long_used)?;
-    d.set_item("short_used", s.short_used)?;
-    d.set_item("long_unused", s.long_unused)?;
-    d.set_item("short_unused", s.short_unused)?;
-    d.set_item("reused_placements", s.reused_placements)?;
-    d.set_item("long_segments", s.long_segments)?;
-    d.set_item("short_segments", s.short_segments)?;
-    d.set_item("prefix_segments", s.prefix_segments)?;
-    d.set_item("best_fit_segments", s.best_fit_segments)?;
-    d.set_item("long_segment_share", s.long_segment_share)?;
-    d.set_item("long_tokens", s.long_tokens)?;
-    d.set_item("short_tokens", s.short_tokens)?;
-    d.set_item("long_token_share", s.long_token_share)?;
-    d.set_item("empty_samples", s.empty_samples)?;
-    d.set_item("truncated_samples", s.truncated_samples)?;
-    d.set_item("truncated_tokens", s.truncated_tokens)?;
-    d.set_item("dropped_samples", s.dropped_samples)?;
-    d.set_item("dropped_tokens", s.dropped_tokens)?;
-    d.set_item("max_documents_per_row", s.max_documents_per_row)?;
-    Ok(d)
+    stats_dict!(
+        py,
+        s,
+        PmixStats {
+            rows,
+            output_tokens,
+            fill_rate,
+            long_samples,
+            short_samples,
+            long_input_tokens,
+            short_input_tokens,
+            long_used,
+            short_used,
+            long_unused,
+            short_unused,
+            reused_placements,
+            long_segments,
+            short_segments,
+            prefix_segments,
+            best_fit_segments,
+            long_segment_share,
+            long_tokens,
+            short_tokens,
+            long_token_share,
+            empty_samples,
+            truncated_samples,
+            truncated_tokens,
+            dropped_samples,
+            dropped_tokens,
+            max_documents_per_row,
+        }
+    )
 }
 
 fn count(name: &str, v: i64) -> PyResult<usize> {
@@ -377,6 +397,87 @@ fn encode_segments<'py>(
     Ok((conv(ids, "input_ids")?, conv(mask, "assistant_masks")?))
 }
 
+fn assemble_stats_dict<'py>(py: Python<'py>, s: &AssembleStats) -> PyResult<Bound<'py, PyDict>> {
+    stats_dict!(
+        py,
+        s,
+        AssembleStats {
+            samples,
+            assembled,
+            skipped_long,
+            truncated_documents,
+            truncated_tokens,
+            distractors,
+            output_tokens,
+            masked_tokens,
+            reused_tokens,
+            windows,
+            rebuilt,
+            whole_text,
+            min_tokens,
+            max_tokens,
+        }
+    )
+}
+
+/// The keys of the `template` dict of `Assembler(...)`, the fields of `TemplateTexts`.
+const TEMPLATE_KEYS: [&str; 8] = [
+    "prefix",
+    "user_to_answer",
+    "answer_end",
+    "suffix",
+    "doc_separator",
+    "query_separator",
+    "trim_user",
+    "trim_answer",
+];
+
+/// The chat-template texts from a dict keyed by `TEMPLATE_KEYS`: an unknown or missing key, or a value
+/// of the wrong type, is a `TypeError` naming the key (a misspelt key is never taken for another).
+fn template_texts(d: &Bound<'_, PyDict>) -> PyResult<TemplateTexts> {
+    let expected = || TEMPLATE_KEYS.map(|k| format!("'{k}'")).join(", ");
+    for key in d.keys() {
+        let known = key
+            .extract::<&str>()
+            .is_ok_and(|k| TEMPLATE_KEYS.contains(&k));
+        if !known {
+            return Err(PyTypeError::new_err(format!(
+                "template has an unknown key {}; expected the keys {}",
+                key.repr()?,
+                expected()
+            )));
+        }
+    }
+    let item = |key: &str| -> PyResult<Bound<'_, PyAny>> {
+        d.get_item(key)?.ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "template is missing the key '{key}'; expected the keys {}",
+                expected()
+            ))
+        })
+    };
+    let text = |key: &str| -> PyResult<String> {
+        item(key)?
+            .extract::<String>()
+            .map_err(|_| PyTypeError::new_err(format!("template['{key}'] must be a str")))
+    };
+    let flag = |key: &str| -> PyResult<bool> {
+        item(key)?
+            .extract::<bool>()
+            .map_err(|_| PyTypeError::new_err(format!("template['{key}'] must be a bool")))
+    };
+    Ok(TemplateTexts {
+        prefix: text("prefix")?,
+        user_to_answer: text("user_to_answer")?,
+        answer_end: text("answer_end")?,
+        suffix: text("suffix")?,
+        doc_separator: text("doc_separator")?,
+        query_separator: text("query_separator")?,
+        trim_user: flag("trim_user")?,
+        trim_answer: flag("trim_answer")?,
+    })
+}
+
 fn int32_array(a: &ArrayRef, what: &str) -> PyResult<Int32Array> {
     a.as_any()
         .downcast_ref::<Int32Array>()
@@ -394,12 +495,14 @@ struct Assembler {
 #[pymethods]
 impl Assembler {
     #[new]
-    #[pyo3(signature = (tokenizer_json, template, documents, distractors, max_tokens, budget, budget_min, budget_max, long_documents, seed, max_misses, margin, with_text, num_threads=None))]
+    /// Keyword arguments only, and the template as a dict with named keys (`TEMPLATE_KEYS`), so that
+    /// two swapped values of one type cannot be taken silently.
+    #[pyo3(signature = (*, tokenizer_json, template, documents, distractors, max_tokens, budget, budget_min, budget_max, long_documents, seed, max_misses, margin, with_text, num_threads=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         tokenizer_json: String,
-        template: (String, String, String, String, String, String, bool, bool),
+        template: &Bound<'_, PyDict>,
         documents: PyArray,
         distractors: Option<PyArray>,
         max_tokens: usize,
@@ -413,6 +516,7 @@ impl Assembler {
         with_text: bool,
         num_threads: Option<usize>,
     ) -> PyResult<Self> {
+        let template = template_texts(template)?;
         let mut opts = AssembleOptions::new(max_tokens);
         opts.budget = match budget {
             "tokens" => Budget::Tokens {
@@ -443,18 +547,6 @@ impl Assembler {
         opts.margin = margin;
         opts.with_text = with_text;
         opts.num_threads = num_threads;
-        let (prefix, user_to_answer, answer_end, suffix, doc_separator, query_separator, tu, ta) =
-            template;
-        let template = TemplateTexts {
-            prefix,
-            user_to_answer,
-            answer_end,
-            suffix,
-            doc_separator,
-            query_separator,
-            trim_user: tu,
-            trim_answer: ta,
-        };
         let docs = documents.into_inner().0;
         let distractors = distractors.map(|d| d.into_inner().0);
         let inner = detached_assemble(py, move || {
@@ -510,21 +602,7 @@ impl Assembler {
                 row_offset,
             })
         })?;
-        let d = PyDict::new(py);
-        d.set_item("samples", stats.samples)?;
-        d.set_item("assembled", stats.assembled)?;
-        d.set_item("skipped_long", stats.skipped_long)?;
-        d.set_item("truncated_documents", stats.truncated_documents)?;
-        d.set_item("truncated_tokens", stats.truncated_tokens)?;
-        d.set_item("distractors", stats.distractors)?;
-        d.set_item("output_tokens", stats.output_tokens)?;
-        d.set_item("masked_tokens", stats.masked_tokens)?;
-        d.set_item("reused_tokens", stats.reused_tokens)?;
-        d.set_item("windows", stats.windows)?;
-        d.set_item("rebuilt", stats.rebuilt)?;
-        d.set_item("whole_text", stats.whole_text)?;
-        d.set_item("min_tokens", stats.min_tokens)?;
-        d.set_item("max_tokens", stats.max_tokens)?;
+        let d = assemble_stats_dict(py, &stats)?;
         let schema = match batches.first() {
             Some(b) => b.schema(),
             None => inner.empty_schema(),
