@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 import longmagpie
-from longmagpie.offline_tokenizers import build_qwen25_tokenizer
+from longmagpie.testing.tokenizers import build_qwen25_tokenizer
 
 
 def synthetic_documents(n: int, seed: int = 0) -> list[str]:

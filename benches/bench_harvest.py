@@ -32,7 +32,7 @@ def main() -> None:
     from vllm import LLM
 
     from longmagpie.harvest import GenerationRequest, PromptTokenizer, VllmEngine, pieces_from_template
-    from longmagpie.offline_tokenizers import build_qwen25_tokenizer, build_tiny_qwen2
+    from longmagpie.testing.tokenizers import build_qwen25_tokenizer, build_tiny_qwen2
 
     root = Path(tempfile.gettempdir()) / "longmagpie-bench-models"
     tok_dir = build_qwen25_tokenizer(root / "qwen25-tokenizer")

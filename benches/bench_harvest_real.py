@@ -63,7 +63,7 @@ class Recording:
 
 def raw_generate(llm: Any, passes: list[list[Any]]) -> tuple[int, list[float | None]]:
     """Send the recorded passes to ``LLM.generate`` as they are; return generated tokens and hit rates."""
-    from longmagpie.harvest.engines import vllm_inputs
+    from longmagpie.generate.engines import vllm_inputs
 
     tokens = 0
     rates: list[float | None] = []
@@ -93,8 +93,8 @@ def main() -> None:
     from vllm import LLM
 
     from longmagpie.demo import DATA, DEMO_HARVEST
+    from longmagpie.generate.engines import engine_arguments
     from longmagpie.harvest import HarvestConfig, VllmEngine, harvest
-    from longmagpie.harvest.engines import engine_arguments
     from longmagpie.models import build_smollm2, cached_smollm2_dir
 
     model = args.model or str(build_smollm2(cached_smollm2_dir(), download=True))

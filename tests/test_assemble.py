@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import longmagpie
-from longmagpie.assembly import UPSTREAM_SEPARATOR, AssembleConfig, Assembler, assemble
-from longmagpie.chat_spans import TemplateError, chat_spans
-from longmagpie.chat_templates import LLAMA3_CHAT_TEMPLATE, QWEN25_CHAT_TEMPLATE
+from longmagpie.assembly.assembler import UPSTREAM_SEPARATOR, AssembleConfig, Assembler, assemble
+from longmagpie.templates.chat import LLAMA3_CHAT_TEMPLATE, QWEN25_CHAT_TEMPLATE
+from longmagpie.templates.spans import TemplateError, chat_spans
 
 # Qwen2.5's template with the assistant turn marked as a generation block (as TRL marks templates), so
 # transformers can compute its own assistant mask to compare with ours.
@@ -129,6 +129,7 @@ def corpora(draw):
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
+@pytest.mark.slow
 @PROPERTY
 @given(corpora())
 def test_parity_qwen25_real_tokenizer_and_template(qwen, case):
@@ -278,6 +279,7 @@ def test_output_feeds_pack_and_survives_parquet(qwen, tmp_path):
     assert sum(packed.column("length").to_pylist()) == sum(len(x) for x in out.column("input_ids").to_pylist())
 
 
+@pytest.mark.slow
 def test_bad_input_errors_name_the_row_or_file(qwen, tmp_path):
     ok = {"context": ["d1", "d2"], "query": ["q", "q"], "answer": ["a", "a"]}
     with pytest.raises(KeyError, match="no column 'answer'"):
@@ -348,6 +350,7 @@ def test_tokenize_matches_the_tokenizer(qwen):
     assert ids.to_pylist()[0] == [9707, 0]
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=4), st.sampled_from([None, "Sys."]))
 def test_multi_turn_conversations_match_the_template(qwen, llama_bpe, turns, system):

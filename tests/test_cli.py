@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
-from conftest import make_samples
+import pytest
+from support import make_samples
 from typer.testing import CliRunner
 
 import longmagpie
@@ -160,3 +162,48 @@ def test_an_exported_dataset_directory_reads_as_its_shards(tmp_path: Path) -> No
     empty.mkdir()
     result = runner.invoke(app, ["pack", str(empty), "-o", str(tmp_path / "x.parquet")])
     assert result.exit_code == 1 and "no Parquet files (*.parquet) under" in result.output
+
+
+@pytest.mark.parametrize(
+    ("ids", "kind"), [(pa.array(["1 2 3", "4 5"]), "string"), (pa.array([[1.0, 2.0], [3.0]]), "float")]
+)
+def test_pack_names_a_wrong_input_ids_type(tmp_path: Path, ids: pa.Array, kind: str) -> None:
+    """Strings and floats in input_ids get the same named type error (the read progress bar does not trip first)."""
+    src = tmp_path / f"{kind}.parquet"
+    pq.write_table(pa.table({"input_ids": ids}), src)
+    result = runner.invoke(app, ["pack", str(src), "-o", str(tmp_path / "out.parquet")])
+    assert result.exit_code == 1, result.output
+    assert "input_ids" in result.output and "Traceback" not in result.output
+    assert "list_value_length" not in result.output
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_harvest_and_hierarchical_settings_from_a_config_file(tmp_path: Path) -> None:
+    """--config gives every config field; an option on the command line wins; unknown keys are named."""
+    docs = tmp_path / "missing-docs"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('question_mark = "sometimes"\nmin_query_chars = 3\n')
+    result = runner.invoke(app, ["harvest", str(docs), "--model", "m", "--config", str(bad)])
+    assert result.exit_code == 1 and "question_mark='sometimes'" in result.output  # the file is read
+    result = runner.invoke(app, ["harvest", str(docs), "--model", "m", "--config", str(bad), "--question-mark", "last"])
+    assert result.exit_code == 1 and "missing-docs" in result.output  # the command line won: on to the inputs
+
+    pipeline_toml = tmp_path / "pipeline.toml"  # a pipeline.toml's [harvest] table, inputs and model in it
+    pipeline_toml.write_text(f'[harvest]\ninputs = ["{docs}"]\nmodel = "m"\nanswer_candidates = 0\n')
+    result = runner.invoke(app, ["harvest", "--config", str(pipeline_toml)])
+    assert result.exit_code == 1 and "answer_candidates must be at least 1" in result.output
+
+    unknown = tmp_path / "unknown.json"
+    unknown.write_text('{"inputs": ["x"], "model": "m", "temperature": 0.5}')
+    result = runner.invoke(app, ["harvest", "--config", str(unknown)])
+    assert result.exit_code == 1 and "unknown setting(s) temperature" in result.output
+    assert "query_temperature" in result.output  # what it does take
+    result = runner.invoke(app, ["hierarchical", "--config", str(unknown), "-o", str(tmp_path / "h")])
+    assert result.exit_code == 1 and "unknown setting" not in result.output  # HierarchicalConfig has temperature
+
+    hier = tmp_path / "hier.toml"
+    hier.write_text(f'inputs = ["{docs}"]\nmodel = "m"\ntargets = [1000]\nlocal_qas = -1\n')
+    result = runner.invoke(app, ["hierarchical", "--config", str(hier), "-o", str(tmp_path / "h2")])
+    assert result.exit_code == 1 and "local_qas must be >= 0" in result.output
+    missing = runner.invoke(app, ["harvest", "--model", "m"])
+    assert missing.exit_code == 1 and "give INPUTS" in missing.output

@@ -50,6 +50,7 @@ def test_every_subcommand_is_listed_and_has_help() -> None:
     assert unknown.returncode == 2 and "No such command" in unknown.stderr
 
 
+@pytest.mark.slow
 def test_progress_bar_quiet_and_verbose(tmp_path: Path, qa_file: Path, qwen_tokenizer_dir: Path) -> None:
     base = ["assemble", str(qa_file), "--tokenizer", str(qwen_tokenizer_dir), "--min-target", "100"]
     base += ["--max-target", "400", "--max-tokens", "1024"]
@@ -65,7 +66,7 @@ def test_progress_bar_quiet_and_verbose(tmp_path: Path, qa_file: Path, qwen_toke
 
     verbose = cli(*base, "-o", str(tmp_path / "c.parquet"), "-v")
     assert verbose.returncode == 0, verbose.stderr
-    assert "INFO    longmagpie.assembly: assembled 12 of 12 samples" in verbose.stderr
+    assert "INFO    longmagpie.assembly.assembler: assembled 12 of 12 samples" in verbose.stderr
     assert "DEBUG" not in verbose.stderr
     # the three runs wrote the same bytes: bars and logs change nothing
     assert pq.read_table(tmp_path / "a.parquet").equals(pq.read_table(tmp_path / "c.parquet"))
@@ -100,6 +101,7 @@ seq_len = 2048
     return config
 
 
+@pytest.mark.slow
 def test_run_killed_then_resumed_equals_an_uninterrupted_run(
     tmp_path: Path, qa_file: Path, qwen_tokenizer_dir: Path
 ) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import documents, ipc_bytes, make_samples, rng_lengths
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import documents, ipc_bytes, make_samples, rng_lengths
 
 import longmagpie
 

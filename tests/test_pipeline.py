@@ -86,3 +86,36 @@ def test_bad_config_messages(tmp_path: Path, setup: tuple[Path, Path]) -> None:
     bad.write_text("output_dir = [")
     assert "not valid TOML" in runner.invoke(app, ["run", str(bad)]).output
     assert "does not exist" in runner.invoke(app, ["run", str(tmp_path / "none.toml")]).output
+
+
+def test_no_credential_reaches_the_disk(tmp_path: Path, qwen_tokenizer_dir: Path) -> None:
+    """An api_key in [harvest] is used, never written: not in pipeline.resolved.json, not in any file of the run."""
+    from support import free_port
+
+    secret = "sk-do-not-write-me-0123456789"
+    docs = tmp_path / "docs.parquet"
+    pq.write_table(pa.table({"text": ["A document about rivers and their deltas."]}), docs)
+    out = tmp_path / "run"
+    config = tmp_path / "pipeline.toml"
+    config.write_text(
+        f"""
+output_dir = "{out}"
+tokenizer = "{qwen_tokenizer_dir}"
+
+[harvest]
+inputs = ["{docs}"]
+model = "served"
+tokenizer = "{qwen_tokenizer_dir}"
+engine = "openai"
+base_url = "http://127.0.0.1:{free_port()}"
+api_key = "{secret}"
+max_retries = 0
+"""
+    )
+    result = runner.invoke(app, ["run", str(config)])
+    assert result.exit_code == 1 and "cannot reach the OpenAI-compatible server" in result.output  # no server
+    resolved = json.loads((out / "pipeline.resolved.json").read_text())
+    assert resolved["harvest"]["api_key"] == "<redacted>" and resolved["harvest"]["engine"] == "openai"
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert written and not [p for p in written if secret.encode() in p.read_bytes()]
+    assert secret not in result.output

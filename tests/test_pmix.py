@@ -6,9 +6,9 @@ import math
 
 import pyarrow as pa
 import pytest
-from conftest import ipc_bytes, rng_lengths
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import ipc_bytes, rng_lengths
 
 import longmagpie
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_samples
+from support import make_samples
 from typer.testing import CliRunner
 
 import longmagpie
@@ -58,6 +58,7 @@ def test_summary_counts_what_each_stage_wrote(run_dir: Path) -> None:
     assert sum(len(a) for a in s.stages["pmix"].docs_per_row) == pmix.num_rows
 
 
+@pytest.mark.browser
 def test_stats_html_renders_in_headless_chromium(run_dir: Path, tmp_path: Path) -> None:
     report = tmp_path / "out" / "report.html"
     result = runner.invoke(app, ["stats", str(run_dir), "-o", str(report)])

@@ -16,13 +16,15 @@ import pyarrow as pa
 import pyarrow.json as pj
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_samples
+from support import make_samples, require
 
 import longmagpie
 from longmagpie import measures
 from longmagpie.demo import DATA
 from longmagpie.harvest.output import ROW_SCHEMA
 from longmagpie.report import MEASURED_ROWS, SAMPLE_ANSWER_CHARS, SAMPLE_DOCUMENT_CHARS, render_html, summarize
+
+require("matplotlib")  # the report extra: every test here renders or measures through longmagpie.report
 
 LIGHTHOUSE = (
     "A lighthouse is a tower that carries a light to guide ships along dangerous coasts. Augustin Fresnel "

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
-from conftest import documents, ipc_bytes, make_samples, rng_lengths
+from support import documents, ipc_bytes, make_samples, rng_lengths
 
 import longmagpie
 

@@ -17,10 +17,10 @@ The public API:
 - :func:`synthetic_samples` builds seeded tokenized samples (demo, tests, benchmarks).
 - :func:`export_parquet` writes packed rows as a Hugging Face Parquet dataset (shards + card);
   :func:`export_mds` writes them as MDS for ProLong-style trainers (extra ``mds``).
-- ``longmagpie.ray`` (extra ``ray``, imported only when asked for): ``ray_pack``, ``ray_pack_pmix`` and
+- ``longmagpie.distributed.ray`` (extra ``ray``, imported only when asked for): ``ray_pack``, ``ray_pack_pmix`` and
   ``write_packed`` (and ``ray_pack_to_parquet``, ``ray_pack_pmix_to_parquet``) run the packers as Ray Data
   transforms over Parquet shards.
-- ``longmagpie.torch.PackedCollator`` (extra ``torch``, imported only when asked for) collates
+- ``longmagpie.integrations.torch.PackedCollator`` (extra ``torch``, imported only when asked for) collates
   packed rows for transformers' padding-free attention.
 - :mod:`longmagpie.harvest` harvests (context, query, answer) rows with vLLM:
   ``longmagpie.harvest.harvest(HarvestConfig(...))`` returns a :class:`HarvestReport`;
@@ -32,16 +32,16 @@ The public API:
 from typing import Any
 
 from longmagpie._core import __version__
-from longmagpie.assembly import AssembleConfig, Assembler, assemble, tokenize
-from longmagpie.conversations import encode_conversations
+from longmagpie._metadata import pack_metadata
+from longmagpie.assembly.assembler import AssembleConfig, Assembler, assemble, tokenize
+from longmagpie.assembly.conversations import encode_conversations
 from longmagpie.export import ExportResult, export_mds, export_parquet
 from longmagpie.harvest import HarvestConfig, HarvestReport, read_harvest
 from longmagpie.hierarchical import HierarchicalConfig, HierarchicalReport
-from longmagpie.metadata import pack_metadata
-from longmagpie.packing import PackStats, pack, pack_stats
-from longmagpie.pmix import PmixPackedStream, PmixStats, pack_pmix, pack_pmix_stream, pmix_stats
-from longmagpie.streaming import PackedStream, pack_stream
-from longmagpie.synthetic import synthetic_samples
+from longmagpie.packing.pack import PackStats, pack, pack_stats
+from longmagpie.packing.pmix import PmixPackedStream, PmixStats, pack_pmix, pack_pmix_stream, pmix_stats
+from longmagpie.packing.stream import PackedStream, pack_stream
+from longmagpie.testing.synthetic import synthetic_samples
 
 __all__ = [
     "AssembleConfig",
@@ -76,7 +76,7 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     """Import ``PackedCollator`` (and so torch) only when it is asked for."""
     if name == "PackedCollator":
-        from longmagpie.torch import PackedCollator
+        from longmagpie.integrations.torch import PackedCollator
 
         return PackedCollator
     raise AttributeError(f"module 'longmagpie' has no attribute {name!r}")

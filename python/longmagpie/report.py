@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from longmagpie import measures
-from longmagpie.metadata import METADATA_KEY
+from longmagpie._metadata import METADATA_KEY
 
 #: Sample rows shown (one per document, first rows in file/shard order; taken in turn from each harvested table).
 SAMPLE_ROWS = 6
@@ -220,7 +220,9 @@ def _seq_len_of(schema: pa.Schema) -> int | None:
 def _parquet_files(p: Path) -> list[Path]:
     if not p.is_dir():
         return [p]
-    return sorted(f for f in p.rglob("*.parquet") if not any(part.startswith(".") for part in f.relative_to(p).parts))
+    from longmagpie.io import storage
+
+    return [f.local for f in storage.list_files(p, (".parquet",)) if f.local is not None]
 
 
 def _marker_of(f: Path) -> Path:
@@ -818,7 +820,7 @@ figure{{margin:1.5em 0}}img{{max-width:100%}}
 
 def write_report(paths: list[Path], output: Path) -> RunSummary:
     """Summarise ``paths`` and write the HTML report to ``output`` (atomically)."""
-    from longmagpie.files import write_bytes_atomic
+    from longmagpie.io.files import write_bytes_atomic
 
     s = summarize(paths)
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
-"""`longmagpie.torch.PackedCollator`: padding-free batches from packed rows, equal after a Parquet round trip,
-and the same batch TRL's own padding-free collator builds from `seq_lengths`."""
+"""`longmagpie.PackedCollator` (integrations.torch): padding-free batches from packed rows, equal after a Parquet
+round trip, and the same batch TRL's own padding-free collator builds from `seq_lengths`."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import make_samples, rng_lengths
-from export_support import require
+from support import make_samples, require, rng_lengths
 
 import longmagpie
 
 torch = require("torch")
-from longmagpie.torch import PackedCollator, document_attention_mask  # noqa: E402
+from longmagpie.integrations.torch import PackedCollator, document_attention_mask  # noqa: E402
 
 
 def independent(rows: list[dict]) -> dict:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pytest
-from export_support import require
+from support import require
 
 import longmagpie
 
 torch = require("torch")
 transformers = require("transformers")
-from longmagpie.torch import PackedCollator, document_attention_mask  # noqa: E402
+from longmagpie.integrations.torch import PackedCollator, document_attention_mask  # noqa: E402
 
 VOCAB = 512
 TOL = {"atol": 2e-5, "rtol": 1e-4}

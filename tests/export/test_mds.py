@@ -8,8 +8,7 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import make_samples, rng_lengths
-from export_support import require, siblings, tree
+from support import make_samples, require, rng_lengths, siblings, tree
 
 import longmagpie
 
@@ -120,7 +119,7 @@ def prolong_collate(items: list[dict]) -> dict:
 
 def test_prolong_collator_on_mds_builds_the_batch_packed_collator_builds_from_parquet(tmp_path) -> None:
     torch = require("torch")
-    from longmagpie.torch import PackedCollator
+    from longmagpie.integrations.torch import PackedCollator
 
     samples = make_samples(rng_lengths(4, 120, 2, 70), labels=True)  # ProLong skips 1-token segments
     table = longmagpie.pack(samples, seq_len=160)

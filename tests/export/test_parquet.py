@@ -8,8 +8,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_samples, rng_lengths
-from export_support import require, siblings, tree
+from support import make_samples, require, rng_lengths, siblings, tree
 
 import longmagpie
 from longmagpie.export import parquet as parquet_module

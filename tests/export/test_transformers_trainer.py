@@ -8,14 +8,16 @@ import copy
 import numpy as np
 import pyarrow as pa
 import pytest
-from export_support import require
+from support import require
 
 import longmagpie
 
 torch = require("torch")
 transformers = require("transformers")
 datasets = require("datasets")
-from longmagpie.torch import PackedCollator  # noqa: E402
+from longmagpie.integrations.torch import PackedCollator  # noqa: E402
+
+pytestmark = pytest.mark.slow  # a real training step
 
 VOCAB = 256
 

@@ -9,9 +9,11 @@ import itertools
 
 import pyarrow as pa
 import pytest
-from export_support import require
+from support import require
 
 import longmagpie
+
+pytestmark = pytest.mark.slow  # a real training step
 
 torch = require("torch")
 transformers = require("transformers")

@@ -1,10 +1,10 @@
 """Every family preset renders exactly as the family's official chat template, as text and as token ids.
 
-The official templates (``longmagpie.family_templates``, verbatim copies with their sources) are rendered by
-transformers' ``apply_chat_template`` on a tokenizer that carries them: the real Qwen2.5 tokenizer with the
-template swapped in and the family's special tokens, BOS and EOS added. The comparison is of text and of the ids
-that text tokenizes to, so the BPE underneath does not matter; the special tokens must be single tokens, as in
-the real tokenizers.
+The official templates (``longmagpie.templates.families``: verbatim ``templates/data/*.jinja`` files, their
+sources in ``data/SOURCES.md``) are rendered by transformers' ``apply_chat_template`` on a tokenizer that carries
+them: the real Qwen2.5 tokenizer with the template swapped in and the family's special tokens, BOS and EOS added.
+The comparison is of text and of the ids that text tokenizes to, so the BPE underneath does not matter; the special
+tokens must be single tokens, as in the real tokenizers.
 """
 
 from __future__ import annotations
@@ -15,11 +15,13 @@ from datetime import datetime
 from typing import Any
 
 import pytest
-from jinja2.exceptions import TemplateError
+from support import require
 
-from longmagpie.family_templates import FAMILY_TEMPLATES, LLAMA31_DEFAULT_DATE, FamilyTemplate
 from longmagpie.harvest import PRESETS, PromptTokenizer, pieces_from_template, preset
-from longmagpie.harvest.prompts import stop_token_ids
+from longmagpie.templates.families import FAMILY_TEMPLATES, LLAMA31_DEFAULT_DATE, FamilyTemplate
+from longmagpie.templates.prompts import stop_token_ids
+
+TemplateError = require("jinja2.exceptions").TemplateError
 
 DOC = "The Rhine rises in the Swiss Alps.\nIt flows north to the sea; ships carry 300 t of freight."
 QUERY = "Where does the Rhine rise?"

@@ -130,8 +130,8 @@ def test_reasoning_is_cut_off_answers_of_thinking_models() -> None:
 
 
 def test_prompt_tails_that_open_reasoning() -> None:
-    from longmagpie.harvest.filters import opens_reasoning
-    from longmagpie.harvest.prompts import preset
+    from longmagpie.generate.reasoning import opens_reasoning
+    from longmagpie.templates.prompts import preset
 
     assert opens_reasoning(preset("deepseek-r1").tail)
     assert not opens_reasoning(preset("deepseek-v3.1").tail)  # "</think>": thinking off
@@ -139,7 +139,7 @@ def test_prompt_tails_that_open_reasoning() -> None:
 
 
 def test_without_reasoning_cuts_only_closed_reasoning() -> None:
-    from longmagpie.harvest.filters import without_reasoning
+    from longmagpie.generate.reasoning import without_reasoning
 
     assert without_reasoning("<think>plan</think>\nSummary.") == "\nSummary."
     assert without_reasoning("plan</think>Summary.", prompt_opens=True) == "Summary."

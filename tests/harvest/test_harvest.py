@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from support.harvest import check_accounting, make_documents, write_jsonl, write_parquet
 
+from longmagpie.generate.sources import content_id
 from longmagpie.harvest import (
     ROW_SCHEMA,
     GenerationRequest,
@@ -16,9 +18,6 @@ from longmagpie.harvest import (
     harvest,
     read_harvest,
 )
-from longmagpie.harvest.sources import content_id
-
-from .documents import make_documents, write_jsonl, write_parquet
 
 
 class Recording:
@@ -35,17 +34,6 @@ class Recording:
 
     def close(self):
         pass
-
-
-def check_accounting(counts: dict[str, int], queries_per_doc: int) -> None:
-    """Nothing lost: every document, query and answer is in the output or counted under a reason."""
-    c = Counter(counts)
-    skipped = c["doc_empty"] + c["doc_not_utf8"] + c["doc_special_tokens"]
-    assert c["queries_generated"] == (c["documents"] - skipped) * queries_per_doc
-    query_rejects = sum(v for k, v in c.items() if k.startswith("query_") and not k.startswith("query_cut"))
-    assert c["queries_generated"] == c["queries_accepted"] + query_rejects
-    answer_rejects = sum(v for k, v in c.items() if k.startswith("answer_"))
-    assert c["queries_accepted"] == c["rows"] + answer_rejects
 
 
 def shard_bytes(out: Path) -> dict[str, bytes]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from longmagpie.chat_templates import LLAMA3_CHAT_TEMPLATE, QWEN25_CHAT_TEMPLATE
 from longmagpie.harvest import PRESETS, PromptTokenizer, middle_truncate, pieces_from_template, preset, resolve_pieces
-from longmagpie.harvest.prompts import stop_token_ids
+from longmagpie.templates.chat import LLAMA3_CHAT_TEMPLATE, QWEN25_CHAT_TEMPLATE
+from longmagpie.templates.prompts import stop_token_ids
 
 DOC = "The Rhine rises in the Swiss Alps.\nIt flows north to the sea; ships carry 300 t of freight."
 QUERY = "Where does the Rhine rise?"

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from support import ENGINE_KWARGS, MAX_MODEL_LEN, require
+from support.harvest import check_accounting, make_documents, write_parquet
 
 from longmagpie.harvest import HarvestConfig, harvest, read_harvest
 
-from .documents import ENGINE_KWARGS, MAX_MODEL_LEN, make_documents, write_parquet
-from .test_harvest import check_accounting
-
 
 @pytest.fixture(scope="module")
-def local_ray() -> Iterator[None]:
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data.llm")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+def local_ray(ray_cluster: Any) -> None:
+    """The session's Ray cluster, with Ray Data LLM."""
+    require("ray.data.llm")
 
 
 def test_harvest_on_ray_data_llm(local_ray, engine, base_config, tmp_path):

@@ -5,10 +5,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from support.harvest import make_documents, write_jsonl, write_parquet
 
 from longmagpie.harvest import HarvestConfig, harvest, read_harvest
-
-from .documents import make_documents, write_jsonl, write_parquet
 
 
 def test_memory_uri_inputs_harvest_like_local(engine, base_config, tmp_path):

@@ -2,80 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
-from pathlib import Path
+from support.harvest import files_state, harvest_killed_mid_shard, make_documents, write_parquet
 
-import longmagpie
 from longmagpie.harvest import HarvestConfig, harvest, read_harvest
 
-from .documents import make_documents, write_parquet
-
 KILL_AT_SHARD = 2
-
-CHILD = textwrap.dedent(
-    """
-    import json, pathlib, sys, time
-    from longmagpie.harvest import HarvestConfig, harvest
-
-    settings = json.loads(pathlib.Path(sys.argv[1]).read_text())
-    flag = pathlib.Path(sys.argv[2])
-    kill_at = int(sys.argv[3])
-
-    def on_event(event):
-        # the query pass of shard `kill_at` is done, its answers are not: tell the parent, wait to be killed
-        if event.kind == "queries_done" and event.shard == kill_at:
-            flag.write_text("mid-shard")
-            time.sleep(600)
-
-    if __name__ == "__main__":
-        harvest(HarvestConfig(**settings), on_event=on_event)
-    """
-)
-
-
-def files_state(out: Path) -> dict[str, tuple[int, int, bytes]]:
-    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(out.glob("shard-*"))}
-
-
-def harvest_killed_mid_shard(tmp_path: Path, settings: dict, kill_at: int, timeout: float = 300) -> Path:
-    """Run the harvest of ``settings`` in a child process and SIGKILL it after shard ``kill_at``'s query pass.
-
-    Returns the killed run's output directory (``tmp_path / "killed"``).
-    """
-    killed_dir = tmp_path / "killed"
-    (tmp_path / "settings.json").write_text(json.dumps({**settings, "output_dir": str(killed_dir)}))
-    (tmp_path / "child.py").write_text(CHILD)
-    flag = tmp_path / "flag"
-    env = {
-        **os.environ,
-        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
-        "PYTHONPATH": os.pathsep.join([str(Path(longmagpie.__file__).parent.parent), os.environ.get("PYTHONPATH", "")]),
-    }
-    child = subprocess.Popen(
-        [sys.executable, str(tmp_path / "child.py"), str(tmp_path / "settings.json"), str(flag), str(kill_at)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while not flag.exists():
-            assert child.poll() is None, child.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, f"the child never reached the middle of shard {kill_at}"
-            time.sleep(0.1)
-        child.send_signal(signal.SIGKILL)
-        assert child.wait(timeout=60) == -signal.SIGKILL
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.stderr.close()
-    return killed_dir
 
 
 def test_sigkill_mid_run_then_rerun_equals_uninterrupted_run(engine, base_config, tmp_path):

@@ -6,10 +6,9 @@ import math
 from typing import Any
 
 import pytest
+from support.hierarchical import make_text
 
 from longmagpie.hierarchical import Concatenator, DocQAs, conversations_table, split_document
-
-from .corpus import make_text
 
 
 def records(n: int, words: int = 40, revisits: int = 3) -> list[DocQAs]:

@@ -9,13 +9,10 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from harvest.test_openai_server import server  # noqa: F401  (the module's vLLM server fixture, started here)
+from support.hierarchical import FEW_QAS, PASSES, Counting, doc_states, settings, write_docs
 
-from longmagpie.conversations import encode_conversations
+from longmagpie.assembly.conversations import encode_conversations
 from longmagpie.hierarchical import HierarchicalConfig, synthesize
-
-from .corpus import FEW_QAS, settings, write_docs
-from .test_synthesize import PASSES, Counting, doc_states
 
 SMALL: dict[str, Any] = {**FEW_QAS, "targets": (1200,), "min_fill": 0.3}
 
@@ -39,8 +36,8 @@ def check_structure(config: HierarchicalConfig, report: Any, tokenizer: Any) -> 
 
 
 def test_synthesize_through_an_openai_server(
-    server: str,  # noqa: F811
-    hier_engine: Any,
+    server: str,
+    engine: Any,
     tiny_qwen2_dir: Path,
     qwen_tokenizer: Any,
     tmp_path: Path,
@@ -52,12 +49,12 @@ def test_synthesize_through_an_openai_server(
     check_structure(config, report, qwen_tokenizer)
     # the server samples what the in-process engine does for the same seeded token-id requests
     local = dataclasses.replace(config, engine="vllm", output_dir=str(tmp_path / "local"))
-    local_report = synthesize(local, engine=hier_engine)
+    local_report = synthesize(local, engine=engine)
     assert doc_states(Path(local.output_dir)) == doc_states(Path(config.output_dir))
     assert Path(local_report.targets[0].path).read_bytes() == Path(report.targets[0].path).read_bytes()
 
 
-def test_synthesize_on_ray_data_llm(hier_engine: Any, tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+def test_synthesize_on_ray_data_llm(engine: Any, tiny_qwen2_dir: Path, tmp_path: Path) -> None:
     """The ``ray`` engine (Ray Data LLM on a local 2-CPU cluster) finishes a run the in-process engine started.
 
     Every ``generate`` on Ray Data starts its vLLM actors afresh (about half a minute each on two cores), so Ray
@@ -72,9 +69,9 @@ def test_synthesize_on_ray_data_llm(hier_engine: Any, tiny_qwen2_dir: Path, tmp_
     inputs = write_docs(tmp_path / "docs.parquet", [150, 12])
     config = HierarchicalConfig(**settings(tiny_qwen2_dir, inputs, tmp_path / "ray", **SMALL))
     local = dataclasses.replace(config, output_dir=str(tmp_path / "local"))
-    local_report = synthesize(local, engine=hier_engine)
+    local_report = synthesize(local, engine=engine)
     with pytest.raises(RuntimeError, match="engine lost"):
-        synthesize(config, engine=Counting(hier_engine, fail_after=6))
+        synthesize(config, engine=Counting(engine, fail_after=6))
     assert {s["stage"] for s in doc_states(Path(config.output_dir)).values()} == {"q2"}
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

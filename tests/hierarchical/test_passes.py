@@ -6,11 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.hierarchical import FEW_QAS, PASSES, Counting, doc_states, settings, write_docs
 
 from longmagpie.hierarchical import HierarchicalConfig, synthesize
-
-from .corpus import FEW_QAS, settings, write_docs
-from .test_synthesize import PASSES, Counting, doc_states
 
 LENGTHS = [300, 12, 250, 200]  # groups of 2: 2 + 2; of 3: 3 + 1
 # fewer QAs than the defaults: the test is about grouping, each run stays short
@@ -18,24 +16,20 @@ SMALL: dict[str, Any] = {**FEW_QAS, "targets": (1500, 3000)}
 
 
 @pytest.fixture(scope="module")
-def one_group(hier_engine: Any, tiny_qwen2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def one_group(engine: Any, tiny_qwen2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("passes")
     inputs = write_docs(tmp / "docs.parquet", LENGTHS)
-    report = synthesize(
-        HierarchicalConfig(**settings(tiny_qwen2_dir, inputs, tmp / "out", **SMALL)), engine=hier_engine
-    )
+    report = synthesize(HierarchicalConfig(**settings(tiny_qwen2_dir, inputs, tmp / "out", **SMALL)), engine=engine)
     return {"tmp": tmp, "inputs": inputs, "report": report, "model": tiny_qwen2_dir}
 
 
 @pytest.mark.parametrize("size", [2, 3])
-def test_groups_of_documents_give_the_bytes_of_one_group(
-    one_group: dict[str, Any], hier_engine: Any, size: int
-) -> None:
+def test_groups_of_documents_give_the_bytes_of_one_group(one_group: dict[str, Any], engine: Any, size: int) -> None:
     out = one_group["tmp"] / f"out-{size}"
     config = HierarchicalConfig(
         **settings(one_group["model"], one_group["inputs"], out, documents_per_pass=size, **SMALL)
     )
-    engine = Counting(hier_engine)
+    engine = Counting(engine)
     report = synthesize(config, engine=engine)
     groups = [LENGTHS[g : g + size] for g in range(0, len(LENGTHS), size)]
     # every pass runs once per group, over that group's documents only

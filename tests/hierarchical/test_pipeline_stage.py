@@ -1,7 +1,7 @@
 """`longmagpie run` with a [hierarchical] stage: conversations per target, packed at each target's length.
 
 The run is a real ``longmagpie`` process: an engine built and dropped in this process would tear down vLLM's
-process-wide parallel state under the session's shared engine (``hier_engine``), which later tests use.
+process-wide parallel state under the session's shared engine (``engine``), which later tests use.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
+from support.hierarchical import settings, write_docs
 from typer.testing import CliRunner
 
 import longmagpie
 from longmagpie.cli import app
-
-from .corpus import settings, write_docs
 
 runner = CliRunner()
 
@@ -47,6 +47,7 @@ def write_pipeline(path: Path, out: Path, tokenizer: Path, hierarchical: dict[st
     return path
 
 
+@pytest.mark.vllm
 def test_hierarchical_pipeline_packs_each_target_at_its_length(
     tiny_qwen2_dir: Path, qwen_tokenizer_dir: Path, tmp_path: Path
 ) -> None:

@@ -12,14 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.hierarchical import FEW_QAS, Counting, doc_states, settings, write_docs
 
 from longmagpie import measures
 from longmagpie.hierarchical import HierarchicalConfig, QAItem, hierarchical_quality, synthesize
 from longmagpie.hierarchical.generation import DocState, _material, load_state
 from longmagpie.hierarchical.quality import _chunk_words, _span_words
-
-from .corpus import FEW_QAS, settings, write_docs
-from .test_synthesize import Counting, doc_states
 
 
 def words(texts: list[str]) -> list[int]:
@@ -187,11 +185,11 @@ OVERRIDES: dict[str, Any] = {"max_model_len": 256, "summary_max_tokens": 24, "ta
 
 
 @pytest.fixture(scope="module")
-def run(hier_engine: Any, tiny_qwen2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def run(engine: Any, tiny_qwen2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("hier-quality")
     inputs = write_docs(tmp / "docs.parquet", LENGTHS)
     cfg = HierarchicalConfig(**settings(tiny_qwen2_dir, inputs, tmp / "out", **OVERRIDES))
-    report = synthesize(cfg, engine=Counting(hier_engine))
+    report = synthesize(cfg, engine=Counting(engine))
     return {"tmp": tmp, "inputs": inputs, "config": cfg, "report": report}
 
 
@@ -240,17 +238,17 @@ def test_a_run_records_its_quality_for_every_level_and_kind(run: dict[str, Any])
     assert quality["empty"]["questions"] == questions["all"]["empty_questions"]
     # recomputed from the states on disk, the same
     states_back = [load_state(out / "documents", f"doc-{i}") for i in range(len(LENGTHS))]
-    from longmagpie.assembly import load_tokenizer
+    from longmagpie.assembly.assembler import load_tokenizer
 
     assert hierarchical_quality(states_back, load_tokenizer(cfg.model)) == quality
 
 
-def test_a_rerun_that_resumes_every_document_measures_the_same(run: dict[str, Any], hier_engine: Any) -> None:
+def test_a_rerun_that_resumes_every_document_measures_the_same(run: dict[str, Any], engine: Any) -> None:
     cfg: HierarchicalConfig = run["config"]
     out = run["tmp"] / "out-rerun"
     shutil.copytree(cfg.output_dir, out)
     (out / "quality.json").unlink()
-    engine = Counting(hier_engine)
+    engine = Counting(engine)
     report = synthesize(dataclasses.replace(cfg, output_dir=str(out)), engine=engine)
     assert engine.calls == 0 and report.resumed_documents == len(LENGTHS)
     assert report.quality == run["report"].quality

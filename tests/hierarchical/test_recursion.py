@@ -9,12 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.hierarchical import Counting, doc_states, settings, write_docs
 
 from longmagpie.hierarchical import HierarchicalConfig, synthesize
 from longmagpie.hierarchical.generation import fit_groups
-
-from .corpus import settings, write_docs
-from .test_synthesize import Counting, doc_states
 
 # a 180-token context with 24-token summaries takes 2 summaries per prompt: the long document (~11 small chunks,
 # 6 medium) needs levels of 3, 2 and 1 summaries; the short one (2 medium) needs the global level only
@@ -48,11 +46,11 @@ class Checking(Counting):
 
 
 @pytest.fixture(scope="module")
-def tree(hier_engine: Any, tiny_qwen2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def tree(engine: Any, tiny_qwen2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("tree")
     inputs = write_docs(tmp / "docs.parquet", LENGTHS)
     cfg = HierarchicalConfig(**settings(tiny_qwen2_dir, inputs, tmp / "out", **OVERRIDES))
-    engine = Checking(hier_engine)
+    engine = Checking(engine)
     report = synthesize(cfg, engine=engine)
     return {"tmp": tmp, "inputs": inputs, "config": cfg, "report": report, "engine": engine}
 
@@ -95,16 +93,16 @@ def test_hierarchical_questions_still_run_global_medium_small(tree: dict[str, An
     assert all(q["question"] is not None and q["answer"] is not None for q in s["qas"])
 
 
-def test_resume_does_not_regenerate_finished_levels(tree: dict[str, Any], hier_engine: Any) -> None:
+def test_resume_does_not_regenerate_finished_levels(tree: dict[str, Any], engine: Any) -> None:
     cfg: HierarchicalConfig = tree["config"]
     out = tree["tmp"] / "out-resume"
     cfg2 = HierarchicalConfig(**settings(Path(cfg.model), tree["inputs"], out, **OVERRIDES))
     with pytest.raises(RuntimeError, match="engine lost"):
-        synthesize(cfg2, engine=Checking(hier_engine, fail_after=3))  # small, medium, first level above medium
+        synthesize(cfg2, engine=Checking(engine, fail_after=3))  # small, medium, first level above medium
     saved = doc_states(out)
     assert saved["doc-0"]["stage"] == "medium" and len(saved["doc-0"]["levels"]) == 1
     assert saved["doc-1"]["stage"] == "global"
-    engine = Checking(hier_engine)
+    engine = Checking(engine)
     report = synthesize(cfg2, engine=engine)
     levels = doc_states(Path(cfg.output_dir))["doc-0"]["levels"]
     # only the long document's remaining levels: one request per group of each
@@ -117,7 +115,7 @@ def test_resume_does_not_regenerate_finished_levels(tree: dict[str, Any], hier_e
         assert Path(a.path).read_bytes() == Path(b.path).read_bytes()
 
 
-def test_states_written_before_the_tree_still_load(tree: dict[str, Any], hier_engine: Any) -> None:
+def test_states_written_before_the_tree_still_load(tree: dict[str, Any], engine: Any) -> None:
     """A finished state without ``levels`` (the earlier format) is reused as it is: no call, same dataset."""
     cfg: HierarchicalConfig = tree["config"]
     out = tree["tmp"] / "out-old"
@@ -127,7 +125,7 @@ def test_states_written_before_the_tree_still_load(tree: dict[str, Any], hier_en
             state = json.loads(p.read_text())
             del state["levels"]
             p.write_text(json.dumps(state))
-    engine = Checking(hier_engine)
+    engine = Checking(engine)
     report = synthesize(dataclasses.replace(cfg, output_dir=str(out)), engine=engine)
     assert engine.calls == 0 and report.resumed_documents == len(LENGTHS)
     for a, b in zip(tree["report"].targets, report.targets, strict=True):
@@ -138,10 +136,10 @@ def test_every_group_prompt_fits_with_its_generation(qwen_tokenizer: Any, tmp_pa
     """Groups cut by the per-summary estimate, checked on the rendered prompt (no engine needed)."""
     import random
 
+    from support.hierarchical import WORDS
+
     from longmagpie.hierarchical.generation import Generator
     from longmagpie.hierarchical.prompts import DEFAULT_PROMPTS
-
-    from .corpus import WORDS
 
     config = HierarchicalConfig(
         inputs=("unused.parquet",), output_dir=str(tmp_path), model="unused", max_model_len=300, summary_max_tokens=40

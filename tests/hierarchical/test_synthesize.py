@@ -9,44 +9,20 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from support.hierarchical import PASSES, Counting, doc_states, settings, write_docs
 
 from longmagpie.hierarchical import HierarchicalConfig, HierarchicalReport, synthesize
 
-from .corpus import settings, write_docs
-
 # 300 words ~ 330 tokens: 6 small chunks of 64, 3 medium; the last document is shorter than one chunk
 LENGTHS = [300, 250, 280, 320, 260, 300, 12]
-PASSES = ["small", "medium", "global", "q0", "q1", "q2", "done"]
-
-
-class Counting:
-    """The shared engine, counting ``generate`` calls; ``fail_after`` raises after that many calls."""
-
-    def __init__(self, engine: Any, fail_after: int | None = None) -> None:
-        self.engine, self.fail_after, self.calls = engine, fail_after, 0
-        self.name = "counting"
-
-    def generate(self, requests: Any) -> Any:
-        if self.fail_after is not None and self.calls >= self.fail_after:
-            raise RuntimeError("engine lost")
-        self.calls += 1
-        return self.engine.generate(requests)
-
-    def close(self) -> None:
-        pass
-
-
-def doc_states(out: Path) -> dict[str, dict[str, Any]]:
-    states = [json.loads(p.read_text()) for p in (out / "documents").glob("*.json") if p.name != "manifest.json"]
-    return {s["doc_id"]: s for s in states}
 
 
 @pytest.fixture(scope="module")
-def run(hier_engine: Any, tiny_qwen2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def run(engine: Any, tiny_qwen2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("hier")
     inputs = write_docs(tmp / "docs.parquet", LENGTHS)
     cfg = HierarchicalConfig(**settings(tiny_qwen2_dir, inputs, tmp / "out"))
-    engine = Counting(hier_engine)
+    engine = Counting(engine)
     report = synthesize(cfg, engine=engine)
     return {"tmp": tmp, "inputs": inputs, "config": cfg, "report": report, "engine": engine}
 
@@ -110,67 +86,67 @@ def test_datasets_per_target_within_tolerance(run: dict[str, Any]) -> None:
             assert messages[0]["content"].startswith(states[row["doc_ids"][0]]["text"])
 
 
-def test_rerun_generates_nothing_and_writes_the_same_bytes(run: dict[str, Any], hier_engine: Any) -> None:
+def test_rerun_generates_nothing_and_writes_the_same_bytes(run: dict[str, Any], engine: Any) -> None:
     cfg: HierarchicalConfig = run["config"]
     before = {t.path: Path(t.path).read_bytes() for t in run["report"].targets}
-    engine = Counting(hier_engine)
+    engine = Counting(engine)
     report = synthesize(cfg, engine=engine)
     assert engine.calls == 0 and report.resumed_documents == len(LENGTHS)
     assert {t.path: Path(t.path).read_bytes() for t in report.targets} == before
 
 
-def test_interrupted_run_resumes_at_the_pass_it_lost(run: dict[str, Any], hier_engine: Any) -> None:
+def test_interrupted_run_resumes_at_the_pass_it_lost(run: dict[str, Any], engine: Any) -> None:
     """An engine lost after the global summaries: the rerun generates questions and answers only, same output."""
     cfg: HierarchicalConfig = run["config"]
     out = run["tmp"] / "out-resume"
     cfg2 = HierarchicalConfig(**{**settings(Path(cfg.model), run["inputs"], out)})
     with pytest.raises(RuntimeError, match="engine lost"):
-        synthesize(cfg2, engine=Counting(hier_engine, fail_after=3))
+        synthesize(cfg2, engine=Counting(engine, fail_after=3))
     assert {s["stage"] for s in doc_states(out).values()} == {"global"}
-    engine = Counting(hier_engine)
+    engine = Counting(engine)
     report = synthesize(cfg2, engine=engine)
     assert [name for name, _ in report.calls] == ["q0", "q1", "q2", "done"]
     for a, b in zip(run["report"].targets, report.targets, strict=True):
         assert Path(a.path).read_bytes() == Path(b.path).read_bytes()
 
 
-def test_a_new_document_alone_is_generated(run: dict[str, Any], hier_engine: Any) -> None:
+def test_a_new_document_alone_is_generated(run: dict[str, Any], engine: Any) -> None:
     cfg: HierarchicalConfig = run["config"]
     out = run["tmp"] / "out-grow"
     shutil.copytree(cfg.output_dir, out)
     inputs = write_docs(run["tmp"] / "more" / "docs.parquet", [*LENGTHS, 290])
-    engine = Counting(hier_engine)
+    engine = Counting(engine)
     report = synthesize(HierarchicalConfig(**settings(Path(cfg.model), inputs, out)), engine=engine)
     assert report.resumed_documents == len(LENGTHS) and engine.calls == len(PASSES)
     assert dict(report.calls)["global"] == 1 and dict(report.calls)["done"] == 20
 
 
-def test_other_generation_settings_refuse_the_directory(run: dict[str, Any], hier_engine: Any) -> None:
+def test_other_generation_settings_refuse_the_directory(run: dict[str, Any], engine: Any) -> None:
     cfg: HierarchicalConfig = run["config"]
     changed = HierarchicalConfig(**settings(Path(cfg.model), run["inputs"], Path(cfg.output_dir), diverse_qas=4))
     with pytest.raises(ValueError, match="diverse_qas"):
-        synthesize(changed, engine=Counting(hier_engine))
+        synthesize(changed, engine=Counting(engine))
 
 
-def test_zero_counts_leave_kinds_out(run: dict[str, Any], hier_engine: Any) -> None:
+def test_zero_counts_leave_kinds_out(run: dict[str, Any], engine: Any) -> None:
     inputs = write_docs(run["tmp"] / "zero" / "docs.parquet", [200, 220, 240])
     out = run["tmp"] / "out-zero"
     over = {"local_qas": 0, "multihop_qas": 0, "diverse_qas": 0, "revisit_qas": 0, "hierarchical_qas": 3}
     cfg = HierarchicalConfig(**settings(Path(run["config"].model), inputs, out, targets=(1500,), **over))
-    report = synthesize(cfg, engine=Counting(hier_engine))
+    report = synthesize(cfg, engine=Counting(engine))
     for s in doc_states(out).values():
         assert [q["level"] for q in s["qas"]] == ["global", "medium", "small"] and s["revisits"] == []
     rows = pq.read_table(report.targets[0].path).to_pylist()
     assert rows and all(set(r["qa_kinds"]) == {"hierarchical"} for r in rows)
 
 
-def test_a_context_too_small_for_a_chunk_is_refused_before_generating(run: dict[str, Any], hier_engine: Any) -> None:
-    engine = Counting(hier_engine)
+def test_a_context_too_small_for_a_chunk_is_refused_before_generating(run: dict[str, Any], engine: Any) -> None:
+    counting = Counting(engine)
     out = run["tmp"] / "out-small-ctx"
     cfg = HierarchicalConfig(**settings(Path(run["config"].model), run["inputs"], out, small_chunk_tokens=900))
     with pytest.raises(ValueError, match="max_model_len=1024 is too small for small chunks of 900 tokens"):
-        synthesize(cfg, engine=engine)
-    assert engine.calls == 0
+        synthesize(cfg, engine=counting)
+    assert counting.calls == 0
 
 
 def test_bad_settings_are_named(tmp_path: Path) -> None:
@@ -193,7 +169,7 @@ def test_bad_settings_are_named(tmp_path: Path) -> None:
             HierarchicalConfig(**base, **over)
 
 
-def test_conversation_counts_per_target(run: dict[str, Any], hier_engine: Any) -> None:
+def test_conversation_counts_per_target(run: dict[str, Any], engine: Any) -> None:
     """An int for all targets, a mapping (keys as TOML gives them) or a list in target order; nothing regenerated."""
     cfg: HierarchicalConfig = run["config"]
     full = {t.target: t.conversations for t in run["report"].targets}
@@ -206,10 +182,10 @@ def test_conversation_counts_per_target(run: dict[str, Any], hier_engine: Any) -
         ([None, 1], {2000: full[2000], 4000: 1}),
         (1, {2000: 1, 4000: 1}),
     ]:
-        engine = Counting(hier_engine)
+        counting = Counting(engine)
         config = HierarchicalConfig(**settings(Path(cfg.model), run["inputs"], out, conversations_per_target=counts))
-        report = synthesize(config, engine=engine)
-        assert engine.calls == 0
+        report = synthesize(config, engine=counting)
+        assert counting.calls == 0
         assert report.conversations == expected
         assert report.paths == {t: str(out / f"target-{t}.parquet") for t in (2000, 4000)}
         for t in report.targets:

@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from transformers import AutoTokenizer
+from support import require
 
-from longmagpie import conversations
-from longmagpie.conversations import encode_conversations
+from longmagpie.assembly import conversations
+from longmagpie.assembly.conversations import encode_conversations
+
+AutoTokenizer = require("transformers").AutoTokenizer
 
 CONVS = [
     [{"role": "user", "content": "What is a zorblax?"}, {"role": "assistant", "content": "A zorblax is a widget."}],

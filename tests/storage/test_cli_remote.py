@@ -7,19 +7,12 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
-from conftest import make_samples, rng_lengths
-from storage_support import start_s3_server, tree
+from support import make_samples, rng_lengths, tree
 from typer.testing import CliRunner
 
 from longmagpie.cli import app
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    yield from start_s3_server(tmp_path_factory.mktemp("moto"))
 
 
 def ok(args: list[str]) -> str:

@@ -8,16 +8,10 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pytest
-from conftest import make_samples, rng_lengths
-from storage_support import require, start_s3_server, tree
+from support import make_samples, require, rng_lengths, tree
 
 import longmagpie
-from longmagpie import storage
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    yield from start_s3_server(tmp_path_factory.mktemp("moto"))
+from longmagpie.io import storage
 
 
 def _packed(seed: int = 3) -> pa.Table:
@@ -60,7 +54,7 @@ def test_s3_export_equals_local_byte_for_byte(s3, tmp_path):
     back = ds.dataset(f"{bucket}/datasets/packed/data", filesystem=s3.fs, format="parquet").to_table()
     assert back.equals(table.combine_chunks().replace_schema_metadata(back.schema.metadata))
     assert longmagpie.pack_stats(back) == longmagpie.pack_stats(table)
-    from longmagpie.files import read_parquet
+    from longmagpie.io.files import read_parquet
 
     assert read_parquet([f"{uri}/data"]).equals(back)
 
@@ -132,7 +126,7 @@ def test_fsspec_memory_and_file_uri_exports_equal_local(tmp_path, scheme):
 
 
 def test_s3_to_s3_streaming_export_as_the_cli_does(s3, tmp_path):
-    from longmagpie.files import parquet_dataset, write_parquet_atomic
+    from longmagpie.io.files import parquet_dataset, write_parquet_atomic
 
     table = _packed(9)
     bucket = s3.bucket()

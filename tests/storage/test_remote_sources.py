@@ -7,15 +7,10 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from storage_support import start_s3_server, tree
+from support import tree
 
+from longmagpie.generate.sources import check_columns, plan_shards, read_shard, resolve_inputs
 from longmagpie.harvest import HarvestConfig, harvest
-from longmagpie.harvest.sources import check_columns, plan_shards, read_shard, resolve_inputs
-
-
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    yield from start_s3_server(tmp_path_factory.mktemp("moto"))
 
 
 def _documents(tmp_path):

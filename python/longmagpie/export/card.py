@@ -96,7 +96,7 @@ def render_card(
         "```",
         "",
         "With TRL: `SFTTrainer(..., train_dataset=ds, args=SFTConfig(padding_free=True, max_length=None))`; "
-        "with a plain transformers `Trainer`: `data_collator=longmagpie.torch.PackedCollator()`.",
+        "with a plain transformers `Trainer`: `data_collator=longmagpie.integrations.torch.PackedCollator()`.",
         "",
         "## Schema",
         "",

@@ -25,10 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from longmagpie import storage
 from longmagpie.export.parquet import ExportResult
 from longmagpie.export.rows import PackedRows, list_lengths, trained
 from longmagpie.export.staging import staged_directory
+from longmagpie.io import storage
 
 #: The columns and encodings of upstream LongMagpie's ``build_sft_data*.py`` (and ProLong's SFT data).
 MDS_COLUMNS = {

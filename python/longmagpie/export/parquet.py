@@ -12,10 +12,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from longmagpie import storage
 from longmagpie.export.card import check_split, export_params, render_card
 from longmagpie.export.rows import PackedRows, list_lengths
 from longmagpie.export.staging import staged_directory
+from longmagpie.io import storage
 
 #: Default shard size, counted in memory (Arrow bytes): Hugging Face suggests shards of ~500 MB.
 SHARD_BYTES = 512 * 2**20
@@ -192,7 +192,7 @@ def export_parquet(
     The directory is built in a temporary sibling and renamed into place: a failure leaves no
     partial shard and leaves an earlier ``out_dir`` as it was. Memory holds one row group. On an
     object store the shards are uploaded under a hidden sibling prefix, then moved into place with
-    the card last (:func:`longmagpie.storage.staged_prefix`): a failure while writing leaves no
+    the card last (:func:`longmagpie.io.storage.staged_prefix`): a failure while writing leaves no
     object under ``out_dir``.
 
     Args:
@@ -201,7 +201,7 @@ def export_parquet(
             :func:`longmagpie.pack_stream` / :func:`longmagpie.pack_pmix_stream`, a
             ``RecordBatchReader``, or any iterable of record batches), read once.
         out_dir: output directory, a local path or a URI (``s3://bucket/prefix``, ``gs://``, ``hf://``,
-            ``memory://``, ...: see :mod:`longmagpie.storage`); must be absent or empty unless ``overwrite``.
+            ``memory://``, ...: see :mod:`longmagpie.io.storage`); must be absent or empty unless ``overwrite``.
         split: split name (files ``data/<split>-*.parquet``).
         seq_len: the most tokens a row may hold. ``None`` takes it from the table's packing
             metadata (``pad_to`` if rows were padded, else ``seq_len``); without metadata rows are

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from longmagpie.metadata import METADATA_KEY
+from longmagpie._metadata import METADATA_KEY
 
 #: Columns every packed row must have.
 REQUIRED = ("input_ids", "seq_lengths")
@@ -123,7 +123,7 @@ class PackedRows:
 
     def __init__(self, source: Any, seq_len: int | None) -> None:
         """Open ``source``; ``seq_len`` (when not ``None``) caps the tokens per row."""
-        from longmagpie.streaming import record_batches
+        from longmagpie.packing.stream import record_batches
 
         if isinstance(source, pa.RecordBatch):
             source = pa.Table.from_batches([source])
@@ -204,7 +204,7 @@ class PackedRows:
             return json.loads(raw)
         stats = getattr(self.source, "stats", None)
         if stats is not None and hasattr(stats, "as_dict"):
-            from longmagpie.pmix import PmixPackedStream
+            from longmagpie.packing.pmix import PmixPackedStream
 
             op = "pack_pmix_stream" if isinstance(self.source, PmixPackedStream) else "pack_stream"
             return {"op": op, "params": {"seq_len": self.seq_len}, "stats": stats.as_dict()}

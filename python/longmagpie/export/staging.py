@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from longmagpie import storage
+from longmagpie.io import storage
 
 
 def check_target(out_dir: Path, overwrite: bool) -> None:
@@ -35,7 +35,7 @@ def staged_directory(out_dir: str | os.PathLike[str], overwrite: bool = False) -
     On any exception the temporary directory is removed and ``out_dir`` is left as it was, so a
     reader never sees a half-written dataset. With ``overwrite``, an existing ``out_dir`` is moved
     aside, the new one renamed in, then the old one deleted. ``out_dir`` must be local (object
-    stores have no directory rename: :func:`longmagpie.storage.staged_prefix` stages there).
+    stores have no directory rename: :func:`longmagpie.io.storage.staged_prefix` stages there).
 
     Raises:
         ValueError: ``out_dir`` is a URI of a non-local filesystem.

@@ -4,8 +4,7 @@
 :func:`read_harvest` reads an output directory back as one table.
 """
 
-from longmagpie.harvest.config import HarvestConfig
-from longmagpie.harvest.engines import (
+from longmagpie.generate.engines import (
     Engine,
     GenerationRequest,
     GenerationResult,
@@ -14,11 +13,12 @@ from longmagpie.harvest.engines import (
     ServerUnreachableError,
     VllmEngine,
 )
+from longmagpie.harvest.config import HarvestConfig
 from longmagpie.harvest.filters import AnswerFilter, QueryFilter, normalize_query, query_hash
 from longmagpie.harvest.output import ROW_SCHEMA, read_harvest
 from longmagpie.harvest.prompt_ids import PromptTokenizer, middle_truncate
-from longmagpie.harvest.prompts import PRESETS, PromptPieces, pieces_from_template, preset, resolve_pieces
 from longmagpie.harvest.run import HarvestEvent, HarvestReport, build_engine, harvest, harvest_quality
+from longmagpie.templates.prompts import PRESETS, PromptPieces, pieces_from_template, preset, resolve_pieces
 
 __all__ = [
     "PRESETS",

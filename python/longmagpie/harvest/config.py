@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from longmagpie.harvest.engine_settings import (
+from longmagpie.generate.settings import (
     EXECUTION_ENGINE_FIELDS,
     EngineSettings,
     fingerprint_value,
+    normalize_paths,
 )
+from longmagpie.generate.sources import InputFormat
 from longmagpie.harvest.filters import DEFAULT_ANSWER_MARKERS, DedupScope, QuestionMarkRule
-from longmagpie.harvest.prompts import Placement
-from longmagpie.harvest.sources import InputFormat
+from longmagpie.templates.prompts import Placement
 
 # Settings that change how the work is executed but not what is generated: left out of the fingerprint, so a
 # run can resume on another engine, another server or with another concurrency.
@@ -61,7 +61,7 @@ class HarvestConfig(EngineSettings):
         strip_reasoning: cut a thinking model's ``<think>...</think>`` reasoning off each answer (an answer whose
             reasoning never closes is rejected, counted); ``False`` keeps answers as generated.
         engine, engine_kwargs, base_url, ..., progress: the keyword-only engine settings of
-            :class:`~longmagpie.harvest.engine_settings.EngineSettings` (``progress``: tqdm bars over shards and
+            :class:`~longmagpie.generate.settings.EngineSettings` (``progress``: tqdm bars over shards and
             documents).
 
     """
@@ -103,12 +103,7 @@ class HarvestConfig(EngineSettings):
     def __post_init__(self) -> None:
         """Normalise paths to strings and check values; errors say which setting and what is allowed."""
         self.check_engine_settings()
-        inputs = (self.inputs,) if isinstance(self.inputs, (str, Path)) else self.inputs
-        object.__setattr__(self, "inputs", tuple(str(p) for p in inputs))
-        object.__setattr__(self, "output_dir", str(self.output_dir))
-        object.__setattr__(self, "model", str(self.model))
-        if self.tokenizer is not None:
-            object.__setattr__(self, "tokenizer", str(self.tokenizer))
+        normalize_paths(self)
         object.__setattr__(self, "answer_markers", tuple(self.answer_markers))
         choices = {
             "placement": ("system", "user"),

@@ -1,33 +1,14 @@
-"""The output directory: a manifest with the run's fingerprint, one Parquet shard and one done-marker per shard.
-
-Layout::
-
-    OUT/manifest.json             fingerprint + what it was computed from
-    OUT/shard-00000.parquet       the rows of input shard 0 (written to a temp file, then renamed)
-    OUT/shard-00000.done.json     written after the Parquet file: counts, row count, query hashes
-
-A shard is finished when its marker exists. A rerun skips finished shards, redoes the others (a Parquet file
-without a marker is from a killed run and is replaced; temporary files a killed write left are removed), and
-refuses a directory whose fingerprint differs. One run per directory at a time.
-"""
+"""The harvest's rows: their schema and :func:`read_harvest` (directory layout: :mod:`longmagpie.generate.resume`)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import tempfile
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from longmagpie.files import write_bytes_atomic
-
-MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+from longmagpie.generate.resume import MANIFEST
 
 ROW_SCHEMA = pa.schema(
     [
@@ -60,77 +41,6 @@ ROW_SCHEMA = pa.schema(
         ("source_row", pa.int64()),
     ]
 )
-
-
-def fingerprint(parts: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of ``parts``."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def write_table_atomic(path: Path, table: pa.Table) -> None:
-    """Write ``table`` as Parquet through a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def open_output(out_dir: Path, fp: str, parts: Mapping[str, Any]) -> None:
-    """Create ``out_dir`` with a manifest, or check the manifest there carries fingerprint ``fp``.
-
-    Raises:
-        ValueError: the manifest's fingerprint differs (the differing settings are named), or the directory
-            holds files but no manifest.
-
-    """
-    out_dir.mkdir(parents=True, exist_ok=True)
-    manifest = out_dir / MANIFEST
-    if manifest.is_file():
-        old = json.loads(manifest.read_text())
-        if old.get("fingerprint") != fp:
-            before, now = old.get("parts", {}), json.loads(json.dumps(parts, default=str))
-            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
-            raise ValueError(
-                f"{out_dir} holds a harvest with another fingerprint (differs in: {', '.join(changed) or '?'}); "
-                "use a new output directory, or restore the settings of that run to resume it"
-            )
-        for stale in out_dir.glob(".shard-*.tmp"):  # left by a killed run (one run per directory at a time)
-            stale.unlink(missing_ok=True)
-        return
-    leftovers = [p.name for p in out_dir.iterdir() if not p.name.startswith(".")]
-    if leftovers:
-        raise ValueError(
-            f"{out_dir} is not empty and has no {MANIFEST} (it holds {', '.join(sorted(leftovers)[:5])}): "
-            "pick an empty or new output directory"
-        )
-    body = {"format": FORMAT_VERSION, "fingerprint": fp, "parts": parts}
-    write_bytes_atomic(manifest, json.dumps(body, indent=1, sort_keys=True, default=str).encode())
-
-
-def shard_paths(out_dir: Path, key: str) -> tuple[Path, Path]:
-    """Return the Parquet file and the done-marker of shard ``key``."""
-    return out_dir / f"{key}.parquet", out_dir / f"{key}.done.json"
-
-
-def read_marker(out_dir: Path, key: str) -> dict[str, Any] | None:
-    """Read the done-marker of shard ``key`` if it is finished (marker and Parquet file present), else ``None``."""
-    data, marker = shard_paths(out_dir, key)
-    if not (marker.is_file() and data.is_file()):
-        return None
-    return json.loads(marker.read_text())
-
-
-def write_shard(out_dir: Path, key: str, table: pa.Table, marker: Mapping[str, Any]) -> None:
-    """Write the shard's rows, then its marker (both atomic): a marker always points at complete rows."""
-    data, done = shard_paths(out_dir, key)
-    write_table_atomic(data, table)
-    write_bytes_atomic(done, json.dumps(dict(marker), sort_keys=True).encode())
 
 
 def read_harvest(out_dir: str | os.PathLike[str]) -> pa.Table:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from longmagpie.harvest.prompts import PromptPieces
+from longmagpie.templates.prompts import PromptPieces
 
 
 @dataclass(frozen=True)

@@ -15,28 +15,23 @@ from typing import Any
 
 import pyarrow as pa
 
-from longmagpie import measures, storage
+from longmagpie import measures
+from longmagpie.generate.engines import Engine, GenerationRequest, GenerationResult, build_engine, request_seed
+from longmagpie.generate.reasoning import opens_reasoning
+from longmagpie.generate.resume import fingerprint, open_output, read_marker, write_shard
+from longmagpie.generate.sources import Document, Shard, check_columns, plan_shards, read_shard, resolve_inputs
 from longmagpie.harvest.config import HarvestConfig
-from longmagpie.harvest.engines import (
-    Engine,
-    GenerationRequest,
-    GenerationResult,
-    OpenAIEngine,
-    RayEngine,
-    VllmEngine,
-)
 from longmagpie.harvest.filters import (
     AnswerFilter,
     QueryDeduplicator,
     QueryFilter,
     leak_strings,
-    opens_reasoning,
     query_hash,
 )
-from longmagpie.harvest.output import ROW_SCHEMA, fingerprint, open_output, read_marker, write_shard
+from longmagpie.harvest.output import ROW_SCHEMA
 from longmagpie.harvest.prompt_ids import PromptTokenizer
-from longmagpie.harvest.prompts import PromptPieces, resolve_pieces, special_token_strings, stop_token_ids
-from longmagpie.harvest.sources import Document, Shard, check_columns, plan_shards, read_shard, resolve_inputs
+from longmagpie.io import storage
+from longmagpie.templates.prompts import PromptPieces, resolve_pieces, special_token_strings, stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +155,6 @@ def _generation_eos_ids(model: str) -> list[int]:
     return [int(e) for e in (eos if isinstance(eos, list) else [eos])]
 
 
-def request_seed(seed: int, doc_id: str, sample: int, pass_name: str) -> int:
-    """Derive the seed of one request: a hash of the run seed, the document id, the sample index and the pass."""
-    h = hashlib.blake2b(f"{seed}\x1f{doc_id}\x1f{sample}\x1f{pass_name}".encode(), digest_size=4)
-    return int.from_bytes(h.digest(), "little") & 0x7FFFFFFF
-
-
 def query_seed(seed: int, doc_id: str, sample: int, candidate: int) -> int:
     """Seed of query candidate ``candidate`` of question ``sample`` (candidate 0: the one-candidate seed)."""
     return request_seed(seed, doc_id, sample, "query" if candidate == 0 else f"query{candidate}")
@@ -180,39 +169,6 @@ def row_id(doc_id: str, sample: int, query: str, answer: str) -> str:
     """Compute a row's stable id: 16 hex characters of BLAKE2b over document id, sample, query and answer."""
     h = hashlib.blake2b(f"{doc_id}\x1f{sample}\x1f{query}\x1f{answer}".encode(), digest_size=8)
     return h.hexdigest()
-
-
-def build_engine(config: HarvestConfig) -> Engine:
-    """Start the engine ``config.engine`` names, started with the config's settings."""
-    if config.engine == "vllm":
-        return VllmEngine(
-            config.model,
-            tokenizer=config.tokenizer,
-            max_model_len=config.max_model_len,
-            seed=config.seed,
-            engine_kwargs=config.engine_kwargs,
-            progress=config.progress,
-        )
-    if config.engine == "openai":
-        return OpenAIEngine(
-            config.base_url,
-            config.served_model_name or config.model,
-            api_key=config.api_key,
-            concurrency=config.concurrency,
-            max_retries=config.max_retries,
-            backoff=config.retry_backoff,
-            timeout=config.request_timeout,
-        )
-    return RayEngine(
-        config.model,
-        max_model_len=config.max_model_len,
-        seed=config.seed,
-        engine_kwargs=config.engine_kwargs,
-        concurrency=config.ray_concurrency,
-        batch_size=config.ray_batch_size,
-        placement_bundles=config.ray_placement_bundles,
-        ray_init_kwargs=config.ray_init_kwargs,
-    )
 
 
 @dataclass
@@ -510,7 +466,13 @@ def harvest(
                 emit("shard_skipped", shard)
                 continue
             if engine is None and own_engine is None:
-                own_engine = build_engine(config)
+                own_engine = build_engine(
+                    config,
+                    config.model,
+                    tokenizer=config.tokenizer,
+                    max_model_len=config.max_model_len,
+                    seed=config.seed,
+                )
             active = engine if engine is not None else own_engine
             assert active is not None
             emit("shard_start", shard, shard.stop - shard.start)

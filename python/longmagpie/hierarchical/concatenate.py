@@ -19,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from longmagpie.conversations import encode_conversations
+from longmagpie.assembly.conversations import encode_conversations
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from longmagpie.harvest.config import HarvestConfig
-from longmagpie.harvest.engine_settings import EXECUTION_ENGINE_FIELDS, EngineSettings, fingerprint_value
+from longmagpie.generate.settings import EXECUTION_ENGINE_FIELDS, EngineSettings, fingerprint_value, normalize_paths
 
 # Settings that do not change what is generated per document (engine, paths, concatenation): out of the
 # per-document fingerprint, so a rerun with other targets reuses every finished document.
@@ -73,7 +71,7 @@ class HierarchicalConfig(EngineSettings):
             processed in groups of this many, each group running its batched passes; the output does not
             depend on it (default 256).
         engine, engine_kwargs, base_url, ..., progress: the keyword-only engine settings the harvester has
-            too (:class:`~longmagpie.harvest.engine_settings.EngineSettings`: ``vllm``, ``openai``, ``ray``).
+            too (:class:`~longmagpie.generate.settings.EngineSettings`: ``vllm``, ``openai``, ``ray``).
 
     """
 
@@ -112,12 +110,7 @@ class HierarchicalConfig(EngineSettings):
     def __post_init__(self) -> None:
         """Normalise paths and tuples; check values (errors name the setting and what is allowed)."""
         self.check_engine_settings()
-        inputs = (self.inputs,) if isinstance(self.inputs, (str, Path)) else self.inputs
-        object.__setattr__(self, "inputs", tuple(str(p) for p in inputs))
-        object.__setattr__(self, "output_dir", str(self.output_dir))
-        object.__setattr__(self, "model", str(self.model))
-        if self.tokenizer is not None:
-            object.__setattr__(self, "tokenizer", str(self.tokenizer))
+        normalize_paths(self)
         targets = (self.targets,) if isinstance(self.targets, int) else tuple(int(t) for t in self.targets)
         object.__setattr__(self, "targets", targets)
         if self.diverse_styles is not None:
@@ -169,18 +162,6 @@ class HierarchicalConfig(EngineSettings):
             if f.name not in _NOT_GENERATION:
                 out[f.name] = fingerprint_value(f.name, getattr(self, f.name))
         return out
-
-    def harvest_config(self) -> HarvestConfig:
-        """Return the harvester config that starts the same engine (``build_engine`` takes it)."""
-        return HarvestConfig(
-            inputs=self.inputs,
-            output_dir=self.output_dir,
-            model=self.model,
-            tokenizer=self.tokenizer,
-            max_model_len=self.max_model_len,
-            seed=self.seed,
-            **self.engine_settings(),
-        )
 
 
 def _counts(value: Any, targets: tuple[int, ...]) -> int | dict[int, int | None] | tuple[int | None, ...] | None:

@@ -22,14 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longmagpie.family_templates import LLAMA31_DEFAULT_DATE
-from longmagpie.harvest.engines import Engine, GenerationRequest
-from longmagpie.harvest.filters import opens_reasoning, without_reasoning
-from longmagpie.harvest.output import write_bytes_atomic
-from longmagpie.harvest.run import request_seed
+from longmagpie.generate.engines import Engine, GenerationRequest, request_seed
+from longmagpie.generate.reasoning import opens_reasoning, without_reasoning
 from longmagpie.hierarchical.chunking import split_document
 from longmagpie.hierarchical.config import HierarchicalConfig
 from longmagpie.hierarchical.questions import QAItem, plan_document
+from longmagpie.io.files import write_bytes_atomic
+from longmagpie.templates.families import LLAMA31_DEFAULT_DATE
 
 STAGES = ("chunked", "small", "medium", "global", "q0", "q1", "q2", "done")
 

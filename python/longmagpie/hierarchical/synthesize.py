@@ -18,19 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longmagpie.assembly import load_tokenizer
-from longmagpie.files import write_bytes_atomic
-from longmagpie.harvest.engines import Engine
-from longmagpie.harvest.output import fingerprint, open_output, write_table_atomic
-from longmagpie.harvest.prompts import pieces_from_template, stop_token_ids
-from longmagpie.harvest.run import build_engine
-from longmagpie.harvest.sources import check_columns, plan_shards, read_shard, resolve_inputs
+from longmagpie._progress import progress_bar
+from longmagpie.assembly.assembler import load_tokenizer
+from longmagpie.generate.engines import Engine, build_engine
+from longmagpie.generate.resume import fingerprint, open_output
+from longmagpie.generate.sources import check_columns, plan_shards, read_shard, resolve_inputs
 from longmagpie.hierarchical.concatenate import Concatenator, DocQAs, conversations_table
 from longmagpie.hierarchical.config import HierarchicalConfig
 from longmagpie.hierarchical.generation import DocState, Generator, load_state, new_state, run_passes, save_state
 from longmagpie.hierarchical.prompts import DIVERSE_STYLES, resolve_prompts
 from longmagpie.hierarchical.quality import QualityMeter
-from longmagpie.progress import progress_bar
+from longmagpie.io.files import write_bytes_atomic, write_parquet_atomic
+from longmagpie.templates.prompts import pieces_from_template, stop_token_ids
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +187,13 @@ def synthesize(
                     gen.check_context()  # before the engine starts
                     checked = True
                 if gen.engine is None:
-                    gen.engine = build_engine(config.harvest_config())
+                    gen.engine = build_engine(
+                        config,
+                        config.model,
+                        tokenizer=config.tokenizer,
+                        max_model_len=config.max_model_len,
+                        seed=config.seed,
+                    )
                 log.info(
                     "documents %d-%d: generating (%d resumed so far)",
                     len(doc_ids) - len(states),
@@ -228,7 +233,7 @@ def synthesize(
         convs, lengths = cat.build(target, config.conversations_for(target), config.min_fill)
         table = conversations_table(convs, lengths, target, tokenizer, config.system)
         path = out / f"target-{target}.parquet"
-        write_table_atomic(path, table)
+        write_parquet_atomic(table, path, overwrite=True)
         report.targets.append(
             TargetResult(
                 target,

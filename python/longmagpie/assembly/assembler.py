@@ -1,0 +1,444 @@
+"""Multi-document LongMagpie samples, token-aware (the Rust assembler, driven from Python).
+
+Each single-document sample (context, query, answer) becomes one long conversation: the gold document shuffled
+among distractor documents up to a token budget, joined by a separator, then the query, in the user turn; the
+answer is the assistant turn. Documents are tokenized once, in Rust, with the tokenizer's ``tokenizer.json``;
+samples are built by concatenating token ids around the chat template's fixed spans, with only small windows
+re-tokenized at each join, so ``input_ids`` equal ``tokenizer.apply_chat_template(messages, tokenize=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from longmagpie import _core
+from longmagpie._arrow import as_arrow
+from longmagpie._metadata import attach
+from longmagpie._progress import progress_bar
+from longmagpie.templates.spans import ChatSpans, chat_spans, check_prefix_space
+
+log = logging.getLogger(__name__)
+
+#: The upstream LongMagpie document separator.
+UPSTREAM_SEPARATOR = "\n\n===Document Separator===\n\n"
+
+_STATS_SUM = (
+    "samples",
+    "assembled",
+    "skipped_long",
+    "truncated_documents",
+    "truncated_tokens",
+    "distractors",
+    "output_tokens",
+    "masked_tokens",
+    "reused_tokens",
+    "windows",
+    "rebuilt",
+    "whole_text",
+)
+
+
+@dataclass(frozen=True)
+class AssembleConfig:
+    """How samples are assembled (everything but the data and the tokenizer)."""
+
+    max_tokens: int = 65536
+    target_tokens: tuple[int, int] | None = (8192, 65536)
+    num_distractors: tuple[int, int] | None = None
+    doc_separator: str = UPSTREAM_SEPARATOR
+    query_separator: str = "\n\n"
+    system: str | None = None
+    answer_end: str | None = None
+    long_documents: str = "truncate"
+    seed: int = 0
+    max_misses: int = 16
+    margin: int = 2
+    batch_size: int = 2048
+    num_threads: int | None = None
+
+    def budget(self) -> tuple[str, int, int]:
+        """``(kind, min, max)`` of the distractor budget."""
+        if self.num_distractors is not None:
+            if self.target_tokens not in (None, AssembleConfig.target_tokens):
+                raise ValueError("give either target_tokens or num_distractors, not both")
+            lo, hi = self.num_distractors
+            if not 0 <= lo <= hi:
+                raise ValueError(f"num_distractors must be (min, max) with 0 <= min <= max, got {self.num_distractors}")
+            return "count", lo, hi
+        if self.target_tokens is None:
+            raise ValueError("give target_tokens=(min, max) or num_distractors=(min, max)")
+        lo, hi = self.target_tokens
+        if not 0 < lo <= hi:
+            raise ValueError(f"target_tokens must be (min, max) with 0 < min <= max, got {self.target_tokens}")
+        return "tokens", lo, min(hi, self.max_tokens)
+
+
+def load_tokenizer(tokenizer: Any) -> Any:
+    """Return a transformers fast tokenizer loaded from a directory, or ``tokenizer`` itself if it is one."""
+    if isinstance(tokenizer, (str, Path)):
+        path = Path(tokenizer)
+        if not path.exists():
+            raise FileNotFoundError(f"tokenizer {path} does not exist; pass a directory with tokenizer.json")
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(str(path))
+        except Exception as err:
+            raise ValueError(f"cannot load a tokenizer from {path}: {err}") from err
+    if not hasattr(tokenizer, "backend_tokenizer"):
+        raise TypeError("tokenizer must be a path or a transformers fast tokenizer (PreTrainedTokenizerFast)")
+    return tokenizer
+
+
+def _table(data: Any) -> pa.Table:
+    """Any tabular input as a pyarrow Table."""
+    obj = as_arrow(data)
+    if isinstance(obj, pa.Table):
+        return obj
+    if isinstance(obj, pa.RecordBatch):
+        return pa.Table.from_batches([obj])
+    if hasattr(obj, "__arrow_c_stream__"):
+        return pa.RecordBatchReader.from_stream(obj).read_all()
+    return pa.Table.from_batches([pa.record_batch(obj)])
+
+
+def _strings(table: pa.Table, column: str, what: str) -> pa.Array:
+    if column not in table.column_names:
+        raise KeyError(f"{what} has no column {column!r} (columns: {', '.join(table.column_names)})")
+    col = table.column(column)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type) or pa.types.is_null(col.type)):
+        if not pa.types.is_string_view(col.type):
+            raise TypeError(f"{what} column {column!r} must hold strings, got {col.type}")
+    return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+
+
+def _first_null(arr: pa.Array) -> int | None:
+    if arr.null_count == 0:
+        return None
+    return int(pc.index(pc.is_null(arr), True).as_py())
+
+
+class Assembler:
+    """A tokenizer, its chat spans and a document pool, tokenized once; assembles samples in batches.
+
+    Args:
+        tokenizer: transformers fast tokenizer or a directory holding one (``tokenizer.json`` + config).
+        documents: the gold-document pool: a table with ``text`` (and optionally ``doc_id``), or ``None`` to
+            take the distinct ``context`` values of the samples passed to :meth:`assemble`.
+        distractors: a separate distractor corpus (table with ``text``, optional ``doc_id``; or a string
+            array); ``None`` draws distractors from the pool. The gold document is never its own distractor.
+        config: :class:`AssembleConfig`.
+
+    """
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        documents: Any = None,
+        distractors: Any = None,
+        config: AssembleConfig | None = None,
+        *,
+        messages: bool = False,
+    ) -> None:
+        """Render the chat spans and remember the inputs (tokenizing happens on first use)."""
+        self.config = config or AssembleConfig()
+        self.config.budget()
+        if self.config.long_documents not in ("truncate", "skip"):
+            raise ValueError(f"long_documents must be 'truncate' or 'skip', got {self.config.long_documents!r}")
+        self.tokenizer = load_tokenizer(tokenizer)
+        where = getattr(self.tokenizer, "name_or_path", "") or "the tokenizer"
+        self.tokenizer_json = self.tokenizer.backend_tokenizer.to_str()
+        check_prefix_space(self.tokenizer_json, where)
+        self.spans: ChatSpans = chat_spans(self.tokenizer, system=self.config.system, answer_end=self.config.answer_end)
+        self.messages = messages
+        self._doc_table = None if documents is None else _table(documents)
+        self._distractors = distractors
+        self._core: Any = None
+        self._doc_ids: pa.Array | None = None
+        self._doc_texts: pa.Array | None = None
+
+    def _build(self, docs: pa.Array, doc_ids: pa.Array | None) -> None:
+        cfg = self.config
+        kind, lo, hi = cfg.budget()
+        distractors = None
+        self._dist_ids = None
+        self._dist_texts = None
+        if self._distractors is not None:
+            d = self._distractors
+            if isinstance(d, (pa.Array, pa.ChunkedArray, list)):
+                arr = pa.array(d, pa.large_string()) if isinstance(d, list) else d
+                d = pa.table({"text": arr})
+            d = _table(d)
+            self._dist_texts = _strings(d, "text", "distractors")
+            self._dist_ids = _strings(d, "doc_id", "distractors") if "doc_id" in d.column_names else None
+            distractors = self._dist_texts
+        log.info(
+            "tokenizing the document pool: %d documents%s",
+            len(docs),
+            "" if distractors is None else f" and {len(distractors)} distractors",
+        )
+        s = self.spans
+        template = {
+            "prefix": s.prefix,
+            "user_to_answer": s.user_to_answer,
+            "answer_end": s.answer_end,
+            "suffix": s.suffix,
+            "doc_separator": cfg.doc_separator,
+            "query_separator": cfg.query_separator,
+            "trim_user": s.trim_user,
+            "trim_answer": s.trim_answer,
+        }
+        self._core = _core.Assembler(
+            tokenizer_json=self.tokenizer_json,
+            template=template,
+            documents=docs,
+            distractors=distractors,
+            max_tokens=cfg.max_tokens,
+            budget=kind,
+            budget_min=lo,
+            budget_max=hi,
+            long_documents=cfg.long_documents,
+            seed=cfg.seed,
+            max_misses=cfg.max_misses,
+            margin=cfg.margin,
+            with_text=self.messages,
+            num_threads=cfg.num_threads,
+        )
+        self._doc_texts = docs
+        self._doc_ids = doc_ids
+
+    def _gold(self, samples: pa.Table, offset: int) -> tuple[pa.Array, pa.Array]:
+        """Pool index of each sample's gold document, and the gold text."""
+        if self._doc_table is not None:
+            if self._core is None:
+                texts = _strings(self._doc_table, "text", "documents")
+                ids = (
+                    _strings(self._doc_table, "doc_id", "documents")
+                    if "doc_id" in self._doc_table.column_names
+                    else None
+                )
+                if ids is not None and len(pc.unique(ids)) != len(ids):
+                    raise ValueError("documents has repeated doc_id values; give each document one row")
+                self._build(texts, ids)
+            if self._doc_ids is None:
+                raise KeyError("documents needs a doc_id column for samples to name their gold document")
+            sample_ids = _strings(samples, "doc_id", "samples")
+            gold = pc.index_in(sample_ids, value_set=self._doc_ids)
+            missing = _first_null(gold)
+            if missing is not None:
+                raise KeyError(
+                    f"samples row {offset + missing} names doc_id {sample_ids[missing].as_py()!r}, which is not in "
+                    "documents; add the document or drop the sample"
+                )
+            gold = gold.cast(pa.int32())
+            return gold, pc.take(self._doc_texts, gold)
+        context = _strings(samples, "context", "samples")
+        if self._core is None:
+            raise RuntimeError("internal: the pool is built from the whole sample table first")
+        gold = pc.index_in(context, value_set=self._doc_texts).cast(pa.int32())
+        return gold, context
+
+    def assemble_batches(self, samples: Any, *, progress: bool = False) -> Iterator[pa.Table]:
+        """Yield assembled tables, one per ``config.batch_size`` samples (memory stays bounded by a batch).
+
+        Output columns: ``input_ids`` list<int32>, ``assistant_masks`` list<int8> (1 on the answer and the
+        assistant's end-of-turn token), ``n_documents``, ``gold_position``, ``source``, the samples' ``id`` and
+        ``doc_id`` when present, and ``messages`` (list of {role, content}) when ``messages=True``.
+        ``progress`` shows a bar over samples (with the tokens written so far).
+        """
+        table = _table(samples)
+        for column in ("query", "answer"):
+            _strings(table, column, "samples")
+        if self._doc_table is None:
+            # The pool is the distinct contexts; a call bringing contexts the pool lacks gets a new pool.
+            context = _strings(table, "context", "samples")
+            row = _first_null(context)
+            if row is not None:
+                raise ValueError(f"samples row {row} has a null context; drop or fill it")
+            if self._core is None or not pc.all(pc.is_in(context, value_set=self._doc_texts)).as_py():
+                self._build(pc.unique(context), None)
+        self.last_stats: dict[str, Any] = {}
+        log.info("assembling %d samples in batches of %d", table.num_rows, self.config.batch_size)
+        bar = progress_bar(table.num_rows, "assemble", "sample", progress)
+        try:
+            yield from self._assemble_parts(table, bar)
+        finally:
+            bar.close()
+        log.info(
+            "assembled %d of %d samples, %d tokens",
+            self.last_stats.get("assembled", 0),
+            table.num_rows,
+            self.last_stats.get("output_tokens", 0),
+        )
+
+    def _assemble_parts(self, table: pa.Table, bar: Any) -> Iterator[pa.Table]:
+        for start in range(0, max(table.num_rows, 1), self.config.batch_size):
+            part = table.slice(start, self.config.batch_size)
+            if part.num_rows == 0:
+                break
+            gold, gold_text = self._gold(part, start)
+            excl = None
+            if self._dist_texts is not None:
+                if self._dist_ids is not None and "doc_id" in part.column_names:
+                    excl = pc.index_in(_strings(part, "doc_id", "samples"), value_set=self._dist_ids)
+                else:
+                    excl = pc.index_in(gold_text, value_set=self._dist_texts)
+                excl = pc.fill_null(excl, -1).cast(pa.int32())
+            raw, stats = self._core.assemble(
+                gold,
+                _strings(part, "query", "samples"),
+                _strings(part, "answer", "samples"),
+                excl,
+                start,
+            )
+            out = pa.RecordBatchReader.from_stream(raw).read_all()
+            self._merge_stats(stats)
+            bar.update(part.num_rows)
+            bar.set_postfix(tokens=f"{self.last_stats.get('output_tokens', 0):,}", refresh=False)
+            yield self._finish(out, part)
+
+    def _merge_stats(self, stats: dict[str, Any]) -> None:
+        acc = self.last_stats
+        if not acc:
+            acc.update(stats)
+            return
+        for key in _STATS_SUM:
+            acc[key] += stats[key]
+        if stats["assembled"]:
+            acc["min_tokens"] = (
+                min(acc["min_tokens"], stats["min_tokens"])
+                if acc["assembled"] > stats["assembled"]
+                else stats["min_tokens"]
+            )
+            acc["max_tokens"] = max(acc["max_tokens"], stats["max_tokens"])
+
+    def _finish(self, out: pa.Table, part: pa.Table) -> pa.Table:
+        rows = out.column("row")
+        cols: dict[str, Any] = {
+            "input_ids": out.column("input_ids"),
+            "assistant_masks": out.column("assistant_masks"),
+            "n_documents": out.column("n_documents"),
+            "gold_position": out.column("gold_position"),
+        }
+        if "source" in part.column_names:
+            cols["source"] = pc.take(part.column("source"), rows)
+        else:
+            cols["source"] = pa.array(["longmagpie"] * out.num_rows, pa.string())
+        for name in ("id", "doc_id"):
+            if name in part.column_names:
+                cols[name] = pc.take(part.column(name), rows)
+        if self.messages:
+            cols["messages"] = self._messages(out.column("user_content"), pc.take(part.column("answer"), rows))
+        return pa.table(cols)
+
+    def _messages(self, user: pa.ChunkedArray, answer: pa.ChunkedArray) -> pa.Array:
+        n = len(user)
+        roles, contents = [], []
+        per = 2 if self.config.system is None else 3
+        users = user.to_pylist()
+        answers = answer.to_pylist()
+        for u, a in zip(users, answers, strict=True):
+            if self.config.system is not None:
+                roles.append("system")
+                contents.append(self.config.system)
+            roles += ["user", "assistant"]
+            contents += [u, a]
+        struct = pa.StructArray.from_arrays(
+            [pa.array(roles, pa.string()), pa.array(contents, pa.large_string())], names=["role", "content"]
+        )
+        offsets = pa.array(range(0, n * per + 1, per), pa.int32())
+        return pa.ListArray.from_arrays(offsets, struct)
+
+    def assemble(self, samples: Any, *, progress: bool = False) -> pa.Table:
+        """Assemble all samples into one table (see :meth:`assemble_batches`); stats in its metadata."""
+        parts = list(self.assemble_batches(samples, progress=progress))
+        table = pa.concat_tables(parts) if parts else None
+        if table is None:
+            raise ValueError("no samples to assemble")
+        return attach(table, "assemble", self.params(), self.last_stats)
+
+    def params(self) -> dict[str, Any]:
+        """Return the configuration recorded in output metadata."""
+        cfg = self.config
+        return {
+            "max_tokens": cfg.max_tokens,
+            "budget": list(cfg.budget()),
+            "doc_separator": cfg.doc_separator,
+            "query_separator": cfg.query_separator,
+            "system": cfg.system,
+            "long_documents": cfg.long_documents,
+            "seed": cfg.seed,
+            "margin": cfg.margin,
+            "tokenizer": getattr(self.tokenizer, "name_or_path", ""),
+            "spans": json.loads(json.dumps(self.spans.as_dict())),
+        }
+
+
+def assemble(
+    samples: Any,
+    tokenizer: Any,
+    *,
+    documents: Any = None,
+    distractors: Any = None,
+    messages: bool = False,
+    progress: bool = False,
+    **options: Any,
+) -> pa.Table:
+    r"""Turn single-document (context, query, answer) samples into multi-document chat samples, token-aware.
+
+    Args:
+        samples: table (pyarrow, polars, anything with the Arrow C stream interface) with ``query``, ``answer``
+            and either ``context`` (the gold document text) or ``doc_id`` naming a row of ``documents``.
+            Optional ``id``, ``doc_id`` and ``source`` columns are carried over.
+        tokenizer: transformers fast tokenizer, or a directory with ``tokenizer.json`` and its config.
+        documents: gold-document pool with ``doc_id`` and ``text`` (samples then need ``doc_id``).
+        distractors: separate distractor corpus (table with ``text``, optional ``doc_id``, or strings);
+            default: the pool itself. A sample's gold document is never drawn as its distractor.
+        messages: also return the ``messages`` column (the same conversation as text).
+        progress: show a progress bar over samples (stderr).
+        **options: fields of :class:`AssembleConfig`: ``max_tokens`` (65536), ``target_tokens`` ((8192,
+            65536): draw distractors until a target length drawn from this range), or ``num_distractors``
+            ((min, max) count, upstream (0, 9)), ``doc_separator`` (upstream's), ``query_separator`` ("\\n\\n";
+            upstream glues the query to the last document), ``system``, ``answer_end``, ``long_documents``
+            ("truncate": keep both ends of an over-long gold document, or "skip"), ``seed``, ``batch_size``,
+            ``num_threads``.
+
+    Returns:
+        Table with ``input_ids`` (int32), ``assistant_masks`` (int8; 1 on the answer and its end-of-turn
+        token), ``n_documents``, ``gold_position``, ``source`` (+ ``id``, ``doc_id``, ``messages``), ready for
+        :func:`longmagpie.pack` / :func:`longmagpie.pack_pmix`. Statistics are in the schema metadata
+        (:func:`longmagpie.pack_metadata`).
+
+    """
+    assembler = Assembler(tokenizer, documents, distractors, AssembleConfig(**options), messages=messages)
+    return assembler.assemble(samples, progress=progress)
+
+
+def tokenize(texts: Any, tokenizer: Any, *, num_threads: int | None = None) -> pa.Array:
+    """Token ids of each text (no special tokens added), in Rust, in parallel with the GIL released.
+
+    Args:
+        texts: strings (list, pyarrow array or chunked array); nulls stay null.
+        tokenizer: transformers fast tokenizer, or a directory holding one.
+        num_threads: worker threads (default: one per core); the result does not depend on it.
+
+    Returns:
+        A ``list<int32>`` array, e.g. the ``input_ids`` column of short chat data for :func:`longmagpie.pack_pmix`.
+
+    """
+    tok = load_tokenizer(tokenizer)
+    if isinstance(texts, list):
+        texts = pa.array(texts, pa.large_string())
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if not isinstance(texts, pa.Array):
+        raise TypeError("texts must be a list of strings or a pyarrow string array")
+    return _core.tokenize(tok.backend_tokenizer.to_str(), texts, num_threads)

@@ -1,0 +1,131 @@
+"""Multi-turn conversations to ``input_ids`` + ``assistant_masks``, exact to the tokenizer's chat template.
+
+The template is cut once into spans (:mod:`longmagpie.templates.spans`); each conversation becomes a list of text
+segments (spans, user contents, answers) that Rust tokenizes as one text per conversation, in parallel with the
+GIL released; a token is in the loss mask when it overlaps an answer or its end-of-turn span. Hierarchical
+synthesis uses this for its long multi-turn conversations (a loss mask on every answer).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from longmagpie import _core
+from longmagpie.assembly.assembler import load_tokenizer
+from longmagpie.templates.spans import ChatSpans, TemplateError, chat_spans, check_prefix_space
+
+Message = dict[str, str]
+
+# tokenizer -> (state key, its JSON): serialising a 150k-token vocabulary takes about a second per call. Weak keys:
+# an entry goes with its tokenizer, and an id reused by a later object cannot hit it.
+_JSON_CACHE: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], str]] = weakref.WeakKeyDictionary()
+
+
+def _serialise(tok: Any) -> str:
+    """Serialise the whole tokenizer to JSON (the expensive call the cache saves)."""
+    return tok.backend_tokenizer.to_str()
+
+
+def _state_key(tok: Any) -> tuple[Any, ...]:
+    """Cheap facts that change when a tokenizer is modified in place: vocabulary sizes, added tokens, components.
+
+    Adding tokens changes the sizes and the added-token list; replacing the normalizer, pre-tokenizer, post-processor
+    or decoder changes their (small) serialised state; a new backend object changes its id.
+    """
+    backend = tok.backend_tokenizer
+    parts: list[Any] = [id(backend), len(tok), backend.get_vocab_size(with_added_tokens=True)]
+    parts.append(tuple(sorted((i, str(t)) for i, t in tok.added_tokens_decoder.items())))
+    for name in ("normalizer", "pre_tokenizer", "post_processor", "decoder"):
+        component = getattr(backend, name, None)
+        parts.append(None if component is None else component.__getstate__())
+    return tuple(parts)
+
+
+def tokenizer_json(tok: Any) -> str:
+    """Return the tokenizer's JSON, serialised once per tokenizer object and state (see :func:`_state_key`)."""
+    key = _state_key(tok)
+    try:
+        hit = _JSON_CACHE.get(tok)
+    except TypeError:  # not weak-referenceable or not hashable: no cache
+        return _serialise(tok)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    text = _serialise(tok)
+    _JSON_CACHE[tok] = (key, text)
+    return text
+
+
+def conversation_segments(spans: ChatSpans, messages: Sequence[Message], where: str = "") -> list[tuple[str, bool]]:
+    """Text segments of one conversation (user/assistant turns alternating, user first), with mask flags."""
+    turns = [m for m in messages if m.get("role") != "system"]
+    if (
+        not turns
+        or len(turns) % 2
+        or any(m.get("role") != ("user" if i % 2 == 0 else "assistant") for i, m in enumerate(turns))
+    ):
+        raise ValueError(
+            f"conversation {where} must alternate user and assistant turns, starting with user and ending "
+            "with assistant (an optional system message first)"
+        )
+    if len(turns) > 2 and spans.between_turns is None:
+        raise TemplateError("this chat template does not render later turns like the first; multi-turn unsupported")
+    segments: list[tuple[str, bool]] = [(spans.prefix, False)]
+    for i in range(0, len(turns), 2):
+        user, answer = turns[i]["content"], turns[i + 1]["content"]
+        if not isinstance(user, str) or not isinstance(answer, str):
+            raise ValueError(f"conversation {where} turn {i}: content must be a string")
+        if spans.trim_user:
+            user = user.strip()
+        if spans.trim_answer:
+            answer = answer.strip()
+        if i:
+            segments.append((spans.between_turns or "", False))
+        segments += [(user, False), (spans.user_to_answer, False), (answer, True), (spans.answer_end, True)]
+    segments.append((spans.suffix, False))
+    return segments
+
+
+def encode_conversations(
+    conversations: Sequence[Sequence[Message]],
+    tokenizer: Any,
+    *,
+    system: str | None = None,
+    num_threads: int | None = None,
+) -> pa.Table:
+    """Tokenize multi-turn conversations; ids equal ``apply_chat_template(messages, tokenize=True)``.
+
+    Args:
+        conversations: lists of ``{"role", "content"}`` messages, user and assistant alternating (user first,
+            assistant last). A leading system message, if any, must equal ``system`` for all conversations.
+        tokenizer: transformers fast tokenizer or a directory holding one.
+        system: the system message (``None``: the template's default, if it has one).
+        num_threads: worker threads (the output does not depend on it).
+
+    Returns:
+        Table with ``input_ids`` list<int32> and ``assistant_masks`` list<int8> (1 on every answer and its
+        end-of-turn token), ready for :func:`longmagpie.pack`.
+
+    """
+    tok = load_tokenizer(tokenizer)
+    where = getattr(tok, "name_or_path", "") or "the tokenizer"
+    tokenizer_json_text = tokenizer_json(tok)
+    check_prefix_space(tokenizer_json_text, where)
+    spans = chat_spans(tok, system=system)
+    texts: list[str] = []
+    masked: list[bool] = []
+    offsets = [0]
+    for row, conv in enumerate(conversations):
+        if conv and conv[0].get("role") == "system" and conv[0].get("content") != system:
+            raise ValueError(f"conversation {row} has its own system message; pass it as system= for all rows")
+        for text, m in conversation_segments(spans, conv, where=str(row)):
+            texts.append(text)
+            masked.append(m)
+        offsets.append(len(texts))
+    ids, mask = _core.encode_segments(
+        tokenizer_json_text, pa.array(texts, pa.large_string()), pa.array(masked, pa.bool_()), offsets, num_threads
+    )
+    return pa.table({"input_ids": ids, "assistant_masks": mask})

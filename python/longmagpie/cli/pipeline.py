@@ -1,0 +1,407 @@
+"""``longmagpie run pipeline.toml``: harvest -> assemble -> pack or p-mix -> export, stage by stage, resumable.
+
+The TOML file is validated with pydantic (unknown keys and wrong types are reported with their path). Each
+stage writes into ``output_dir/<stage>`` and then a marker ``output_dir/<stage>.done.json`` holding a hash of
+the stage's resolved settings and of the stages before it; a rerun skips every stage whose marker matches and
+redoes a stage (and all after it) whose settings changed or that did not finish. The resolved configuration is
+written next to the outputs (``pipeline.resolved.json``).
+
+Example::
+
+    output_dir = "run"
+    tokenizer = "models/qwen25-tokenizer"
+    seed = 0
+
+    [harvest]                      # optional: without it, [assemble] reads `samples`
+    inputs = ["docs/"]
+    model = "models/Qwen2.5-7B-Instruct"
+
+    [assemble]
+    target_tokens = [8192, 65536]
+
+    [pack]                         # or [pmix] with `short = [...]`
+    seq_len = 65536
+
+    [export]
+    format = "parquet"
+
+A ``[hierarchical]`` section (the keys of :class:`longmagpie.hierarchical.HierarchicalConfig`) replaces
+``[harvest]`` + ``[assemble]``: its conversations, one dataset per target length, are packed each at its own
+length (``seq_len`` = the target: leave ``seq_len`` out of ``[pack]``/``[pmix]``) into ``packed-<N>.parquet`` and
+exported to ``dataset-<N>/``, a length curriculum ready to train in order::
+
+    [hierarchical]
+    inputs = ["books/"]
+    model = "models/Qwen2.5-7B-Instruct"
+    targets = [180000, 350000]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from longmagpie.assembly.assembler import AssembleConfig
+from longmagpie.generate.settings import EXECUTION_ENGINE_FIELDS, redact
+from longmagpie.options import (
+    INPUT_COLUMNS,
+    Exhausted,
+    Fill,
+    Overflow,
+    PackOptions,
+    PmixOptions,
+    PmixOverflow,
+    Strategy,
+)
+
+log = logging.getLogger(__name__)
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AssembleSection(_Section):
+    """``[assemble]``: see :func:`longmagpie.assemble`."""
+
+    samples: list[str] | None = None
+    documents: list[str] | None = None
+    distractors: list[str] | None = None
+    max_tokens: int = Field(AssembleConfig.max_tokens, gt=0)
+    target_tokens: tuple[int, int] | None = AssembleConfig.target_tokens
+    num_distractors: tuple[int, int] | None = AssembleConfig.num_distractors
+    doc_separator: str = AssembleConfig.doc_separator
+    query_separator: str = AssembleConfig.query_separator
+    system: str | None = AssembleConfig.system
+    answer_end: str | None = AssembleConfig.answer_end
+    long_documents: Literal["truncate", "skip"] = AssembleConfig.long_documents  # type: ignore[assignment]
+    max_misses: int = Field(AssembleConfig.max_misses, gt=0)
+    margin: int = Field(AssembleConfig.margin, ge=0)
+    batch_size: int = Field(AssembleConfig.batch_size, gt=0)
+
+
+class PackSection(_Section):
+    """``[pack]``: see :func:`longmagpie.pack`; ``engine = "ray"`` packs on Ray Data (``longmagpie.distributed``)."""
+
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    seq_len: int = Field(PackOptions.seq_len, gt=0)
+    strategy: Strategy = PackOptions.strategy
+    overflow: Overflow = PackOptions.overflow
+
+
+class PmixSection(_Section):
+    """``[pmix]``: see :func:`longmagpie.pack_pmix`; ``short`` are Parquet files of tokenized short samples."""
+
+    short: list[str]
+    engine: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    seq_len: int = Field(PmixOptions.seq_len, gt=0)
+    p_long: float = Field(PmixOptions.p_long, ge=0, le=1)
+    n_short_prefix: int = Field(PmixOptions.n_short_prefix, ge=0)
+    fill: Fill = PmixOptions.fill
+    overflow: PmixOverflow = PmixOptions.overflow
+    exhausted: Exhausted = PmixOptions.exhausted
+
+
+class ExportSection(_Section):
+    """``[export]``: Hugging Face Parquet shards or MDS."""
+
+    format: Literal["parquet", "mds"] = "parquet"
+    split: str = "train"
+
+
+class PipelineConfig(_Section):
+    """The whole ``pipeline.toml``."""
+
+    output_dir: str
+    tokenizer: str
+    seed: int = 0
+    num_threads: int | None = Field(None, gt=0)
+    harvest: dict[str, Any] | None = None
+    hierarchical: dict[str, Any] | None = None
+    assemble: AssembleSection = Field(default_factory=AssembleSection)
+    pack: PackSection | None = None
+    pmix: PmixSection | None = None
+    export: ExportSection = Field(default_factory=ExportSection)
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineConfig:
+        if self.pack is not None and self.pmix is not None:
+            raise ValueError("give [pack] or [pmix], not both")
+        if self.hierarchical is not None:
+            if self.harvest is not None or self.assemble.samples or "assemble" in self.model_fields_set:
+                raise ValueError(
+                    "[hierarchical] makes the conversations itself: drop [harvest] and [assemble] (or run them in "
+                    "another pipeline)"
+                )
+            section = self.pmix if self.pmix is not None else self.pack
+            if section is not None and "seq_len" in section.model_fields_set:
+                raise ValueError(
+                    "with [hierarchical], each target is packed at its own length: remove seq_len from "
+                    f"[{'pmix' if self.pmix is not None else 'pack'}]"
+                )
+            return self
+        if self.harvest is None and not self.assemble.samples:
+            raise ValueError(
+                "give [harvest], [hierarchical] or assemble.samples (Parquet files of context/query/answer rows)"
+            )
+        return self
+
+    def targets(self) -> list[int | None]:
+        """Return the packed datasets this pipeline makes: each hierarchical target, or one (``None``)."""
+        if self.hierarchical is None:
+            return [None]
+        from longmagpie.hierarchical import HierarchicalConfig
+
+        targets = self.hierarchical.get("targets", HierarchicalConfig.__dataclass_fields__["targets"].default)
+        return [int(t) for t in ((targets,) if isinstance(targets, int) else targets)]
+
+
+def load_config(path: Path) -> PipelineConfig:
+    """Read and validate ``path``; errors name the key and say what is wrong."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path} is not valid TOML: {err}") from err
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValidationError as err:
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or '(top level)'}: {e['msg']}"
+            + (f" (got {e['input']!r})" if e["type"] != "missing" and not isinstance(e["input"], dict) else "")
+            for e in err.errors()
+        ]
+        raise ValueError(f"{path} has {len(lines)} problem(s):\n" + "\n".join(lines)) from None
+
+
+def _result_settings(section: dict[str, Any]) -> dict[str, Any]:
+    """Return the settings of a generation section that shape its results.
+
+    The stage hash leaves out how the work ran (engine, server, key, concurrency), so a stage resumes on another
+    server and no credential enters a marker.
+    """
+    return {k: v for k, v in section.items() if k not in EXECUTION_ENGINE_FIELDS}
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@contextmanager
+def _ray(address: str | None, num_cpus: int | None) -> Iterator[Any]:
+    """``longmagpie.distributed.ray`` on a Ray cluster joined at ``address`` or started locally (stopped after)."""
+    import ray
+
+    import longmagpie.distributed.ray as ray_mod
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray_mod
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _read_dir(path: Path) -> Any:
+    import pyarrow.dataset as ds
+
+    return ds.dataset(str(path), format="parquet").to_table()
+
+
+def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) -> dict[str, str]:
+    """Run the stages that are not done yet; returns ``{stage: "done" | "skipped"}``."""
+    import pyarrow.parquet as pq
+
+    import longmagpie
+    from longmagpie.io.files import read_table, write_bytes_atomic, write_parquet_atomic
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = redact(config.model_dump(mode="json"))  # no credential on disk (an api_key in [harvest])
+    write_bytes_atomic(out / "pipeline.resolved.json", json.dumps(resolved, indent=1, sort_keys=True).encode())
+    status: dict[str, str] = {}
+    chain = _hash({"version": longmagpie.__version__, "tokenizer": config.tokenizer, "seed": config.seed})
+
+    def stage(name: str, settings: Any, work: Callable[[], None]) -> None:
+        nonlocal chain
+        chain = _hash([chain, name, settings])
+        marker = out / f"{name}.done.json"
+        if marker.is_file() and json.loads(marker.read_text()).get("hash") == chain:
+            echo(f"{name}: done earlier, skipped")
+            status[name] = "skipped"
+            return
+        marker.unlink(missing_ok=True)
+        echo(f"{name}: running")
+        work()
+        write_bytes_atomic(marker, json.dumps({"hash": chain, "stage": name}).encode())
+        status[name] = "done"
+
+    targets = config.targets()
+    if config.hierarchical is not None:
+        sources = _hierarchical_stage(config, out, stage)
+    else:
+        sources = {None: _longmagpie_stages(config, out, stage)}
+
+    def name(base: str, target: int | None, suffix: str = "") -> Path:
+        return out / (f"{base}{suffix}" if target is None else f"{base}-{target}{suffix}")
+
+    def clear_packed() -> None:
+        for target in targets:
+            name("packed", target, ".parquet").unlink(missing_ok=True)
+            shutil.rmtree(name("packed", target), ignore_errors=True)
+
+    if config.pmix is not None:
+        m = config.pmix
+
+        def pmix() -> None:
+            clear_packed()
+            for target, source in sources.items():
+                options = m.model_dump(exclude={"short", "engine", "ray_address"})
+                options["seq_len"] = target or m.seq_len
+                log.info("p-mix of %s at %d tokens per row", source, options["seq_len"])
+                if m.engine == "ray":
+                    with _ray(m.ray_address, config.num_threads) as ray_mod:
+                        ray_mod.ray_pack_pmix_to_parquet(
+                            [str(source)], m.short, name("packed", target), seed=config.seed, overwrite=True, **options
+                        )
+                    continue
+                long = pq.read_table(source, columns=[c for c in INPUT_COLUMNS if c in pq.read_schema(source).names])
+                short = read_table(m.short, INPUT_COLUMNS)
+                packed = longmagpie.pack_pmix(long, short, seed=config.seed, num_threads=config.num_threads, **options)
+                write_parquet_atomic(packed, name("packed", target, ".parquet"), overwrite=True)
+
+        stage("pmix", m.model_dump(mode="json"), pmix)
+    else:
+        p = config.pack or PackSection()
+
+        def pack() -> None:
+            clear_packed()
+            for target, source in sources.items():
+                options = p.model_dump(exclude={"engine", "ray_address"})
+                options["seq_len"] = target or p.seq_len
+                log.info("packing %s at %d tokens per row", source, options["seq_len"])
+                if p.engine == "ray":
+                    with _ray(p.ray_address, config.num_threads) as ray_mod:
+                        ray_mod.ray_pack_to_parquet([str(source)], name("packed", target), overwrite=True, **options)
+                    continue
+                columns = [c for c in INPUT_COLUMNS if c in pq.read_schema(source).names]
+                samples = pq.read_table(source, columns=columns)
+                packed = longmagpie.pack(samples, num_threads=config.num_threads, **options)
+                write_parquet_atomic(packed, name("packed", target, ".parquet"), overwrite=True)
+
+        stage("pack", p.model_dump(mode="json"), pack)
+    e = config.export
+
+    def export() -> None:
+        for target in targets:
+            ray_dir = name("packed", target) / "data"
+            packed = pq.read_table(name("packed", target, ".parquet")) if not ray_dir.is_dir() else _read_dir(ray_dir)
+            dest = name("dataset", target)
+            if dest.exists():
+                shutil.rmtree(dest)
+            log.info("exporting %d rows to %s (%s)", packed.num_rows, dest, e.format)
+            if e.format == "parquet":
+                longmagpie.export_parquet(packed, dest, split=e.split)
+            else:
+                longmagpie.export_mds(packed, dest)
+
+    stage("export", e.model_dump(mode="json"), export)
+    return status
+
+
+Stage = Callable[[str, Any, Callable[[], None]], None]
+
+
+def _longmagpie_stages(config: PipelineConfig, out: Path, stage: Stage) -> Path:
+    """Run [harvest] (if any) and [assemble]; return the assembled samples' file."""
+    import longmagpie
+    from longmagpie.io.files import read_table, write_parquet_atomic
+
+    qa_path = out / "harvest"
+    if config.harvest is not None:
+        settings = dict(config.harvest)
+
+        def harvest() -> None:
+            from longmagpie.harvest import HarvestConfig
+            from longmagpie.harvest import harvest as run_harvest
+
+            fields = {**settings, "output_dir": str(qa_path), "seed": config.seed}
+            fields["inputs"] = tuple(fields.get("inputs", ()))
+            try:
+                hc = HarvestConfig(**fields)
+            except TypeError as err:
+                raise ValueError(f"[harvest]: {err}") from err
+            run_harvest(hc)
+
+        stage("harvest", _result_settings(settings), harvest)
+    a = config.assemble
+
+    def assemble() -> None:
+        from longmagpie.harvest import read_harvest
+
+        samples = (
+            read_table(a.samples)
+            if a.samples
+            else read_harvest(qa_path).select(["doc_id", "context", "query", "answer", "id"])
+        )
+        options = a.model_dump(exclude={"samples", "documents", "distractors"})
+        if a.num_distractors is not None:
+            options["target_tokens"] = None
+        table = longmagpie.assemble(
+            samples,
+            config.tokenizer,
+            documents=read_table(a.documents) if a.documents else None,
+            distractors=read_table(a.distractors) if a.distractors else None,
+            seed=config.seed,
+            num_threads=config.num_threads,
+            **options,
+        )
+        write_parquet_atomic(table, out / "assembled.parquet", overwrite=True)
+
+    stage("assemble", a.model_dump(mode="json"), assemble)
+    return out / "assembled.parquet"
+
+
+def _hierarchical_stage(config: PipelineConfig, out: Path, stage: Stage) -> dict[int | None, Path]:
+    """Run [hierarchical]; return each target's conversations file."""
+    settings = dict(config.hierarchical or {})
+    hier_dir = out / "hierarchical"
+
+    def hierarchical() -> None:
+        from longmagpie.hierarchical import HierarchicalConfig, synthesize
+
+        fields = {**settings, "output_dir": str(hier_dir), "seed": config.seed}
+        fields["inputs"] = tuple(fields.get("inputs", ()))
+        try:
+            hc = HierarchicalConfig(**fields)
+        except TypeError as err:
+            raise ValueError(f"[hierarchical]: {err}") from err
+        report = synthesize(hc)
+        empty = [t.target for t in report.targets if t.conversations == 0]
+        if empty:
+            raise ValueError(
+                f"[hierarchical]: no conversation reached target(s) {empty}: give more documents, lower the "
+                "targets or min_fill"
+            )
+
+    stage("hierarchical", _result_settings(settings), hierarchical)
+    return {t: hier_dir / f"target-{t}.parquet" for t in config.targets()}

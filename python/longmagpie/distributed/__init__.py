@@ -1,0 +1,1 @@
+"""Scaling out: packing and p-mix as Ray Data transforms (``ray``) over deterministic Parquet windows (``windows``)."""

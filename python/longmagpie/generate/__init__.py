@@ -1,0 +1,5 @@
+"""① Generation, shared by harvest and hierarchical synthesis.
+
+Engines (vLLM offline, an OpenAI-compatible server, Ray Data LLM) and their settings, document sources,
+resumable output directories, reasoning blocks.
+"""

@@ -1,0 +1,1 @@
+"""Integrations with trainers: ``torch`` (PackedCollator, padding-free batches for transformers / TRL)."""

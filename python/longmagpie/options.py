@@ -1,0 +1,172 @@
+"""The one home of the packing options: their defaults, their allowed values and their checks.
+
+:func:`longmagpie.pack`, :func:`longmagpie.pack_stream`, :func:`longmagpie.pack_pmix`,
+:func:`longmagpie.pack_pmix_stream`, the Ray transforms (``longmagpie.distributed.ray``), the ``pack``/``pmix``
+commands and the ``[pack]``/``[pmix]`` sections of ``pipeline.toml`` all take their defaults from here, so a
+stage gives the same data whichever entry point runs it (a test checks that they agree). Building an options
+object checks every value, so a command refuses a bad value before it reads any input.
+
+The defaults, and why:
+
+- ``seq_len = 65536``: the 64k rows LongMagpie trains on.
+- ``strategy = "bfd"``: best-fit decreasing gives the tightest rows (ffd and sequential are there to compare with
+  other packers, or to keep input order).
+- ``overflow = "error"`` for pack and p-mix: a default that silently truncates is not one. A sample longer than
+  the row stops the run with the row named; ``"truncate"``, ``"drop"`` or ``"split"`` are a choice to make, and
+  what they did is counted in the statistics.
+- p-mix ``p_long = 0.4``, ``n_short_prefix = 1``, ``fill = "upstream"``, ``exhausted = "stop"``: the upstream
+  recipe (``build_sft_data_p_mix.py``: ``--choose_rate 0.4``, one short sample opening each row, a row closed
+  when the drawn sample does not fit), except that each sample is used at most once unless ``"recycle"`` asks
+  for upstream's reuse. ``fill = "best_fit"`` fills tighter and is one option away.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+Strategy = Literal["bfd", "ffd", "sequential"]
+Overflow = Literal["error", "truncate", "drop", "split"]
+Fill = Literal["upstream", "best_fit"]
+PmixOverflow = Literal["error", "truncate", "drop"]
+Exhausted = Literal["stop", "short_only", "recycle"]
+
+#: The columns the packers read from their inputs (``input_ids`` is required, the others are carried when present).
+INPUT_COLUMNS = ("input_ids", "assistant_masks", "labels", "source")
+
+#: Upstream ``--choose_rate`` (the probability that the next segment is long).
+UPSTREAM_P_LONG = 0.4
+
+
+def require_ints(**values: object) -> None:
+    """Raise ``TypeError`` naming the first argument that is neither ``None`` nor an ``int``."""
+    for name, value in values.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+
+
+#: The largest row the core packs (its offsets are int32).
+MAX_SEQ_LEN = 2**31 - 1
+
+
+def _choice(label: str, value: object, allowed: Any) -> None:
+    """Raise the core's message for a value not among ``allowed`` (a ``Literal``)."""
+    choices = get_args(allowed)
+    if value not in choices:
+        raise ValueError(f"unknown {label} {value!r}; expected one of {', '.join(repr(c) for c in choices)}")
+
+
+def _common(seq_len: int, num_threads: int | None) -> None:
+    """Make the checks every packer makes (with the core's messages)."""
+    if seq_len < 1:
+        raise ValueError(f"seq_len must be a positive number of tokens (got {seq_len})")
+    if seq_len > MAX_SEQ_LEN:
+        raise ValueError(f"seq_len must be in 1..={MAX_SEQ_LEN} (got {seq_len})")
+    if num_threads is not None and num_threads < 1:
+        raise ValueError("num_threads must be >= 1 (or None for all cores)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PackOptions:
+    """Options of :func:`longmagpie.pack` (and ``pack_stream``, ``ray_pack``, ``longmagpie pack``, ``[pack]``).
+
+    Attributes:
+        seq_len: row capacity in tokens.
+        strategy: ``"bfd"`` best-fit decreasing, ``"ffd"`` first-fit decreasing, ``"sequential"`` (input order).
+        overflow: a sample longer than ``seq_len``: ``"error"``, ``"truncate"``, ``"drop"`` or ``"split"``.
+        num_threads: threads that copy tokens (``None``: every core); the output is the same for any value.
+
+    Raises:
+        TypeError: a count that is not an int.
+        ValueError: a value out of range or not among the choices (the message names the option).
+
+    """
+
+    seq_len: int = 65536
+    strategy: Strategy = "bfd"
+    overflow: Overflow = "error"
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        """Check every value."""
+        require_ints(seq_len=self.seq_len, num_threads=self.num_threads)
+        _common(self.seq_len, self.num_threads)
+        _choice("strategy", self.strategy, Strategy)
+        _choice("overflow policy", self.overflow, Overflow)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PmixOptions:
+    """Options of :func:`longmagpie.pack_pmix` (and its stream, Ray, CLI and ``[pmix]`` forms).
+
+    Attributes:
+        seq_len: row capacity in tokens.
+        p_long: probability that a segment after the prefix is long (upstream: 0.4).
+        n_short_prefix: short samples opening each row (upstream: 1).
+        seed: seed of the shuffles and draws, in [0, 2**64).
+        fill: ``"upstream"`` closes a row when the drawn sample does not fit; ``"best_fit"`` first fills the gap.
+        overflow: a sample that cannot fit next to its row's prefix: ``"error"``, ``"truncate"`` or ``"drop"``.
+        exhausted: an empty pool at a draw: ``"stop"``, ``"short_only"`` or ``"recycle"`` (upstream's reuse).
+        max_rows: stop after this many rows.
+        num_threads: threads that copy tokens; the output is the same for any value.
+
+    Raises:
+        TypeError: a count that is not an int, or a ``p_long`` that is not a number.
+        ValueError: a value out of range or not among the choices (the message names the option).
+
+    """
+
+    seq_len: int = 65536
+    p_long: float = UPSTREAM_P_LONG
+    n_short_prefix: int = 1
+    seed: int = 0
+    fill: Fill = "upstream"
+    overflow: PmixOverflow = "error"
+    exhausted: Exhausted = "stop"
+    max_rows: int | None = None
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        """Check every value (``p_long`` becomes a float)."""
+        if isinstance(self.p_long, bool) or not isinstance(self.p_long, (int, float)):
+            raise TypeError(f"p_long must be a number, got {type(self.p_long).__name__}")
+        object.__setattr__(self, "p_long", float(self.p_long))
+        require_ints(
+            seq_len=self.seq_len,
+            n_short_prefix=self.n_short_prefix,
+            seed=self.seed,
+            max_rows=self.max_rows,
+            num_threads=self.num_threads,
+        )
+        _common(self.seq_len, self.num_threads)
+        if not 0.0 <= self.p_long <= 1.0:
+            raise ValueError(f"p_long must be in [0, 1] (got {self.p_long})")
+        if not 0 <= self.seed < 2**64:
+            raise ValueError(f"seed must be in [0, 2**64) (got {self.seed})")
+        if self.n_short_prefix < 0:
+            raise ValueError(f"n_short_prefix must be >= 0 (got {self.n_short_prefix})")
+        if self.max_rows is not None and self.max_rows < 1:
+            raise ValueError("max_rows must be >= 1 (or None)")
+        _choice("fill", self.fill, Fill)
+        if self.overflow == "split":
+            raise ValueError(
+                "overflow='split' is not available for p-mix (a split conversation loses its question or answer); "
+                "use 'error', 'truncate' or 'drop'"
+            )
+        _choice("overflow policy", self.overflow, PmixOverflow)
+        _choice("exhausted policy", self.exhausted, Exhausted)
+
+    def core_args(self) -> tuple[Any, ...]:
+        """Return the arguments of ``_core.pack_pmix`` / ``_core.pack_pmix_stream`` after the two inputs."""
+        names = ("seq_len", "p_long", "n_short_prefix", "seed", "fill", "overflow", "exhausted", "max_rows")
+        return (*(getattr(self, n) for n in names), self.num_threads)
+
+    def params(self) -> dict[str, Any]:
+        """Return the options as a dict (what the output's metadata records)."""
+        return dataclasses.asdict(self)
+
+
+def defaults(options: type[PackOptions] | type[PmixOptions]) -> dict[str, Any]:
+    """Return the default of every field of ``options`` (what the CLI, TOML and API defaults must equal)."""
+    return {f.name: f.default for f in dataclasses.fields(options)}

@@ -1,0 +1,139 @@
+"""``pack``: greedy bin packing of tokenized samples into fixed-capacity rows with document boundaries."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import pyarrow as pa
+
+from longmagpie import _core
+from longmagpie._metadata import attach, stats_of
+from longmagpie.options import Overflow, PackOptions, Strategy, require_ints
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PackStats:
+    """What a packing run did. Token counts exclude padding unless named so.
+
+    Attributes:
+        input_samples: rows of the input.
+        input_tokens: tokens over all input rows.
+        empty_samples: input rows with no tokens (skipped; an empty document has no boundary).
+        rows: output rows.
+        documents: documents placed (one per kept sample; more for split samples).
+        output_tokens: real tokens in the output.
+        pad_tokens: padding added by ``pad_to``.
+        fill_rate: ``output_tokens / (rows * seq_len)`` (0 when there are no rows).
+        truncated_samples: samples cut to ``seq_len`` (``overflow="truncate"``).
+        truncated_tokens: tokens removed by truncation.
+        dropped_samples: samples left out (``overflow="drop"``).
+        dropped_tokens: tokens of the dropped samples.
+        split_samples: samples cut into ``seq_len`` pieces (``overflow="split"``).
+        split_pieces: pieces made from them.
+        max_documents_per_row: most documents in one row.
+        min_row_tokens: fewest real tokens in a row.
+
+    """
+
+    input_samples: int
+    input_tokens: int
+    empty_samples: int
+    rows: int
+    documents: int
+    output_tokens: int
+    pad_tokens: int
+    fill_rate: float
+    truncated_samples: int
+    truncated_tokens: int
+    dropped_samples: int
+    dropped_tokens: int
+    split_samples: int
+    split_pieces: int
+    max_documents_per_row: int
+    min_row_tokens: int
+
+    def as_dict(self) -> dict[str, int | float]:
+        """Return the statistics as a plain dict."""
+        return asdict(self)
+
+
+def to_pyarrow(stream: object) -> pa.Table:
+    """Read the core's Arrow C stream into a ``pyarrow.Table`` without copying.
+
+    (``pyarrow.table(obj)`` would do the same but first imports pandas to check for a DataFrame,
+    which costs a quarter of a second on the first call.)
+    """
+    return pa.RecordBatchReader.from_stream(stream).read_all()
+
+
+def pack(
+    samples: Any,
+    seq_len: int = PackOptions.seq_len,
+    strategy: Strategy = PackOptions.strategy,
+    overflow: Overflow = PackOptions.overflow,
+    num_threads: int | None = PackOptions.num_threads,
+    pad_to: int | None = None,
+    pad_id: int = 0,
+) -> pa.Table:
+    """Pack tokenized samples into rows of at most ``seq_len`` tokens, keeping every document boundary.
+
+    Args:
+        samples: tokenized samples with an ``input_ids`` column (list or large_list of any integer
+            type) and optionally ``assistant_masks`` (0/1 per token), ``labels`` (-100 = ignored) and
+            ``source`` (string). Any Arrow PyCapsule producer (pyarrow, polars, ...), a
+            ``datasets.Dataset``, a dict of columns or a list of row dicts. Read without copying.
+        seq_len: row capacity in tokens.
+        strategy: ``"bfd"`` best-fit decreasing (tightest rows), ``"ffd"`` first-fit decreasing, or
+            ``"sequential"`` (input order kept; a row closes when the next sample does not fit).
+        overflow: for samples longer than ``seq_len``: ``"error"`` (names the row), ``"truncate"``
+            (keep the first ``seq_len`` tokens), ``"drop"``, or ``"split"`` (``seq_len`` pieces, each
+            its own document). Every truncated, dropped or split sample is counted in the statistics.
+        num_threads: threads used to copy tokens (a dedicated pool); ``None`` uses every core. The
+            output is byte-identical for any value.
+        pad_to: pad every row to this many tokens (at least ``seq_len``) with ``pad_id``; the pad is
+            recorded as its own segment in ``seq_lengths`` with mask 0 and label -100.
+        pad_id: token id used for padding.
+
+    Returns:
+        A ``pyarrow.Table`` with one row per packed sequence: ``input_ids`` list<int32>,
+        ``seq_lengths`` list<int32> (one entry per document, summing to the row length),
+        ``assistant_masks`` list<int8> (all 1 when the input had neither mask nor labels; derived
+        as ``labels != -100`` when it had labels only), ``labels`` list<int32> (only if the input
+        had labels), ``length`` int32, and ``source`` list<string> (one per document, only if the
+        input had it). Parameters and :class:`PackStats` are stored in the schema metadata; read
+        them with :func:`pack_stats`.
+
+    Raises:
+        ValueError: bad values (nulls, negative ids, masks other than 0/1, per-token columns of
+            another length than ``input_ids``, a sample longer than ``seq_len`` with
+            ``overflow="error"``, bad arguments); the message names the column and the row.
+        TypeError: a column of a type that cannot be read, or an unsupported ``samples`` object.
+
+    """
+    from longmagpie._arrow import as_arrow
+
+    PackOptions(seq_len=seq_len, strategy=strategy, overflow=overflow, num_threads=num_threads)
+    require_ints(pad_to=pad_to, pad_id=pad_id)
+    table, stats = _core.pack(as_arrow(samples), seq_len, strategy, overflow, num_threads, pad_to, pad_id)
+    table = to_pyarrow(table)
+    params = {"seq_len": seq_len, "strategy": strategy, "overflow": overflow, "pad_to": pad_to, "pad_id": pad_id}
+    log.info(
+        "packed %d samples (%d tokens) into %d rows of %d (%s), fill %.3f %%",
+        stats["input_samples"],
+        stats["input_tokens"],
+        stats["rows"],
+        seq_len,
+        strategy,
+        100 * stats["fill_rate"],
+    )
+    return attach(table, "pack", params, stats)
+
+
+def pack_stats(table: pa.Table | pa.Schema) -> PackStats:
+    """Return the :class:`PackStats` that :func:`pack` recorded for ``table`` (also after a Parquet round trip)."""
+    stats = stats_of(table, "pack")
+    return PackStats(**{f.name: stats[f.name] for f in fields(PackStats)})

@@ -1,0 +1,22 @@
+"""Helpers of the export tests."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+
+def rows_of(table: pa.Table) -> list[dict]:
+    """The table's rows as Python dicts."""
+    return table.to_pylist()
+
+
+def documents_with_masks(table: pa.Table) -> list[tuple[list[int], list[int]]]:
+    """(ids, trained-mask) per document of every row, in output order."""
+    out = []
+    for row in table.to_pylist():
+        pos = 0
+        mask = row.get("assistant_masks") or [1] * len(row["input_ids"])
+        for n in row["seq_lengths"]:
+            out.append((row["input_ids"][pos : pos + n], mask[pos : pos + n]))
+            pos += n
+    return out
