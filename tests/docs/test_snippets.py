@@ -193,8 +193,9 @@ def test_snippets(
     request: pytest.FixtureRequest,
 ) -> None:
     page = blocks[0].page.relative_to(ROOT)
-    for module in sorted({m for g in gates for m in GATES[g]}):
-        pytest.importorskip(module)
+    for module in sorted({m for g in gates for m in GATES[g]}):  # looked up, not imported: flask (moto's server)
+        if importlib.util.find_spec(module) is None:  # in this process breaks vLLM's start-up in later tests
+            pytest.skip(f"{page}: needs {module}")
     # A block that needs a missing optional module is left out (later blocks never depend on it); the test then
     # reports a skip naming it once the other blocks have passed.
     missing = {m for b in blocks for m in b.modules if importlib.util.find_spec(m) is None}

@@ -47,7 +47,6 @@ ConfigFileOpt = Annotated[
     Path | None,
     typer.Option(
         "--config",
-        exists=True,
         dir_okay=False,
         help="TOML or JSON file of settings (any field of the stage's config); options given here win over it.",
     ),
