@@ -96,35 +96,12 @@ FILL_TARGET = 0.999
 # ----------------------------------------------------------------------------- data
 
 
-def synth_lengths(total_tokens: int, rng: np.random.Generator, mix: str) -> np.ndarray:
-    """Draw document lengths until ``total_tokens`` is reached (same recipe as the reference anchors).
-
-    ``long``:  70 % log-uniform [200, 4000], 30 % log-uniform [8000, 60000] (long-context SFT)
-    ``short``: 100 % log-uniform [50, 2000] (chat-style SFT)
-    """
-    parts: list[np.ndarray] = []
-    have = 0
-    while have < total_tokens:
-        n = 100_000
-        if mix == "long":
-            is_long = rng.random(n) < 0.30
-            lo = np.where(is_long, np.log(8000), np.log(200))
-            hi = np.where(is_long, np.log(60000), np.log(4000))
-        elif mix == "short":
-            lo, hi = np.full(n, np.log(50)), np.full(n, np.log(2000))
-        else:
-            raise ValueError(f"unknown mix {mix!r}")
-        lens = np.exp(rng.uniform(lo, hi)).astype(np.int64)
-        k = int(np.searchsorted(np.cumsum(lens), total_tokens - have, side="left")) + 1
-        parts.append(lens[:k])
-        have += int(lens[:k].sum())
-    return np.concatenate(parts)
-
-
 def generate(out: Path, mix: str, tokens: int, seed: int, batch_rows: int, with_hf: bool) -> dict[str, Any]:
     """Write ``out/data.arrow`` (IPC file), optionally ``out/hf`` (save_to_disk) and ``out/meta.json``."""
-    rng = np.random.default_rng(seed)
-    lens = synth_lengths(tokens, rng, mix)
+    from longmagpie.testing.synthetic import sample_lengths  # the project's recipes: one home
+
+    rng = np.random.default_rng(seed + 1)  # token ids: a stream of its own
+    lens = sample_lengths(tokens, mix, seed)
     offsets = np.zeros(len(lens) + 1, dtype=np.int64)
     np.cumsum(lens, out=offsets[1:])
     total = int(offsets[-1])
