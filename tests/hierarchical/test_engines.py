@@ -9,6 +9,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from support import require
 from support.hierarchical import FEW_QAS, PASSES, Counting, doc_states, settings, write_docs
 
 from longmagpie.assembly.conversations import encode_conversations
@@ -54,7 +55,7 @@ def test_synthesize_through_an_openai_server(
     assert Path(local_report.targets[0].path).read_bytes() == Path(report.targets[0].path).read_bytes()
 
 
-def test_synthesize_on_ray_data_llm(engine: Any, tiny_qwen2_dir: Path, tmp_path: Path) -> None:
+def test_synthesize_on_ray_data_llm(engine: Any, ray_cluster: Any, tiny_qwen2_dir: Path, tmp_path: Path) -> None:
     """The ``ray`` engine (Ray Data LLM on a local 2-CPU cluster) finishes a run the in-process engine started.
 
     Every ``generate`` on Ray Data starts its vLLM actors afresh (about half a minute each on two cores), so Ray
@@ -62,9 +63,8 @@ def test_synthesize_on_ray_data_llm(engine: Any, tiny_qwen2_dir: Path, tmp_path:
     bytes of the run made wholly in-process. The config asks for a one-CPU placement bundle
     (``ray_placement_bundles``): Ray Data LLM's default placement asks for a GPU.
     """
-    ray = pytest.importorskip("ray")
-    pytest.importorskip("ray.data.llm")
-    from longmagpie.harvest import RayEngine, build_engine
+    require("ray.data.llm")
+    from longmagpie.generate.engines import RayEngine, build_engine
 
     inputs = write_docs(tmp_path / "docs.parquet", [150, 12])
     config = HierarchicalConfig(**settings(tiny_qwen2_dir, inputs, tmp_path / "ray", **SMALL))
@@ -73,14 +73,11 @@ def test_synthesize_on_ray_data_llm(engine: Any, tiny_qwen2_dir: Path, tmp_path:
     with pytest.raises(RuntimeError, match="engine lost"):
         synthesize(config, engine=Counting(engine, fail_after=6))
     assert {s["stage"] for s in doc_states(Path(config.output_dir)).values()} == {"q2"}
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        # the engine the config names: HierarchicalConfig carries the ray_* settings (EngineSettings)
-        on_ray = dataclasses.replace(config, engine="ray", ray_placement_bundles=({"CPU": 1},))
-        assert isinstance(build_engine(on_ray.harvest_config()), RayEngine)
-        report = synthesize(on_ray)
-    finally:
-        ray.shutdown()
+    # the engine the config names (on the session's Ray cluster): HierarchicalConfig is its EngineSettings
+    on_ray = dataclasses.replace(config, engine="ray", ray_placement_bundles=({"CPU": 1},))
+    built = build_engine(on_ray, on_ray.model, max_model_len=on_ray.max_model_len, seed=on_ray.seed)
+    assert isinstance(built, RayEngine)
+    report = synthesize(on_ray)
     assert report.calls == [("done", 16)]
     assert doc_states(Path(local.output_dir)) == doc_states(Path(config.output_dir))
     assert Path(local_report.targets[0].path).read_bytes() == Path(report.targets[0].path).read_bytes()
