@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import require
 
 import longmagpie
 from longmagpie.assembly.assembler import UPSTREAM_SEPARATOR, AssembleConfig, Assembler, assemble
@@ -47,6 +48,8 @@ def qwen(qwen_tokenizer_dir: Path):
 @pytest.fixture(scope="module")
 def llama_bpe(tmp_path_factory: pytest.TempPathFactory):
     """A byte-level BPE trained here on local text, with Llama-3's pre-tokenizer, specials and header template."""
+    require("tokenizers")
+    require("transformers")
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support import require
 from support.s3 import S3Server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,6 +194,8 @@ def test_snippets(
     request: pytest.FixtureRequest,
 ) -> None:
     page = blocks[0].page.relative_to(ROOT)
+    for module in ("tokenizers", "transformers", "jinja2"):  # every page tokenizes with the hf extra
+        require(module)
     for module in sorted({m for g in gates for m in GATES[g]}):  # looked up, not imported: flask (moto's server)
         if importlib.util.find_spec(module) is None:  # in this process breaks vLLM's start-up in later tests
             pytest.skip(f"{page}: needs {module}")
