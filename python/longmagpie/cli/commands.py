@@ -43,6 +43,12 @@ ServedModelOpt = Annotated[
     str | None, typer.Option(help="Model name the server knows (engine openai; default: --model).")
 ]
 ConcurrencyOpt = Annotated[int, typer.Option(help="Requests in flight (engine openai).")]
+ThreadsOpt = Annotated[int | None, typer.Option(help="Threads (default: all cores); same output for any.")]
+OverwriteOpt = Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")]
+PackEngineOpt = Annotated[
+    str, typer.Option(help="local (one process) | ray (Ray Data; OUTPUT becomes a dataset directory).")
+]
+RayAddressOpt = Annotated[str | None, typer.Option(help="Ray cluster to join (default: start a local one).")]
 ConfigFileOpt = Annotated[
     Path | None,
     typer.Option(
@@ -234,17 +240,13 @@ def pack(
     overflow: Annotated[
         str, typer.Option(help="Samples longer than seq-len: error|truncate|drop|split.")
     ] = PackOptions.overflow,
-    threads: Annotated[
-        int | None, typer.Option(help="Threads (default: all cores); same output for any.")
-    ] = PackOptions.num_threads,
+    threads: ThreadsOpt = PackOptions.num_threads,
     pad_to: Annotated[int | None, typer.Option(help="Pad rows to this length (>= seq-len).")] = None,
     pad_id: Annotated[int, typer.Option(help="Token id of the padding.")] = 0,
     seed: Annotated[int, typer.Option(help="Seed of the --demo sample.")] = 0,
-    engine: Annotated[
-        str, typer.Option(help="local (one process) | ray (Ray Data; OUTPUT becomes a dataset directory).")
-    ] = "local",
-    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: start a local one).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+    engine: PackEngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -341,14 +343,10 @@ def pmix(
     overflow: Annotated[str, typer.Option(help="error | truncate | drop.")] = PmixOptions.overflow,
     exhausted: Annotated[str, typer.Option(help="stop | short_only | recycle.")] = PmixOptions.exhausted,
     max_rows: Annotated[int | None, typer.Option(help="Stop after this many rows.")] = PmixOptions.max_rows,
-    threads: Annotated[
-        int | None, typer.Option(help="Threads (default: all cores); same output for any.")
-    ] = PmixOptions.num_threads,
-    engine: Annotated[
-        str, typer.Option(help="local (one process) | ray (Ray Data; OUTPUT becomes a dataset directory).")
-    ] = "local",
-    ray_address: Annotated[str | None, typer.Option(help="Ray cluster to join (default: start a local one).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+    threads: ThreadsOpt = PmixOptions.num_threads,
+    engine: PackEngineOpt = "local",
+    ray_address: RayAddressOpt = None,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
@@ -455,8 +453,8 @@ def assemble(
     ],
     messages: Annotated[bool, typer.Option(help="Also write the conversation as text (messages column).")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the per-sample draws.")] = 0,
-    threads: Annotated[int | None, typer.Option(help="Threads (default: all cores); same output for any.")] = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+    threads: ThreadsOpt = AssembleConfig.num_threads,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
