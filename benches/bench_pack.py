@@ -52,14 +52,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from benchkit import PeakMemory, auto_prewarm_mib, peak_rss_mib, rss_mib
+from benchkit import PeakMemory, auto_prewarm_mib, package_versions, peak_rss_mib, rss_mib
 
 SEQ_LEN_DEFAULT = 65536
 VOCAB = 151_000
@@ -729,11 +728,7 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    for name in ("numpy", "pyarrow", "datasets", "trl", "longmagpie"):
-        try:
-            env[name] = version(name)
-        except PackageNotFoundError:
-            env[name] = None
+    env.update(package_versions(("numpy", "pyarrow", "datasets", "trl", "longmagpie")))
     try:
         with open("/proc/cpuinfo") as f:
             env["cpu"] = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), None)

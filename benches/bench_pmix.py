@@ -49,17 +49,16 @@ import os
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from benchkit import PeakMemory, auto_prewarm_mib, status_mib
+from benchkit import PeakMemory, auto_prewarm_mib, run_child, status_mib
+from benchkit import environment as base_environment
 
 SEQ_LEN = 65536
 QUICK_TOKENS = 5_000_000
@@ -448,15 +447,7 @@ def spawn(mode: str, data_dir: Path, args: argparse.Namespace, py_rows: int) -> 
     ]  # fmt: skip
     if not args.warmup:
         cmd.append("--no-warmup")
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {args.timeout} s"}
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-6:]
-    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
+    return run_child(cmd, args.timeout, tail_lines=6)
 
 
 def fmt_rate(x: float | None) -> str:
@@ -479,13 +470,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def environment() -> dict[str, Any]:
-    """Versions and machine facts."""
-    env: dict[str, Any] = {"python": sys.version.split()[0], "cpu_count": os.cpu_count()}
-    for name in ("numpy", "pyarrow", "longmagpie"):
-        try:
-            env[name] = version(name)
-        except PackageNotFoundError:
-            env[name] = None
+    """Versions and machine facts, with the total memory."""
+    env = base_environment()
     with open("/proc/meminfo") as f:
         env["mem_total_GiB"] = round(int(f.readline().split()[1]) / 2**20, 1)
     return env

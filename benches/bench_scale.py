@@ -90,7 +90,7 @@ def single_child(folder: str, seq_len: int, window_tokens: int) -> dict[str, Any
             )
 
     t0 = time.perf_counter()
-    stream = longmagpie.pack_stream(batches(), seq_len, window_tokens=window_tokens)
+    stream = longmagpie.pack_stream(batches(), seq_len=seq_len, window_tokens=window_tokens)
     rows = tokens = 0
     for batch in stream:
         rows += batch.num_rows

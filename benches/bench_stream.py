@@ -33,18 +33,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from benchkit import peak_rss_mib, rss_mib
+from benchkit import environment, peak_rss_mib, rss_mib, run_child
 
 SEQ_LEN = 65536
 DEFAULT_TOKENS = 2_000_000_000
@@ -179,6 +177,33 @@ def pmix_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def timed_stream(make: Callable[[], Any], sources: list[TimedSource]) -> tuple[Any, dict[str, Any]]:
+    """Open a packed stream with ``make`` and drain it, timed; return its stats and the fields of both stream modes.
+
+    ``sources`` are the ``TimedSource`` inputs of the stream: their generation time and tokens are summed.
+    """
+    t0 = time.perf_counter()
+    stream = make()
+    rows, out_tokens, nb = consume(stream)
+    wall = time.perf_counter() - t0
+    st = stream.stats
+    fields = {
+        "wall_s": wall,
+        "gen_s": sum(src.seconds for src in sources),
+        "input_tokens": sum(src.tokens for src in sources),
+        "rows": st.rows,
+        "output_tokens": st.output_tokens,
+        "fill_rate": st.fill_rate,
+        "windows": getattr(stream, "windows", None),
+        "output_batches": nb,
+        "checks": {
+            "consumed_rows_eq_stats": rows == st.rows,
+            "consumed_tokens_eq_stats": out_tokens == st.output_tokens,
+        },
+    }
+    return st, fields
+
+
 def run_mode(args: argparse.Namespace) -> dict[str, Any]:
     """One bounded-memory mode in this process."""
     import longmagpie
@@ -195,57 +220,28 @@ def run_mode(args: argparse.Namespace) -> dict[str, Any]:
         res.update(wall_s=wall, gen_s=src.seconds, input_tokens=src.tokens, input_rows=rows, batches=src.batches)
     elif mode == "stream":
         src = TimedSource(synthetic_batches(tokens, args.mix, args.seed, args.batch_tokens))
-        t0 = time.perf_counter()
-        stream = longmagpie.pack_stream(
-            src, seq_len=args.seq_len, strategy=args.strategy, overflow="error", window_tokens=args.window_tokens
+        st, fields = timed_stream(
+            lambda: longmagpie.pack_stream(
+                src, seq_len=args.seq_len, strategy=args.strategy, overflow="error", window_tokens=args.window_tokens
+            ),
+            [src],
         )
-        rows, out_tokens, nb = consume(stream)
-        wall = time.perf_counter() - t0
-        st = stream.stats
-        res.update(
-            wall_s=wall,
-            gen_s=src.seconds,
-            input_tokens=src.tokens,
-            rows=st.rows,
-            output_tokens=st.output_tokens,
-            fill_rate=st.fill_rate,
-            windows=stream.windows,
-            output_batches=nb,
-            checks={
-                "consumed_rows_eq_stats": rows == st.rows,
-                "consumed_tokens_eq_stats": out_tokens == st.output_tokens,
-                "all_input_tokens_placed": st.output_tokens == src.tokens == st.input_tokens,
-            },
-        )
+        fields["checks"]["all_input_tokens_placed"] = st.output_tokens == src.tokens == st.input_tokens
+        res.update(fields)
     elif mode == "pmix_stream":
         if not hasattr(longmagpie, "pack_pmix_stream"):
             return {"mode": mode, "skipped": "longmagpie has no pack_pmix_stream"}
         lt, stok = split_tokens(tokens, args.short_frac)
         long_src = TimedSource(synthetic_batches(lt, args.long_pool, args.seed + 10, args.batch_tokens))
         short_src = TimedSource(synthetic_batches(stok, "short", args.seed + 11, args.batch_tokens))
-        t0 = time.perf_counter()
-        stream = longmagpie.pack_pmix_stream(long_src, short_src, **pmix_kwargs(args), window_tokens=args.window_tokens)
-        rows, out_tokens, nb = consume(stream)
-        wall = time.perf_counter() - t0
-        st = stream.stats
-        res.update(
-            wall_s=wall,
-            gen_s=long_src.seconds + short_src.seconds,
-            input_tokens=long_src.tokens + short_src.tokens,
-            input_tokens_long_short=[long_src.tokens, short_src.tokens],
-            rows=st.rows,
-            output_tokens=st.output_tokens,
-            fill_rate=st.fill_rate,
-            windows=getattr(stream, "windows", None),
-            output_batches=nb,
-            long_token_share=st.long_token_share,
-            long_unused=st.long_unused,
-            short_unused=st.short_unused,
-            checks={
-                "consumed_rows_eq_stats": rows == st.rows,
-                "consumed_tokens_eq_stats": out_tokens == st.output_tokens,
-            },
+        st, fields = timed_stream(
+            lambda: longmagpie.pack_pmix_stream(
+                long_src, short_src, **pmix_kwargs(args), window_tokens=args.window_tokens
+            ),
+            [long_src, short_src],
         )
+        res.update(fields, input_tokens_long_short=[long_src.tokens, short_src.tokens])
+        res.update(long_token_share=st.long_token_share, long_unused=st.long_unused, short_unused=st.short_unused)
     else:
         raise SystemExit(f"unknown mode {mode}")
     res["peak_rss_MiB"] = peak_rss_mib()
@@ -332,15 +328,7 @@ def spawn(child: str, args: argparse.Namespace) -> dict[str, Any]:
         "--mix", args.mix, "--long-pool", args.long_pool, "--short-frac", str(args.short_frac),
         "--fill", args.fill, "--exhausted", args.exhausted, "--seed", str(args.seed),
     ]  # fmt: skip
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {args.timeout} s"}
-    for line in proc.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    tail = (proc.stderr or proc.stdout).strip().splitlines()[-8:]
-    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
+    return run_child(cmd, args.timeout, tail_lines=8)
 
 
 def print_mode(name: str, r: dict[str, Any]) -> None:
@@ -419,17 +407,6 @@ def print_study(s: dict[str, Any]) -> None:
     else:
         print("  pack_pmix_stream: skipped (not in this longmagpie)")
     print(f"  (window study child peak RSS {s['peak_rss_MiB']:,.0f} MiB incl. a pre-fault; data held in memory)")
-
-
-def environment() -> dict[str, Any]:
-    """Versions and machine facts."""
-    env: dict[str, Any] = {"python": sys.version.split()[0], "cpu_count": os.cpu_count()}
-    for name in ("numpy", "pyarrow", "longmagpie"):
-        try:
-            env[name] = version(name)
-        except PackageNotFoundError:
-            env[name] = None
-    return env
 
 
 def int_expr(text: str) -> int:

@@ -1,13 +1,18 @@
-"""Memory measurement shared by the Python benchmarks (bench_pack, bench_pmix, bench_stream).
+"""Helpers shared by the Python benchmarks (bench_pack, bench_pmix, bench_stream): memory, children, environment.
 
-Every mode runs in its own process; these helpers read its resident set from ``/proc`` and, on VMs
-whose host takes back idle guest memory, pre-fault memory before the timed call (see ``PeakMemory``).
+Every mode runs in its own process (``run_child``); these helpers read its resident set from ``/proc`` and,
+on VMs whose host takes back idle guest memory, pre-fault memory before the timed call (see ``PeakMemory``).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import resource
+import subprocess
+import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -101,3 +106,37 @@ def status_meminfo_mib(field: str) -> float:
 def auto_prewarm_mib(tokens: int, bytes_per_token: int) -> int:
     """Default pre-fault size: ``bytes_per_token`` per token, at most half of the available memory."""
     return int(min(bytes_per_token * tokens / 2**20, 0.5 * status_meminfo_mib("MemAvailable")))
+
+
+def run_child(cmd: list[str], timeout: float, tail_lines: int) -> dict[str, Any]:
+    """Run one benchmark child; return the JSON of its ``RESULT {json}`` line, or ``{"error": ...}``.
+
+    The error names the exit status and the last ``tail_lines`` lines of stderr (of stdout if stderr is empty).
+    """
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s"}
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-tail_lines:]
+    return {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
+
+
+def package_versions(names: tuple[str, ...]) -> dict[str, str | None]:
+    """Return the installed version of each package in ``names`` (None where it is not installed)."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def environment(packages: tuple[str, ...] = ("numpy", "pyarrow", "longmagpie")) -> dict[str, Any]:
+    """Versions and machine facts: the Python version, the CPU count and the versions of ``packages``."""
+    env: dict[str, Any] = {"python": sys.version.split()[0], "cpu_count": os.cpu_count()}
+    env.update(package_versions(packages))
+    return env

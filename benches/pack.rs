@@ -16,16 +16,15 @@
 //! samples or ~189 k short ones instead. Both groups report throughput as elements: samples for
 //! `plan`, tokens for `pack`. The fill rate of every configuration is printed once on stderr.
 
+mod common;
+
 use std::hint::black_box;
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use arrow_array::{ArrayRef, Int32Array, Int8Array, ListArray, RecordBatch};
-use arrow_buffer::{OffsetBuffer, ScalarBuffer};
-use arrow_schema::{Field, Schema};
-use criterion::{
-    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
-};
+use arrow_array::RecordBatch;
+use common::{flat_group, quick_mode, token_batch, SplitMix64};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use longmagpie_core::{pack, plan, Overflow, PackOptions, Strategy};
 
 /// Row capacity of every benchmark.
@@ -36,31 +35,6 @@ const PLAN_SAMPLES: usize = 1_000_000;
 const PACK_TOKENS: u64 = 100_000_000;
 /// Scale-down factor in criterion's test mode (`--test`, `cargo test --benches`).
 const QUICK_DIVISOR: usize = 100;
-
-/// splitmix64: tiny, seeded, good enough for synthetic lengths.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Log-uniform integer in `lo..=hi`.
-    fn log_uniform(&mut self, lo: u32, hi: u32) -> u32 {
-        let (a, b) = ((lo as f64).ln(), (hi as f64 + 1.0).ln());
-        let x = (a + self.unit() * (b - a)).exp() as u32;
-        x.clamp(lo, hi)
-    }
-}
 
 #[derive(Clone, Copy)]
 enum Mix {
@@ -111,22 +85,6 @@ impl Mix {
     }
 }
 
-/// True in criterion's test mode: `--test`, or run without `--bench` (`cargo test --benches`).
-fn quick_mode() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench")
-}
-
-fn list(values: ArrayRef, offsets: &[i32]) -> ArrayRef {
-    let item = values.data_type().clone();
-    Arc::new(ListArray::new(
-        Arc::new(Field::new_list_field(item, true)),
-        OffsetBuffer::new(ScalarBuffer::from(offsets.to_vec())),
-        values,
-        None,
-    ))
-}
-
 /// One batch of `input_ids` list<int32> and `assistant_masks` list<int8>: ids cycle through a
 /// 151 643-token vocabulary; the first eighth of every sample is prompt (mask 0), the rest 1.
 fn arrow_batch(lengths: &[u32]) -> RecordBatch {
@@ -148,13 +106,7 @@ fn arrow_batch(lengths: &[u32]) -> RecordBatch {
         mask.extend(std::iter::repeat_n(1i8, l as usize - prompt));
         offsets.push(ids.len() as i32);
     }
-    let ids = list(Arc::new(Int32Array::from(ids)), &offsets);
-    let mask = list(Arc::new(Int8Array::from(mask)), &offsets);
-    let schema = Schema::new(vec![
-        Field::new("input_ids", ids.data_type().clone(), true),
-        Field::new("assistant_masks", mask.data_type().clone(), true),
-    ]);
-    RecordBatch::try_new(Arc::new(schema), vec![ids, mask]).expect("bench batch")
+    token_batch(ids, mask, &offsets)
 }
 
 fn bench_plan(c: &mut Criterion) {
@@ -163,13 +115,8 @@ fn bench_plan(c: &mut Criterion) {
     } else {
         PLAN_SAMPLES
     };
-    let mut group = c.benchmark_group("plan");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
-        .throughput(Throughput::Elements(n as u64));
+    let mut group = flat_group(c, "plan", Duration::from_secs(4));
+    group.throughput(Throughput::Elements(n as u64));
     for mix in [Mix::Long, Mix::Short] {
         let lengths = mix.lengths(n);
         let tokens: u64 = lengths.iter().map(|&l| l as u64).sum();
@@ -202,12 +149,7 @@ fn bench_pack(c: &mut Criterion) {
     } else {
         PACK_TOKENS
     };
-    let mut group = c.benchmark_group("pack");
-    group
-        .sample_size(10)
-        .sampling_mode(SamplingMode::Flat)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(5));
+    let mut group = flat_group(c, "pack", Duration::from_secs(5));
     for mix in [Mix::Long, Mix::Short] {
         let lengths = mix.lengths_for_tokens(target);
         let tokens: u64 = lengths.iter().map(|&l| l as u64).sum();

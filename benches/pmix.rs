@@ -8,13 +8,13 @@
 //! `exhausted = recycle` (short samples reused while long ones remain). Throughput is reported in
 //! output tokens; fill and long share are printed once per configuration on stderr.
 
+mod common;
+
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
-use arrow_array::{ArrayRef, Int32Array, Int8Array, ListArray, RecordBatch};
-use arrow_buffer::{OffsetBuffer, ScalarBuffer};
-use arrow_schema::{Field, Schema};
+use arrow_array::RecordBatch;
+use common::{quick_mode, token_batch, SplitMix64};
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
@@ -23,31 +23,6 @@ use longmagpie_core::{pack_pmix, Exhausted, Fill, PmixOptions};
 const LONG_TOKENS: u64 = 80_000_000;
 const SHORT_TOKENS: u64 = 20_000_000;
 const QUICK_DIVISOR: u64 = 100;
-
-/// splitmix64: tiny and seeded.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn log_uniform(&mut self, lo: u32, hi: u32) -> u32 {
-        let u = (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
-        let (a, b) = ((lo as f64).ln(), (hi as f64 + 1.0).ln());
-        ((a + u * (b - a)).exp() as u32).clamp(lo, hi)
-    }
-}
-
-/// True in criterion's test mode: `--test`, or run without `--bench` (`cargo test --benches`).
-fn quick_mode() -> bool {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter().any(|a| a == "--test") || !args.iter().any(|a| a == "--bench")
-}
 
 fn pool(tokens: u64, lo: u32, hi: u32, seed: u64) -> RecordBatch {
     let mut rng = SplitMix64(seed);
@@ -59,27 +34,7 @@ fn pool(tokens: u64, lo: u32, hi: u32, seed: u64) -> RecordBatch {
     }
     let ids: Vec<i32> = (0..total).map(|i| (i % 151_000) as i32).collect();
     let mask = vec![1i8; total as usize];
-    let list = |values: ArrayRef, item| -> ArrayRef {
-        Arc::new(ListArray::new(
-            Arc::new(Field::new_list_field(item, true)),
-            OffsetBuffer::new(ScalarBuffer::from(offsets.clone())),
-            values,
-            None,
-        ))
-    };
-    let ids = list(
-        Arc::new(Int32Array::from(ids)),
-        arrow_schema::DataType::Int32,
-    );
-    let mask = list(
-        Arc::new(Int8Array::from(mask)),
-        arrow_schema::DataType::Int8,
-    );
-    let schema = Schema::new(vec![
-        Field::new("input_ids", ids.data_type().clone(), true),
-        Field::new("assistant_masks", mask.data_type().clone(), true),
-    ]);
-    RecordBatch::try_new(Arc::new(schema), vec![ids, mask]).expect("synthetic batch")
+    token_batch(ids, mask, &offsets)
 }
 
 fn bench_pmix(c: &mut Criterion) {

@@ -129,6 +129,22 @@ def corpora(draw):
     return rows, draw(SEPARATORS), draw(SEPARATORS), draw(st.integers(0, 2**32))
 
 
+def assemble_case(tok, case) -> pa.Table:
+    """Assemble a drawn case (rows, separators, seed) with 0-4 distractors, messages kept, no token budget."""
+    rows, doc_sep, query_sep, seed = case
+    return assemble(
+        pa.table(rows),
+        tok,
+        num_distractors=(0, 4),
+        target_tokens=None,
+        doc_separator=doc_sep,
+        query_separator=query_sep,
+        seed=seed,
+        messages=True,
+        max_tokens=1 << 16,
+    )
+
+
 PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -136,18 +152,8 @@ PROPERTY = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 @PROPERTY
 @given(corpora())
 def test_parity_qwen25_real_tokenizer_and_template(qwen, case):
-    rows, doc_sep, query_sep, seed = case
-    out = assemble(
-        pa.table(rows),
-        qwen,
-        num_distractors=(0, 4),
-        target_tokens=None,
-        doc_separator=doc_sep,
-        query_separator=query_sep,
-        seed=seed,
-        messages=True,
-        max_tokens=1 << 16,
-    )
+    rows = case[0]
+    out = assemble_case(qwen, case)
     assert out.num_rows == len(rows["query"])
     check_parity(qwen, out)
 
@@ -155,20 +161,10 @@ def test_parity_qwen25_real_tokenizer_and_template(qwen, case):
 @PROPERTY
 @given(corpora())
 def test_parity_llama3_headers_on_local_bpe(llama_bpe, case):
-    rows, doc_sep, query_sep, seed = case
+    rows = case[0]
     # Llama 3 trims every message: content that is only whitespace would vanish; keep answers non-blank.
     rows["answer"] = [a if a.strip() else "ok" for a in rows["answer"]]
-    out = assemble(
-        pa.table(rows),
-        llama_bpe,
-        num_distractors=(0, 4),
-        target_tokens=None,
-        doc_separator=doc_sep,
-        query_separator=query_sep,
-        seed=seed,
-        messages=True,
-        max_tokens=1 << 16,
-    )
+    out = assemble_case(llama_bpe, case)
     check_parity(llama_bpe, out)
     # One BOS, from the template (no double BOS).
     bos = llama_bpe.bos_token_id

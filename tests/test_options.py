@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import longmagpie
 from longmagpie.cli import app
 from longmagpie.distributed import ray as ray_api
-from longmagpie.options import PackOptions, PmixOptions, defaults
+from longmagpie.options import PackOptions, PmixOptions, defaults, resolve
 
 runner = CliRunner()
 
@@ -33,39 +33,70 @@ def cli_defaults(command: str) -> dict[str, object]:
 
 
 @pytest.mark.parametrize(
-    ("options", "functions", "command", "section"),
+    ("options", "function", "command", "section"),
     [
-        (PackOptions, [longmagpie.pack, longmagpie.pack_stream], "pack", "PackSection"),
-        (PmixOptions, [longmagpie.pack_pmix, longmagpie.pack_pmix_stream], "pmix", "PmixSection"),
+        (PackOptions, longmagpie.pack, "pack", "PackSection"),
+        (PmixOptions, longmagpie.pack_pmix, "pmix", "PmixSection"),
     ],
 )
-def test_every_entry_point_has_the_same_defaults(options, functions, command, section) -> None:
+def test_every_entry_point_has_the_same_defaults(options, function, command, section) -> None:
     from longmagpie.cli import pipeline
 
     want = defaults(options)
-    for fn in functions:
-        got = signature_defaults(fn)
-        assert {k: got[k] for k in want} == want, fn.__name__
-    ray_fns = (
-        [ray_api.ray_pack, ray_api.ray_pack_to_parquet]
-        if options is PackOptions
-        else [
-            ray_api.ray_pack_pmix,
-            ray_api.ray_pack_pmix_to_parquet,
-        ]
-    )
-    for fn in ray_fns:  # Ray copies with one thread per task (its own default) and has no max_rows
-        got = signature_defaults(fn)
-        assert {k: got[k] for k in want if k in got and k != "num_threads"} == {
-            k: v for k, v in want.items() if k in got and k != "num_threads"
-        }, fn.__name__
-        assert got["num_threads"] == 1
+    got = signature_defaults(function)
+    assert {k: got[k] for k in want} == want, function.__name__
     cli = cli_defaults(command)
     assert {k: cli[CLI_NAMES.get(k, k)] for k in want} == want
     model = getattr(pipeline, section)
     toml = {k: f.default for k, f in model.model_fields.items()}
     assert {k: toml[k] for k in want if k in toml} == {k: v for k, v in want.items() if k in toml}
     assert set(want) - set(toml) <= {"seed", "num_threads", "max_rows"}  # from [pipeline] seed / num_threads
+
+
+STREAM_AND_RAY = [
+    (PackOptions, longmagpie.pack_stream),
+    (PmixOptions, longmagpie.pack_pmix_stream),
+    (PackOptions, ray_api.ray_pack),
+    (PackOptions, ray_api.ray_pack_to_parquet),
+    (PmixOptions, ray_api.ray_pack_pmix),
+    (PmixOptions, ray_api.ray_pack_pmix_to_parquet),
+]
+
+
+@pytest.mark.parametrize(("options", "function"), STREAM_AND_RAY)
+def test_stream_and_ray_entry_points_take_the_options_object(options, function) -> None:
+    """They declare no option of their own (no default to drift): an options object and/or its fields by name."""
+    params = inspect.signature(function).parameters
+    assert params["options"].default is None
+    assert not set(params) & {f for f in defaults(options)}, function.__name__
+    assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def test_resolve_applies_overrides_and_names_an_unknown_field() -> None:
+    assert resolve(PackOptions, None, {"seq_len": 8}) == PackOptions(seq_len=8)
+    assert resolve(PackOptions, None, {}, num_threads=1) == PackOptions(num_threads=1)  # Ray's one thread per task
+    base = PmixOptions(seq_len=16, seed=3)
+    assert resolve(PmixOptions, base, {"p_long": 0.5}) == PmixOptions(seq_len=16, seed=3, p_long=0.5)
+    with pytest.raises(TypeError, match="unknown PackOptions field 'sq_len'; the fields are seq_len"):
+        resolve(PackOptions, None, {"sq_len": 8})
+    with pytest.raises(TypeError, match="options must be a PmixOptions, got PackOptions"):
+        resolve(PmixOptions, PackOptions(), {})  # type: ignore[type-var]
+    with pytest.raises(ValueError, match="p_long must be in"):
+        resolve(PmixOptions, base, {"p_long": 2.0})
+
+
+def test_stream_takes_the_same_options_either_way() -> None:
+    """pack_stream(x, PackOptions(...)) and pack_stream(x, seq_len=...) give pack's rows, byte for byte."""
+    from support import ipc_bytes, make_samples
+
+    samples = make_samples([5, 3, 8, 2, 7])
+    whole = longmagpie.pack(samples, seq_len=10, strategy="ffd")
+    by_object = longmagpie.pack_stream(samples, PackOptions(seq_len=10, strategy="ffd")).read_all()
+    by_name = longmagpie.pack_stream(samples, seq_len=10, strategy="ffd").read_all()
+    strip = lambda t: t.replace_schema_metadata(None)  # noqa: E731
+    assert ipc_bytes(strip(by_object)) == ipc_bytes(strip(by_name)) == ipc_bytes(strip(whole))
+    with pytest.raises(TypeError, match="unknown PackOptions field 'window'"):
+        longmagpie.pack_stream(samples, window=5)
 
 
 def test_no_default_truncates_silently() -> None:
@@ -81,6 +112,9 @@ def test_no_default_truncates_silently() -> None:
         ({"strategy": "best"}, ValueError, "unknown strategy 'best'"),
         ({"overflow": "wrap"}, ValueError, "unknown overflow policy 'wrap'"),
         ({"num_threads": 0}, ValueError, "num_threads must be >= 1"),
+        ({"pad_to": 100}, ValueError, "pad_to must be at least seq_len=65536"),
+        ({"pad_id": -1}, ValueError, "pad_id must be >= 0"),
+        ({"pad_id": 2**31}, ValueError, "pad_id must be >= 0 and fit in int32"),
     ],
 )
 def test_pack_options_name_the_bad_value(kwargs, error, match) -> None:

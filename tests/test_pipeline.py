@@ -16,6 +16,14 @@ from longmagpie.cli import app
 runner = CliRunner()
 
 
+def write_pipeline(tmp_path: Path, tokenizer_dir: Path, body: str) -> tuple[Path, Path]:
+    """Write ``tmp_path/pipeline.toml``: output ``tmp_path/run``, tokenizer ``tokenizer_dir``, then ``body``."""
+    out = tmp_path / "run"
+    config = tmp_path / "pipeline.toml"
+    config.write_text(f'output_dir = "{out}"\ntokenizer = "{tokenizer_dir}"\n{body}')
+    return config, out
+
+
 @pytest.fixture
 def setup(tmp_path: Path, qwen_tokenizer_dir: Path) -> tuple[Path, Path]:
     docs = [f"Document {i} talks about topic {i}. " + "More words here. " * (5 + i) for i in range(12)]
@@ -23,13 +31,10 @@ def setup(tmp_path: Path, qwen_tokenizer_dir: Path) -> tuple[Path, Path]:
         pa.table({"context": docs, "query": [f"What is topic {i}?" for i in range(12)], "answer": ["It is."] * 12}),
         tmp_path / "qa.parquet",
     )
-    out = tmp_path / "run"
-    config = tmp_path / "pipeline.toml"
-    config.write_text(
-        f"""
-output_dir = "{out}"
-tokenizer = "{qwen_tokenizer_dir}"
-seed = 3
+    return write_pipeline(
+        tmp_path,
+        qwen_tokenizer_dir,
+        f"""seed = 3
 
 [assemble]
 samples = ["{tmp_path / "qa.parquet"}"]
@@ -38,9 +43,8 @@ max_tokens = 1024
 
 [pack]
 seq_len = 2048
-"""
+""",
     )
-    return config, out
 
 
 def test_run_all_stages_then_skip_them(setup: tuple[Path, Path]) -> None:
@@ -95,13 +99,10 @@ def test_no_credential_reaches_the_disk(tmp_path: Path, qwen_tokenizer_dir: Path
     secret = "sk-do-not-write-me-0123456789"
     docs = tmp_path / "docs.parquet"
     pq.write_table(pa.table({"text": ["A document about rivers and their deltas."]}), docs)
-    out = tmp_path / "run"
-    config = tmp_path / "pipeline.toml"
-    config.write_text(
+    config, out = write_pipeline(
+        tmp_path,
+        qwen_tokenizer_dir,
         f"""
-output_dir = "{out}"
-tokenizer = "{qwen_tokenizer_dir}"
-
 [harvest]
 inputs = ["{docs}"]
 model = "served"
@@ -110,7 +111,7 @@ engine = "openai"
 base_url = "http://127.0.0.1:{free_port()}"
 api_key = "{secret}"
 max_retries = 0
-"""
+""",
     )
     result = runner.invoke(app, ["run", str(config)])
     assert result.exit_code == 1 and "cannot reach the OpenAI-compatible server" in result.output  # no server

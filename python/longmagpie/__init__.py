@@ -5,6 +5,9 @@ The public API:
 - :func:`pack` packs tokenized samples into fixed-capacity rows, keeping a ``seq_lengths`` boundary
   array per row so training can mask attention between documents.
 - :func:`pack_stream` does the same over streams larger than memory, one window at a time.
+- :class:`PackOptions` and :class:`PmixOptions` hold the packing options, their defaults and checks, once: the
+  streaming and Ray entry points take them (or their fields by name); :class:`ShardLimits` is how exports cut
+  shards and row groups.
 - :func:`pack_pmix` mixes long and short samples with p-mix (a short prefix per row, then long
   with probability ``p_long``), keeping a boundary and a kind per segment;
   :func:`pack_pmix_stream` does it over streams larger than memory.
@@ -35,9 +38,10 @@ from longmagpie._core import __version__
 from longmagpie._metadata import pack_metadata
 from longmagpie.assembly.assembler import AssembleConfig, Assembler, assemble, tokenize
 from longmagpie.assembly.conversations import encode_conversations
-from longmagpie.export import ExportResult, export_mds, export_parquet
+from longmagpie.export import ExportResult, ShardLimits, export_mds, export_parquet
 from longmagpie.harvest import HarvestConfig, HarvestReport, read_harvest
 from longmagpie.hierarchical import HierarchicalConfig, HierarchicalReport
+from longmagpie.options import PackOptions, PmixOptions
 from longmagpie.packing.pack import PackStats, pack, pack_stats
 from longmagpie.packing.pmix import PmixPackedStream, PmixStats, pack_pmix, pack_pmix_stream, pmix_stats
 from longmagpie.packing.stream import PackedStream, pack_stream
@@ -51,10 +55,13 @@ __all__ = [
     "HarvestReport",
     "HierarchicalConfig",
     "HierarchicalReport",
+    "PackOptions",
     "PackStats",
     "PackedStream",
+    "PmixOptions",
     "PmixPackedStream",
     "PmixStats",
+    "ShardLimits",
     "__version__",
     "assemble",
     "encode_conversations",

@@ -9,9 +9,18 @@ from typing import Literal, Protocol, TypedDict, final
 
 import pyarrow as pa  # type: ignore[import-untyped]
 
-from longmagpie.options import Exhausted, Fill, Overflow, PmixOverflow, Strategy
+from longmagpie.options import PackOptions, PmixOptions
 
-__all__ = ["Assembler", "PmixStream", "__version__", "encode_segments", "pack", "pack_pmix_stream", "tokenize"]
+__all__ = [
+    "Assembler",
+    "PmixStream",
+    "Tokenizer",
+    "__version__",
+    "encode_segments",
+    "pack",
+    "pack_pmix_stream",
+    "tokenize",
+]
 
 __version__: str
 
@@ -44,15 +53,14 @@ _LongDocuments = Literal["truncate", "skip"]
 
 def pack(
     samples: _ArrowTabular,
-    seq_len: int,
-    strategy: Strategy,
-    overflow: Overflow,
-    num_threads: int | None = None,
-    pad_to: int | None = None,
-    pad_id: int = 0,
+    options: PackOptions,
     row_offset: int = 0,
 ) -> tuple[_ArrowStreamExportable, dict[str, int | float]]:
-    """Pack an Arrow stream/array of tokenized samples; return (an Arrow C stream of the packed rows, stats)."""
+    """Pack an Arrow stream/array of tokenized samples; return (an Arrow C stream of the packed rows, stats).
+
+    ``options`` is read by attribute (any object with ``PackOptions``' fields); ``row_offset`` numbers the first
+    input row in error messages.
+    """
 
 @final
 class PmixStream:
@@ -68,18 +76,18 @@ class PmixStream:
 def pack_pmix_stream(
     long: _ArrowTabular,
     short: _ArrowTabular,
-    seq_len: int,
-    p_long: float,
-    n_short_prefix: int,
-    seed: int,
-    fill: Fill,
-    overflow: PmixOverflow,
-    exhausted: Exhausted,
-    max_rows: int | None = None,
-    num_threads: int | None = None,
+    options: PmixOptions,
     window_tokens: int | None = None,
 ) -> PmixStream:
     """Start a p-mix over two Arrow streams (``window_tokens=None``: one block per pool, in memory)."""
+
+@final
+class Tokenizer:
+    """A Hugging Face ``tokenizer.json`` parsed once (no special tokens, post-processing or truncation)."""
+
+    def __new__(cls, tokenizer_json: str) -> Tokenizer: ...
+    def vocab_size(self) -> int:
+        """Return the vocabulary size, added tokens included."""
 
 @final
 class Assembler:
@@ -88,7 +96,7 @@ class Assembler:
     def __new__(
         cls,
         *,
-        tokenizer_json: str,
+        tokenizer: Tokenizer,
         template: _TemplateTexts,
         documents: _ArrowArrayExportable,
         distractors: _ArrowArrayExportable | None,
@@ -119,14 +127,15 @@ class Assembler:
     ) -> tuple[_ArrowStreamExportable, dict[str, int]]:
         """Assemble one batch of samples; return (an Arrow C stream of the samples, stats)."""
 
-def tokenize(tokenizer_json: str, texts: _ArrowArrayExportable, num_threads: int | None = None) -> pa.ListArray:
+def tokenize(tokenizer: Tokenizer, texts: _ArrowArrayExportable, num_threads: int | None = None) -> pa.ListArray:
     """Return the token ids of each text, ``list<int32>`` (see ``longmagpie.tokenize``)."""
 
 def encode_segments(
-    tokenizer_json: str,
+    tokenizer: Tokenizer,
     texts: _ArrowArrayExportable,
     masked: _ArrowArrayExportable,
     row_offsets: Sequence[int],
     num_threads: int | None = None,
 ) -> tuple[pa.ListArray, pa.ListArray]:
     """Tokenize rows of (text, masked) segments; return (``input_ids``, ``assistant_masks``) list arrays."""
+

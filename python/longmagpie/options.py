@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 Strategy = Literal["bfd", "ffd", "sequential"]
 Overflow = Literal["error", "truncate", "drop", "split"]
@@ -75,6 +75,9 @@ class PackOptions:
         seq_len: row capacity in tokens.
         strategy: ``"bfd"`` best-fit decreasing, ``"ffd"`` first-fit decreasing, ``"sequential"`` (input order).
         overflow: a sample longer than ``seq_len``: ``"error"``, ``"truncate"``, ``"drop"`` or ``"split"``.
+        pad_to: pad every row to this many tokens (at least ``seq_len``) with ``pad_id``, recorded as a segment of
+            its own (mask 0, label -100); ``None``: rows keep their real length.
+        pad_id: token id of the padding.
         num_threads: threads that copy tokens (``None``: every core); the output is the same for any value.
 
     Raises:
@@ -86,14 +89,26 @@ class PackOptions:
     seq_len: int = 65536
     strategy: Strategy = "bfd"
     overflow: Overflow = "error"
+    pad_to: int | None = None
+    pad_id: int = 0
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
         """Check every value."""
-        require_ints(seq_len=self.seq_len, num_threads=self.num_threads)
+        require_ints(seq_len=self.seq_len, pad_to=self.pad_to, pad_id=self.pad_id, num_threads=self.num_threads)
         _common(self.seq_len, self.num_threads)
         _choice("strategy", self.strategy, Strategy)
         _choice("overflow policy", self.overflow, Overflow)
+        if self.pad_to is not None and not self.seq_len <= self.pad_to <= MAX_SEQ_LEN:
+            raise ValueError(
+                f"pad_to must be at least seq_len={self.seq_len} and at most {MAX_SEQ_LEN} (got {self.pad_to})"
+            )
+        if not 0 <= self.pad_id < 2**31:
+            raise ValueError(f"pad_id must be >= 0 and fit in int32 (got {self.pad_id})")
+
+    def params(self) -> dict[str, Any]:
+        """Return the options that shape the output, as a dict (what its metadata records; not ``num_threads``)."""
+        return _params(self)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,14 +172,39 @@ class PmixOptions:
         _choice("overflow policy", self.overflow, PmixOverflow)
         _choice("exhausted policy", self.exhausted, Exhausted)
 
-    def core_args(self) -> tuple[Any, ...]:
-        """Return the arguments of ``_core.pack_pmix`` / ``_core.pack_pmix_stream`` after the two inputs."""
-        names = ("seq_len", "p_long", "n_short_prefix", "seed", "fill", "overflow", "exhausted", "max_rows")
-        return (*(getattr(self, n) for n in names), self.num_threads)
-
     def params(self) -> dict[str, Any]:
-        """Return the options as a dict (what the output's metadata records)."""
-        return dataclasses.asdict(self)
+        """Return the options that shape the output, as a dict (what its metadata records; not ``num_threads``)."""
+        return _params(self)
+
+
+def _params(options: PackOptions | PmixOptions) -> dict[str, Any]:
+    """Return the fields of ``options`` but ``num_threads``, which never changes the output."""
+    params = dataclasses.asdict(options)
+    del params["num_threads"]
+    return params
+
+
+Options = TypeVar("Options", PackOptions, PmixOptions)
+
+
+def resolve(cls: type[Options], options: Options | None, overrides: dict[str, Any], **base: Any) -> Options:
+    """Return ``options`` (or ``cls(**base)``) with the keyword ``overrides`` applied, checked.
+
+    The streaming and Ray entry points take an options object and/or its fields as keywords
+    (``pack_stream(reader, seq_len=4096)``): one place turns either form into the checked object.
+
+    Raises:
+        TypeError: ``options`` of another type, or an override that is not a field (the message lists the fields).
+
+    """
+    if options is not None and not isinstance(options, cls):
+        raise TypeError(f"options must be a {cls.__name__}, got {type(options).__name__}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in overrides if k not in names]
+    if unknown:
+        raise TypeError(f"unknown {cls.__name__} field {unknown[0]!r}; the fields are {', '.join(names)}")
+    start = options if options is not None else cls(**base)
+    return dataclasses.replace(start, **overrides) if overrides else start
 
 
 def defaults(options: type[PackOptions] | type[PmixOptions]) -> dict[str, Any]:

@@ -165,11 +165,13 @@ def _attribute_docs(cls: type) -> dict[str, str]:
 
 
 def _dataclass_table(cls: type) -> list[str]:
-    """A key / type / default / meaning table of a config dataclass: its own fields, then those it inherits."""
+    """A key / type / default / meaning table of a config dataclass, in field order, the engine settings last."""
+    from longmagpie.generate.settings import EngineSettings
+
     hints = typing.get_type_hints(cls)
     docs = _attribute_docs(cls)
-    inherited = {f.name for base in cls.__mro__[1:] if dataclasses.is_dataclass(base) for f in dataclasses.fields(base)}
-    fields = sorted(dataclasses.fields(cls), key=lambda f: f.name in inherited)  # stable: source order kept
+    engine = {f.name for f in dataclasses.fields(EngineSettings)} if issubclass(cls, EngineSettings) else set()
+    fields = sorted(dataclasses.fields(cls), key=lambda f: f.name in engine)  # stable: field order kept
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for f in fields:
         if f.default is not dataclasses.MISSING:

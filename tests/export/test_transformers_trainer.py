@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from support import require
+from support.export import one_step_args
 
 import longmagpie
 
@@ -51,17 +52,7 @@ def test_trainer_one_step_with_packed_collator(tmp_path) -> None:
         lambda _m, _a, kwargs, out: seen.append({**kwargs, "loss": out.loss.detach()}), with_kwargs=True
     )
     args = transformers.TrainingArguments(
-        output_dir=str(tmp_path / "run"),
-        per_device_train_batch_size=3,
-        max_steps=1,
-        learning_rate=1e-3,
-        logging_steps=1,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        remove_unused_columns=False,
-        dataloader_num_workers=0,
-        seed=0,
+        **one_step_args(tmp_path), per_device_train_batch_size=3, remove_unused_columns=False
     )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=train, data_collator=PackedCollator())
     trainer.train()

@@ -10,6 +10,7 @@ import itertools
 import pyarrow as pa
 import pytest
 from support import require
+from support.export import one_step_args
 
 import longmagpie
 
@@ -79,20 +80,12 @@ def test_sft_trainer_one_step_on_exported_parquet_trains_on_assistant_tokens(
         with_kwargs=True,
     )
     args = trl.SFTConfig(
-        output_dir=str(tmp_path / "run"),
+        **one_step_args(tmp_path),
         padding_free=True,
         max_length=None,
         per_device_train_batch_size=table.num_rows,
-        max_steps=1,
-        learning_rate=1e-3,
-        logging_steps=1,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
         bf16=False,
         gradient_checkpointing=False,
-        dataloader_num_workers=0,
-        seed=0,
     )
     trainer = trl.SFTTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer)
     before = [p.detach().clone() for p in model.parameters()]

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support import ENGINE_KWARGS, MAX_MODEL_LEN
+from support.harvest import write_parquet
+
+from longmagpie.harvest import HarvestConfig
 
 
 @pytest.fixture
@@ -29,3 +33,15 @@ def base_config(tiny_qwen2_dir: Path, tmp_path: Path) -> dict[str, Any]:
         "engine_kwargs": dict(ENGINE_KWARGS),
         "progress": False,
     }
+
+
+@pytest.fixture
+def config_on(base_config: dict[str, Any], tmp_path: Path) -> Callable[..., HarvestConfig]:
+    """``config_on(texts, **settings)``: ``texts`` written to ``tmp_path/in.parquet`` (column ``text``), and the
+    ``HarvestConfig`` that harvests it: ``base_config`` with ``settings`` over it."""
+
+    def make(texts: list[Any], **settings: Any) -> HarvestConfig:
+        inputs = write_parquet(tmp_path / "in.parquet", texts)
+        return HarvestConfig(inputs=(str(inputs),), **{**base_config, **settings})
+
+    return make

@@ -98,14 +98,8 @@ def test_outputs_complete_prompts_as_template_one_generate_per_pass(engine, base
     assert marker["counts"]["documents"] == 2 and marker["fingerprint"] == report.fingerprint
 
 
-def test_rerun_skips_finished_shards_and_same_seed_gives_same_bytes(engine, base_config, tmp_path):
-    write_parquet(tmp_path / "in.parquet", make_documents(4))
-    cfg = HarvestConfig(
-        inputs=(str(tmp_path / "in.parquet"),),
-        shard_rows=2,
-        queries_per_doc=2,
-        **{**base_config, "query_temperature": 1.0, "answer_temperature": 0.7},
-    )
+def test_rerun_skips_finished_shards_and_same_seed_gives_same_bytes(engine, config_on, tmp_path):
+    cfg = config_on(make_documents(4), shard_rows=2, queries_per_doc=2, query_temperature=1.0, answer_temperature=0.7)
     first = harvest(cfg, engine=engine)
     out = Path(cfg.output_dir)
     before = shard_bytes(out)
@@ -120,9 +114,8 @@ def test_rerun_skips_finished_shards_and_same_seed_gives_same_bytes(engine, base
     assert shard_bytes(Path(other.output_dir)) == before
 
 
-def test_directory_with_another_fingerprint_is_refused(engine, base_config, tmp_path):
-    write_parquet(tmp_path / "in.parquet", make_documents(2))
-    cfg = HarvestConfig(inputs=(str(tmp_path / "in.parquet"),), **base_config)
+def test_directory_with_another_fingerprint_is_refused(engine, config_on, tmp_path):
+    cfg = config_on(make_documents(2))
     harvest(cfg, engine=engine)
     before = shard_bytes(Path(cfg.output_dir))
     changed = HarvestConfig(**{**cfg.__dict__, "seed": 1, "query_max_tokens": 8})
@@ -155,21 +148,16 @@ def test_stop_tokens_end_generation(engine, qwen_tokenizer):
     assert cut.num_tokens == pos + 1  # the stop token is generated, then left out of the text
 
 
-def test_filters_truncation_and_unfinished_answers_counted(engine, base_config, tmp_path):
+def test_filters_truncation_and_unfinished_answers_counted(engine, config_on, tmp_path):
     long_doc = " ".join(f"word{i}" for i in range(600))
-    docs = [*make_documents(3), long_doc]
-    write_parquet(tmp_path / "in.parquet", docs)
-    cfg = HarvestConfig(
-        inputs=(str(tmp_path / "in.parquet"),),
+    cfg = config_on(
+        [*make_documents(3), long_doc],
         queries_per_doc=2,
-        **{
-            **base_config,
-            "max_doc_tokens": 64,
-            "question_mark": "last",
-            "min_query_chars": 4,
-            "allow_unfinished_answers": False,
-            "answer_max_tokens": 3,
-        },
+        max_doc_tokens=64,
+        question_mark="last",
+        min_query_chars=4,
+        allow_unfinished_answers=False,
+        answer_max_tokens=3,
     )
     report = harvest(cfg, engine=engine)
     c = Counter(report.counts)
@@ -199,10 +187,9 @@ def test_filters_truncation_and_unfinished_answers_counted(engine, base_config, 
     assert "word300" not in truncated[0]["context"]
 
 
-def test_duplicates_across_shards_survive_a_resume(engine, base_config, tmp_path):
+def test_duplicates_across_shards_survive_a_resume(engine, config_on):
     doc = make_documents(1)[0]
-    write_parquet(tmp_path / "in.parquet", [doc, make_documents(2)[1], doc])  # shard 0 and shard 1 share a text
-    cfg = HarvestConfig(inputs=(str(tmp_path / "in.parquet"),), shard_rows=2, **base_config)
+    cfg = config_on([doc, make_documents(2)[1], doc], shard_rows=2)  # shard 0 and shard 1 share a text
     report = harvest(cfg, engine=engine)
     assert report.counts["query_duplicate"] == 1
     out = Path(cfg.output_dir)
@@ -213,9 +200,8 @@ def test_duplicates_across_shards_survive_a_resume(engine, base_config, tmp_path
     assert resumed.counts["query_duplicate"] == 1 and shard_bytes(out) == before
 
 
-def test_user_placement_and_preset(engine, base_config, tmp_path):
-    write_parquet(tmp_path / "in.parquet", make_documents(2))
-    cfg = HarvestConfig(inputs=(str(tmp_path / "in.parquet"),), placement="user", template="qwen25", **base_config)
+def test_user_placement_and_preset(engine, config_on):
+    cfg = config_on(make_documents(2), placement="user", template="qwen25")
     rec = Recording(engine)
     report = harvest(cfg, engine=rec)
     assert report.rows == 2
@@ -282,12 +268,11 @@ def test_bad_inputs_clear_errors_or_counted_skips(engine, base_config, tmp_path)
         harvest(HarvestConfig(inputs=(str(bad),), **{**base_config, "model": str(tmp_path / "no-such-model")}))
 
 
-def test_shard_larger_than_one_engine_step(engine, base_config, tmp_path):
+def test_shard_larger_than_one_engine_step(engine, config_on):
     """Prompts of a shard exceed vLLM's default step budget (4,096 tokens): on the CPU they must not be
     prefilled in chunks, where seeded requests fail ("CPU Generator does not use offset")."""
     docs = [f"Document {i}: " + " ".join(f"w{i}x{j}" for j in range(200)) for i in range(12)]
-    write_parquet(tmp_path / "in.parquet", docs)
-    cfg = HarvestConfig(inputs=(str(tmp_path / "in.parquet"),), queries_per_doc=2, **base_config)
+    cfg = config_on(docs, queries_per_doc=2)
     report = harvest(cfg, engine=engine)
     assert report.counts["doc_truncated"] == 12  # 256-token budget: each prompt ~270 tokens, 24 of them
     check_accounting(Counter(report.counts), 2)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from support import free_port
-from support.harvest import check_accounting, make_documents, write_parquet
+from support.harvest import check_accounting, make_documents
 
 from longmagpie.harvest import (
     GenerationRequest,
@@ -34,17 +34,15 @@ def test_openai_engine_generates_token_prompts_and_honours_stops(server, engine,
     assert cut.finish_reason == "stop" and cut.text == qwen_tokenizer.decode(gen[:pos])
 
 
-def test_harvest_through_the_server(server, base_config, tmp_path):
-    write_parquet(tmp_path / "in.parquet", make_documents(6))
-    cfg = HarvestConfig(
-        inputs=(str(tmp_path / "in.parquet"),),
+def test_harvest_through_the_server(server, config_on):
+    cfg = config_on(
+        make_documents(6),
         shard_rows=3,
         queries_per_doc=2,
         engine="openai",
         base_url=server,
         served_model_name="tiny",
         concurrency=4,
-        **base_config,
     )
     report = harvest(cfg)
     assert report.engine == "openai" and (report.shards_written, report.documents) == (2, 6)
@@ -54,13 +52,12 @@ def test_harvest_through_the_server(server, base_config, tmp_path):
     assert set(table.column("model").to_pylist()) == {cfg.model}
 
 
-def test_unreachable_server_is_a_clear_error_and_finished_shards_stay(engine, base_config, tmp_path):
+def test_unreachable_server_is_a_clear_error_and_finished_shards_stay(engine, config_on):
     dead = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(ServerUnreachableError, match=r"cannot reach the OpenAI-compatible server at .*/v1/models"):
         OpenAIEngine(dead, "tiny", max_retries=2, backoff=0.01)
 
-    write_parquet(tmp_path / "in.parquet", make_documents(4))
-    cfg = HarvestConfig(inputs=(str(tmp_path / "in.parquet"),), shard_rows=2, **base_config)
+    cfg = config_on(make_documents(4), shard_rows=2)
     harvest(cfg, engine=engine)
     out = Path(cfg.output_dir)
     (out / "shard-00001.done.json").unlink()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from support import ENGINE_KWARGS, MAX_MODEL_LEN, require
-from support.harvest import check_accounting, make_documents, write_parquet
+from support.harvest import check_accounting, make_documents
 
 from longmagpie.harvest import HarvestConfig, harvest, read_harvest
 
@@ -18,14 +18,13 @@ def local_ray(ray_cluster: Any) -> None:
     require("ray.data.llm")
 
 
-def test_harvest_on_ray_data_llm(local_ray, engine, base_config, tmp_path):
-    write_parquet(tmp_path / "in.parquet", make_documents(3))
-    cfg = HarvestConfig(
-        inputs=(str(tmp_path / "in.parquet"),),
+def test_harvest_on_ray_data_llm(local_ray, engine, config_on, tmp_path):
+    cfg = config_on(
+        make_documents(3),
         engine="ray",
         ray_placement_bundles=({"CPU": 1},),
         ray_batch_size=8,
-        **{**base_config, "engine_kwargs": dict(ENGINE_KWARGS)},
+        engine_kwargs=dict(ENGINE_KWARGS),
     )
     assert cfg.max_model_len == MAX_MODEL_LEN
     report = harvest(cfg)

@@ -7,12 +7,11 @@ import itertools
 import json
 import math
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.hierarchical import FEW_QAS, Counting, doc_states, settings, write_docs
+from support.hierarchical import FEW_QAS, Counting, copy_output, doc_states, settings, write_docs
 
 from longmagpie import measures
 from longmagpie.hierarchical import HierarchicalConfig, QAItem, hierarchical_quality, synthesize
@@ -245,8 +244,7 @@ def test_a_run_records_its_quality_for_every_level_and_kind(run: dict[str, Any])
 
 def test_a_rerun_that_resumes_every_document_measures_the_same(run: dict[str, Any], engine: Any) -> None:
     cfg: HierarchicalConfig = run["config"]
-    out = run["tmp"] / "out-rerun"
-    shutil.copytree(cfg.output_dir, out)
+    out = copy_output(run, "out-rerun")
     (out / "quality.json").unlink()
     engine = Counting(engine)
     report = synthesize(dataclasses.replace(cfg, output_dir=str(out)), engine=engine)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support.hierarchical import Counting, doc_states, settings, write_docs
+from support.hierarchical import Counting, check_same_targets, copy_output, doc_states, settings, write_docs
 
 from longmagpie.hierarchical import HierarchicalConfig, synthesize
 from longmagpie.hierarchical.generation import fit_groups
@@ -111,15 +110,13 @@ def test_resume_does_not_regenerate_finished_levels(tree: dict[str, Any], engine
         for r in range(len(levels) - 1)
     ]
     assert engine.calls == len(levels) - 1 + 4
-    for a, b in zip(tree["report"].targets, report.targets, strict=True):
-        assert Path(a.path).read_bytes() == Path(b.path).read_bytes()
+    check_same_targets(tree["report"], report)
 
 
 def test_states_written_before_the_tree_still_load(tree: dict[str, Any], engine: Any) -> None:
     """A finished state without ``levels`` (the earlier format) is reused as it is: no call, same dataset."""
     cfg: HierarchicalConfig = tree["config"]
-    out = tree["tmp"] / "out-old"
-    shutil.copytree(cfg.output_dir, out)
+    out = copy_output(tree, "out-old")
     for p in (out / "documents").glob("*.json"):
         if p.name != "manifest.json":
             state = json.loads(p.read_text())
@@ -128,8 +125,7 @@ def test_states_written_before_the_tree_still_load(tree: dict[str, Any], engine:
     engine = Checking(engine)
     report = synthesize(dataclasses.replace(cfg, output_dir=str(out)), engine=engine)
     assert engine.calls == 0 and report.resumed_documents == len(LENGTHS)
-    for a, b in zip(tree["report"].targets, report.targets, strict=True):
-        assert Path(a.path).read_bytes() == Path(b.path).read_bytes()
+    check_same_targets(tree["report"], report)
 
 
 def test_every_group_prompt_fits_with_its_generation(qwen_tokenizer: Any, tmp_path: Path) -> None:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from support.hierarchical import PASSES, Counting, doc_states, settings, write_docs
+from support.hierarchical import PASSES, Counting, check_same_targets, copy_output, doc_states, settings, write_docs
 
 from longmagpie.hierarchical import HierarchicalConfig, HierarchicalReport, synthesize
 
@@ -106,14 +105,12 @@ def test_interrupted_run_resumes_at_the_pass_it_lost(run: dict[str, Any], engine
     engine = Counting(engine)
     report = synthesize(cfg2, engine=engine)
     assert [name for name, _ in report.calls] == ["q0", "q1", "q2", "done"]
-    for a, b in zip(run["report"].targets, report.targets, strict=True):
-        assert Path(a.path).read_bytes() == Path(b.path).read_bytes()
+    check_same_targets(run["report"], report)
 
 
 def test_a_new_document_alone_is_generated(run: dict[str, Any], engine: Any) -> None:
     cfg: HierarchicalConfig = run["config"]
-    out = run["tmp"] / "out-grow"
-    shutil.copytree(cfg.output_dir, out)
+    out = copy_output(run, "out-grow")
     inputs = write_docs(run["tmp"] / "more" / "docs.parquet", [*LENGTHS, 290])
     engine = Counting(engine)
     report = synthesize(HierarchicalConfig(**settings(Path(cfg.model), inputs, out)), engine=engine)
@@ -175,8 +172,7 @@ def test_conversation_counts_per_target(run: dict[str, Any], engine: Any) -> Non
     full = {t.target: t.conversations for t in run["report"].targets}
     assert full[2000] > 1 and full[4000] > 1  # else the counts below would not cut anything
     first = {t.target: pq.read_table(t.path).slice(0, 1) for t in run["report"].targets}
-    out = run["tmp"] / "out-counts"
-    shutil.copytree(cfg.output_dir, out)
+    out = copy_output(run, "out-counts")
     for counts, expected in [
         ({"2000": 1}, {2000: 1, 4000: full[4000]}),
         ([None, 1], {2000: full[2000], 4000: 1}),

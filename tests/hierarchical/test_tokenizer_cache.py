@@ -1,4 +1,4 @@
-"""encode_conversations serialises a tokenizer once; a tokenizer changed in place is serialised again."""
+"""The compiled tokenizer handle is built once per tokenizer object; one changed in place is built again."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from support import require
 
-from longmagpie.assembly import conversations
+from longmagpie.assembly import tokenizer as handles
 from longmagpie.assembly.conversations import encode_conversations
 
 AutoTokenizer = require("transformers").AutoTokenizer
@@ -30,17 +30,19 @@ CONVS = [
 def serialised(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Every tokenizer the serialiser is called on, in order (the real serialiser still runs)."""
     calls: list[Any] = []
-    real = conversations._serialise
+    real = handles._serialise
 
     def counting(tok: Any) -> str:
         calls.append(tok)
         return real(tok)
 
-    monkeypatch.setattr(conversations, "_serialise", counting)
+    monkeypatch.setattr(handles, "_serialise", counting)
     return calls
 
 
-def test_a_second_call_reuses_the_json_and_gives_the_same_rows(qwen_tokenizer_dir: Path, serialised: list[Any]) -> None:
+def test_a_second_call_reuses_the_handle_and_gives_the_same_rows(
+    qwen_tokenizer_dir: Path, serialised: list[Any]
+) -> None:
     tok = AutoTokenizer.from_pretrained(qwen_tokenizer_dir)
     first = encode_conversations(CONVS, tok)
     second = encode_conversations(CONVS, tok)
@@ -68,11 +70,11 @@ def test_a_tokenizer_changed_in_place_is_serialised_again(qwen_tokenizer_dir: Pa
 def test_the_cache_lets_its_tokenizer_go(qwen_tokenizer_dir: Path, serialised: list[Any]) -> None:
     tok = AutoTokenizer.from_pretrained(qwen_tokenizer_dir)
     encode_conversations(CONVS[:1], tok)
-    entries = len(conversations._JSON_CACHE)
-    present = tok in conversations._JSON_CACHE  # not in the assert: pytest's rewriting would keep tok alive
+    entries = len(handles._HANDLES)
+    present = tok in handles._HANDLES  # not in the assert: pytest's rewriting would keep tok alive
     assert present
     ref = weakref.ref(tok)
     serialised.clear()  # the fixture's record of calls holds the tokenizer too
     del tok
     gc.collect()
-    assert ref() is None and len(conversations._JSON_CACHE) == entries - 1
+    assert ref() is None and len(handles._HANDLES) == entries - 1

@@ -7,32 +7,17 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from support import require
-from support.ray_data import (
-    check_rows,
-    collect,
-    input_documents,
-    ipc,
-    packed_documents,
-    samples,
-    write_shards,
-)
+from support.ray_data import check_rows, collect, input_documents, ipc, packed_documents, samples, write_shards
 
 import longmagpie
 from longmagpie.distributed.windows import ParquetSource
 
 SEQ_LEN = 4096
-
-
-@pytest.fixture(scope="module")
-def ray(ray_cluster: Any) -> Any:
-    """The session's Ray cluster (tests/conftest.py), as ``ray``."""
-    return ray_cluster
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +48,7 @@ def test_same_documents_as_single_process_and_valid_rows(ray, data):
     from longmagpie.distributed.ray import ray_pack
 
     folder, table = data
-    out = collect(ray_pack(folder, SEQ_LEN, window_bytes=WINDOW))
+    out = collect(ray_pack(folder, seq_len=SEQ_LEN, window_bytes=WINDOW))
     check_rows(out, SEQ_LEN)
     single = longmagpie.pack(table, SEQ_LEN)
     assert packed_documents(out) == packed_documents(single) == input_documents(table)
@@ -81,8 +66,8 @@ def test_deterministic_across_reruns(ray, data):
     from longmagpie.distributed.ray import ray_pack
 
     folder, _ = data
-    first = ipc(collect(ray_pack(folder, SEQ_LEN, window_bytes=WINDOW)))
-    second = ipc(collect(ray_pack([str(p) for p in sorted(folder.iterdir())], SEQ_LEN, window_bytes=WINDOW)))
+    first = ipc(collect(ray_pack(folder, seq_len=SEQ_LEN, window_bytes=WINDOW)))
+    second = ipc(collect(ray_pack([str(p) for p in sorted(folder.iterdir())], seq_len=SEQ_LEN, window_bytes=WINDOW)))
     assert first == second
 
 
@@ -92,7 +77,7 @@ def test_read_parquet_dataset_one_window_per_block(ray, data):
     folder, table = data
     rd = ray.data
     ds = rd.read_parquet(str(folder), override_num_blocks=4)
-    out = collect(ray_pack(ds, SEQ_LEN))
+    out = collect(ray_pack(ds, seq_len=SEQ_LEN))
     check_rows(out, SEQ_LEN)
     assert packed_documents(out) == input_documents(table)
 
@@ -103,7 +88,7 @@ def test_write_packed_loads_with_datasets(ray, data, tmp_path):
     datasets = require("datasets")
     folder, table = data
     res = write_packed(
-        ray_pack(folder, SEQ_LEN, window_bytes=WINDOW), tmp_path / "out", seq_len=SEQ_LEN, rows_per_shard=40
+        ray_pack(folder, seq_len=SEQ_LEN, window_bytes=WINDOW), tmp_path / "out", seq_len=SEQ_LEN, rows_per_shard=40
     )
     assert len(res.files) > 1 and all(f.startswith("data/train-") for f in res.files)
     assert res.tokens == sum(len(x) for x in table.column("input_ids").to_pylist())
@@ -113,7 +98,9 @@ def test_write_packed_loads_with_datasets(ray, data, tmp_path):
     assert loaded.data.table.column("input_ids").to_pylist() == written.column("input_ids").to_pylist()
     assert packed_documents(written) == input_documents(table)
     # a rerun writes the same bytes
-    write_packed(ray_pack(folder, SEQ_LEN, window_bytes=WINDOW), tmp_path / "again", seq_len=SEQ_LEN, rows_per_shard=40)
+    write_packed(
+        ray_pack(folder, seq_len=SEQ_LEN, window_bytes=WINDOW), tmp_path / "again", seq_len=SEQ_LEN, rows_per_shard=40
+    )
     for f in res.files:
         assert (tmp_path / "out" / f).read_bytes() == (tmp_path / "again" / f).read_bytes()
     card = (tmp_path / "out" / "README.md").read_text()
@@ -127,7 +114,7 @@ def test_missing_input_ids_names_the_file(ray, tmp_path):
     pq.write_table(good, tmp_path / "a.parquet")
     pq.write_table(good.rename_columns(["tokens", "assistant_masks", "source"]), tmp_path / "b.parquet")
     with pytest.raises(ValueError, match=r"b\.parquet has no 'input_ids' column \(columns: tokens"):
-        ray_pack(tmp_path, SEQ_LEN)
+        ray_pack(tmp_path, seq_len=SEQ_LEN)
 
 
 def test_row_over_seq_len_names_file_and_row(ray, tmp_path):
@@ -143,10 +130,10 @@ def test_row_over_seq_len_names_file_and_row(ray, tmp_path):
     bad = bad.set_column(1, "assistant_masks", pa.array(masks, pa.list_(pa.int8())))
     pq.write_table(bad, tmp_path / "part-002.parquet")
     with pytest.raises(Exception, match=r"part-002\.parquet, row 3 \(input row 43\).*more than seq_len=4096") as e:
-        collect(ray_pack(tmp_path, SEQ_LEN, overflow="error", window_bytes=10**9))
+        collect(ray_pack(tmp_path, seq_len=SEQ_LEN, overflow="error", window_bytes=10**9))
     assert isinstance(e.value, ValueError) or "ValueError" in str(e.value)
     # with overflow="split" the same input packs
-    out = collect(ray_pack(tmp_path, SEQ_LEN, overflow="split", window_bytes=10**9))
+    out = collect(ray_pack(tmp_path, seq_len=SEQ_LEN, overflow="split", window_bytes=10**9))
     check_rows(out, SEQ_LEN)
 
 
@@ -155,9 +142,9 @@ def test_bad_arguments_fail_before_any_task(ray, data):
 
     folder, _ = data
     with pytest.raises(ValueError, match="strategy"):
-        ray_pack(folder, SEQ_LEN, strategy="nope")
+        ray_pack(folder, seq_len=SEQ_LEN, strategy="nope")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        ray_pack(folder / "missing", SEQ_LEN)
+        ray_pack(folder / "missing", seq_len=SEQ_LEN)
 
 
 def test_import_longmagpie_does_not_import_ray():
@@ -167,21 +154,26 @@ def test_import_longmagpie_does_not_import_ray():
 
 def test_distributed_write_same_rows_as_write_packed(ray, data, tmp_path):
     from longmagpie.distributed.ray import ray_pack, ray_pack_to_parquet, write_packed
+    from longmagpie.export import ShardLimits
 
     datasets = require("datasets")
     folder, table = data
-    res = ray_pack_to_parquet(folder, tmp_path / "dist", SEQ_LEN, window_bytes=WINDOW, rows_per_shard=5)
+    res = ray_pack_to_parquet(
+        folder, tmp_path / "dist", seq_len=SEQ_LEN, window_bytes=WINDOW, limits=ShardLimits(rows_per_shard=5)
+    )
     assert len(res.files) > len(ParquetSource.open(folder).windows(WINDOW))  # several shards per window
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dist"]  # staging renamed away, nothing left over
     written = pa.concat_tables([pq.read_table(tmp_path / "dist" / f) for f in res.files])
-    ref = write_packed(ray_pack(folder, SEQ_LEN, window_bytes=WINDOW), tmp_path / "ref", seq_len=SEQ_LEN)
+    ref = write_packed(ray_pack(folder, seq_len=SEQ_LEN, window_bytes=WINDOW), tmp_path / "ref", seq_len=SEQ_LEN)
     reference = pa.concat_tables([pq.read_table(tmp_path / "ref" / f) for f in ref.files])
     assert written.replace_schema_metadata(None).equals(reference.replace_schema_metadata(None))  # same rows, in order
     assert (res.rows, res.tokens, res.documents) == (ref.rows, ref.tokens, ref.documents)
     loaded = datasets.load_dataset(str(tmp_path / "dist"), split="train", cache_dir=str(tmp_path / "cache"))
     assert loaded.num_rows == res.rows
     assert packed_documents(written) == input_documents(table)
-    again = ray_pack_to_parquet(folder, tmp_path / "again", SEQ_LEN, window_bytes=WINDOW, rows_per_shard=5)
+    again = ray_pack_to_parquet(
+        folder, tmp_path / "again", seq_len=SEQ_LEN, window_bytes=WINDOW, limits=ShardLimits(rows_per_shard=5)
+    )
     assert again.files == res.files
     for f in [*res.files, "README.md"]:
         assert (tmp_path / "dist" / f).read_bytes() == (tmp_path / "again" / f).read_bytes()

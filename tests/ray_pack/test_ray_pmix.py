@@ -5,32 +5,17 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pytest
 from support import require
-from support.ray_data import (
-    check_rows,
-    collect,
-    input_documents,
-    ipc,
-    packed_documents,
-    samples,
-    write_shards,
-)
+from support.ray_data import check_rows, collect, input_documents, ipc, packed_documents, samples, write_shards
 
 import longmagpie
 from longmagpie.distributed.windows import ParquetSource, paired_range, window_seed
 
 SEQ_LEN = 8192
 WINDOW = 300_000
-
-
-@pytest.fixture(scope="module")
-def ray(ray_cluster: Any) -> Any:
-    """The session's Ray cluster (tests/conftest.py), as ``ray``."""
-    return ray_cluster
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +44,9 @@ def test_pmix_matches_per_window_reference_and_uses_each_sample_once(ray, pools)
     from longmagpie.distributed.ray import ray_pack_pmix
 
     long_dir, short_dir, long, short = pools
-    out = collect(ray_pack_pmix(long_dir, short_dir, SEQ_LEN, seed=5, exhausted="short_only", window_bytes=WINDOW))
+    out = collect(
+        ray_pack_pmix(long_dir, short_dir, seq_len=SEQ_LEN, seed=5, exhausted="short_only", window_bytes=WINDOW)
+    )
     check_rows(out, SEQ_LEN)
     assert ipc(out) == ipc(single_process_windows(long_dir, short_dir, 5, exhausted="short_only"))
     docs = packed_documents(out)
@@ -74,9 +61,9 @@ def test_pmix_deterministic_and_seeded(ray, pools):
     from longmagpie.distributed.ray import ray_pack_pmix
 
     long_dir, short_dir, _, _ = pools
-    a = ipc(collect(ray_pack_pmix(long_dir, short_dir, SEQ_LEN, seed=1, window_bytes=WINDOW)))
-    b = ipc(collect(ray_pack_pmix(long_dir, short_dir, SEQ_LEN, seed=1, window_bytes=WINDOW)))
-    c = ipc(collect(ray_pack_pmix(long_dir, short_dir, SEQ_LEN, seed=2, window_bytes=WINDOW)))
+    a = ipc(collect(ray_pack_pmix(long_dir, short_dir, seq_len=SEQ_LEN, seed=1, window_bytes=WINDOW)))
+    b = ipc(collect(ray_pack_pmix(long_dir, short_dir, seq_len=SEQ_LEN, seed=1, window_bytes=WINDOW)))
+    c = ipc(collect(ray_pack_pmix(long_dir, short_dir, seq_len=SEQ_LEN, seed=2, window_bytes=WINDOW)))
     assert a == b
     assert a != c
 
@@ -99,7 +86,7 @@ def test_pmix_too_long_names_pool_file_and_row(ray, pools, tmp_path):
 
     pq.write_table(bad, tmp_path / "long.parquet")
     with pytest.raises(Exception, match=r"long input \(window 0\) file .*long\.parquet, row 6"):
-        collect(ray_pack_pmix(tmp_path / "long.parquet", short_dir, SEQ_LEN, window_bytes=10**9))
+        collect(ray_pack_pmix(tmp_path / "long.parquet", short_dir, seq_len=SEQ_LEN, window_bytes=10**9))
 
 
 def test_pmix_distributed_write_loads_with_datasets(ray, pools, tmp_path):
@@ -107,9 +94,9 @@ def test_pmix_distributed_write_loads_with_datasets(ray, pools, tmp_path):
 
     datasets = require("datasets")
     long_dir, short_dir, _, _ = pools
-    res = ray_pack_pmix_to_parquet(long_dir, short_dir, tmp_path / "out", SEQ_LEN, seed=3, window_bytes=WINDOW)
+    res = ray_pack_pmix_to_parquet(long_dir, short_dir, tmp_path / "out", seq_len=SEQ_LEN, seed=3, window_bytes=WINDOW)
     loaded = datasets.load_dataset(str(tmp_path / "out"), split="train", cache_dir=str(tmp_path / "cache"))
     assert loaded.num_rows == res.rows > 0
-    expected = collect(ray_pack_pmix(long_dir, short_dir, SEQ_LEN, seed=3, window_bytes=WINDOW))
+    expected = collect(ray_pack_pmix(long_dir, short_dir, seq_len=SEQ_LEN, seed=3, window_bytes=WINDOW))
     assert loaded.data.table.column("input_ids").to_pylist() == expected.column("input_ids").to_pylist()
     assert "pack_pmix" in (tmp_path / "out" / "README.md").read_text()

@@ -70,3 +70,9 @@ def write_documents(path: Path, rows: list[dict[str, str]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(rows), path)
     return path
+
+
+def documents_run(tmp: Path, docs: list[dict[str, str]], model: Path) -> dict[str, Any]:
+    """Write ``docs`` to ``tmp/docs.parquet``; the settings of a run on them: output ``tmp/out``, ids ``doc_id``."""
+    inputs = write_documents(tmp / "docs.parquet", docs)
+    return {"inputs": (str(inputs),), "output_dir": str(tmp / "out"), "model": str(model), "id_column": "doc_id"}

@@ -20,7 +20,7 @@ import pytest
 from longmagpie import measures
 from longmagpie.harvest import HarvestConfig, harvest, harvest_quality, read_harvest
 
-from .conftest import HARVEST, demo_documents, write_documents
+from .conftest import HARVEST, demo_documents, documents_run
 
 #: Floors, measured (README "Real data"): the run below gives a yield of {YIELD} and a lift of {LIFT}.
 MIN_DOCUMENT_YIELD = 0.6
@@ -32,15 +32,7 @@ MIN_OWN_GROUNDING = 0.4
 def run(smol_engine: Any, smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("smol-harvest")
     docs = demo_documents()
-    inputs = write_documents(tmp / "docs.parquet", docs)
-    cfg = HarvestConfig(
-        inputs=(str(inputs),),
-        output_dir=str(tmp / "out"),
-        model=str(smollm2_dir),
-        id_column="doc_id",
-        shard_rows=4,
-        **HARVEST,
-    )
+    cfg = HarvestConfig(**documents_run(tmp, docs, smollm2_dir), shard_rows=4, **HARVEST)
     report = harvest(cfg, engine=smol_engine)
     return {"config": cfg, "report": report, "table": read_harvest(cfg.output_dir), "docs": docs}
 

@@ -18,7 +18,7 @@ from support import require
 from longmagpie import measures
 from longmagpie.hierarchical import HierarchicalConfig, synthesize
 
-from .conftest import ENGINE_KWARGS, MAX_MODEL_LEN, demo_documents, write_documents
+from .conftest import ENGINE_KWARGS, MAX_MODEL_LEN, demo_documents, documents_run
 
 AutoTokenizer = require("transformers").AutoTokenizer
 
@@ -33,12 +33,8 @@ def run(smol_engine: Any, smollm2_dir: Path, tmp_path_factory: pytest.TempPathFa
     tmp = tmp_path_factory.mktemp("smol-hier")
     docs = [d for d in demo_documents(24) if 5000 <= len(d["text"]) <= 7000][:2]
     assert len(docs) == 2
-    inputs = write_documents(tmp / "docs.parquet", docs)
     cfg = HierarchicalConfig(
-        inputs=(str(inputs),),
-        output_dir=str(tmp / "out"),
-        model=str(smollm2_dir),
-        id_column="doc_id",
+        **documents_run(tmp, docs, smollm2_dir),
         small_chunk_tokens=256,
         medium_chunk_small=2,
         hierarchical_qas=2,

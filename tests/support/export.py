@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pyarrow as pa
 
 
@@ -20,3 +23,18 @@ def documents_with_masks(table: pa.Table) -> list[tuple[list[int], list[int]]]:
             out.append((row["input_ids"][pos : pos + n], mask[pos : pos + n]))
             pos += n
     return out
+
+
+def one_step_args(tmp_path: Path) -> dict[str, Any]:
+    """Trainer arguments shared by the training tests: one optimizer step on CPU, logged, nothing saved or reported."""
+    return {
+        "output_dir": str(tmp_path / "run"),
+        "max_steps": 1,
+        "learning_rate": 1e-3,
+        "logging_steps": 1,
+        "report_to": [],
+        "save_strategy": "no",
+        "use_cpu": True,
+        "dataloader_num_workers": 0,
+        "seed": 0,
+    }

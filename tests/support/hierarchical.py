@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,16 @@ class Counting:
 def doc_states(out: Path) -> dict[str, dict[str, Any]]:
     states = [json.loads(p.read_text()) for p in (out / "documents").glob("*.json") if p.name != "manifest.json"]
     return {s["doc_id"]: s for s in states}
+
+
+def copy_output(run: dict[str, Any], name: str) -> Path:
+    """A copy of a module run's output directory (``run["config"]``) at ``run["tmp"] / name``, to resume or grow."""
+    out = run["tmp"] / name
+    shutil.copytree(run["config"].output_dir, out)
+    return out
+
+
+def check_same_targets(first: Any, second: Any) -> None:
+    """The two runs' reports name the same datasets, target by target, with byte-identical files."""
+    for a, b in zip(first.targets, second.targets, strict=True):
+        assert Path(a.path).read_bytes() == Path(b.path).read_bytes()

@@ -1,6 +1,7 @@
 """② Assembly: question/answer rows (or conversations) become tokenized multi-document chat samples."""
 
-from longmagpie.assembly.assembler import AssembleConfig, Assembler, assemble, load_tokenizer, tokenize
+from longmagpie.assembly.assembler import AssembleConfig, Assembler, assemble, tokenize
 from longmagpie.assembly.conversations import encode_conversations
+from longmagpie.assembly.tokenizer import load_tokenizer
 
 __all__ = ["AssembleConfig", "Assembler", "assemble", "encode_conversations", "load_tokenizer", "tokenize"]

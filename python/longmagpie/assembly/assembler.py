@@ -13,7 +13,6 @@ import json
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -23,7 +22,8 @@ from longmagpie import _core
 from longmagpie._arrow import as_arrow
 from longmagpie._metadata import attach
 from longmagpie._progress import progress_bar
-from longmagpie.templates.spans import ChatSpans, chat_spans, check_prefix_space
+from longmagpie.assembly.tokenizer import core_tokenizer, load_tokenizer
+from longmagpie.templates.spans import ChatSpans, chat_spans
 
 log = logging.getLogger(__name__)
 
@@ -79,23 +79,6 @@ class AssembleConfig:
         if not 0 < lo <= hi:
             raise ValueError(f"target_tokens must be (min, max) with 0 < min <= max, got {self.target_tokens}")
         return "tokens", lo, min(hi, self.max_tokens)
-
-
-def load_tokenizer(tokenizer: Any) -> Any:
-    """Return a transformers fast tokenizer loaded from a directory, or ``tokenizer`` itself if it is one."""
-    if isinstance(tokenizer, (str, Path)):
-        path = Path(tokenizer)
-        if not path.exists():
-            raise FileNotFoundError(f"tokenizer {path} does not exist; pass a directory with tokenizer.json")
-        from transformers import AutoTokenizer
-
-        try:
-            return AutoTokenizer.from_pretrained(str(path))
-        except Exception as err:
-            raise ValueError(f"cannot load a tokenizer from {path}: {err}") from err
-    if not hasattr(tokenizer, "backend_tokenizer"):
-        raise TypeError("tokenizer must be a path or a transformers fast tokenizer (PreTrainedTokenizerFast)")
-    return tokenizer
 
 
 def _table(data: Any) -> pa.Table:
@@ -154,9 +137,7 @@ class Assembler:
         if self.config.long_documents not in ("truncate", "skip"):
             raise ValueError(f"long_documents must be 'truncate' or 'skip', got {self.config.long_documents!r}")
         self.tokenizer = load_tokenizer(tokenizer)
-        where = getattr(self.tokenizer, "name_or_path", "") or "the tokenizer"
-        self.tokenizer_json = self.tokenizer.backend_tokenizer.to_str()
-        check_prefix_space(self.tokenizer_json, where)
+        self._tokenizer = core_tokenizer(self.tokenizer)  # refuses a prefix-space tokenizer now
         self.spans: ChatSpans = chat_spans(self.tokenizer, system=self.config.system, answer_end=self.config.answer_end)
         self.messages = messages
         self._doc_table = None if documents is None else _table(documents)
@@ -197,7 +178,7 @@ class Assembler:
             "trim_answer": s.trim_answer,
         }
         self._core = _core.Assembler(
-            tokenizer_json=self.tokenizer_json,
+            tokenizer=self._tokenizer,
             template=template,
             documents=docs,
             distractors=distractors,
@@ -441,4 +422,4 @@ def tokenize(texts: Any, tokenizer: Any, *, num_threads: int | None = None) -> p
         texts = texts.combine_chunks()
     if not isinstance(texts, pa.Array):
         raise TypeError("texts must be a list of strings or a pyarrow string array")
-    return _core.tokenize(tok.backend_tokenizer.to_str(), texts, num_threads)
+    return _core.tokenize(core_tokenizer(tok), texts, num_threads)

@@ -8,55 +8,16 @@ synthesis uses this for its long multi-turn conversations (a loss mask on every 
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from longmagpie import _core
-from longmagpie.assembly.assembler import load_tokenizer
-from longmagpie.templates.spans import ChatSpans, TemplateError, chat_spans, check_prefix_space
+from longmagpie.assembly.tokenizer import core_tokenizer, load_tokenizer
+from longmagpie.templates.spans import ChatSpans, TemplateError, chat_spans
 
 Message = dict[str, str]
-
-# tokenizer -> (state key, its JSON): serialising a 150k-token vocabulary takes about a second per call. Weak keys:
-# an entry goes with its tokenizer, and an id reused by a later object cannot hit it.
-_JSON_CACHE: weakref.WeakKeyDictionary[Any, tuple[tuple[Any, ...], str]] = weakref.WeakKeyDictionary()
-
-
-def _serialise(tok: Any) -> str:
-    """Serialise the whole tokenizer to JSON (the expensive call the cache saves)."""
-    return tok.backend_tokenizer.to_str()
-
-
-def _state_key(tok: Any) -> tuple[Any, ...]:
-    """Cheap facts that change when a tokenizer is modified in place: vocabulary sizes, added tokens, components.
-
-    Adding tokens changes the sizes and the added-token list; replacing the normalizer, pre-tokenizer, post-processor
-    or decoder changes their (small) serialised state; a new backend object changes its id.
-    """
-    backend = tok.backend_tokenizer
-    parts: list[Any] = [id(backend), len(tok), backend.get_vocab_size(with_added_tokens=True)]
-    parts.append(tuple(sorted((i, str(t)) for i, t in tok.added_tokens_decoder.items())))
-    for name in ("normalizer", "pre_tokenizer", "post_processor", "decoder"):
-        component = getattr(backend, name, None)
-        parts.append(None if component is None else component.__getstate__())
-    return tuple(parts)
-
-
-def tokenizer_json(tok: Any) -> str:
-    """Return the tokenizer's JSON, serialised once per tokenizer object and state (see :func:`_state_key`)."""
-    key = _state_key(tok)
-    try:
-        hit = _JSON_CACHE.get(tok)
-    except TypeError:  # not weak-referenceable or not hashable: no cache
-        return _serialise(tok)
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    text = _serialise(tok)
-    _JSON_CACHE[tok] = (key, text)
-    return text
 
 
 def conversation_segments(spans: ChatSpans, messages: Sequence[Message], where: str = "") -> list[tuple[str, bool]]:
@@ -111,9 +72,7 @@ def encode_conversations(
 
     """
     tok = load_tokenizer(tokenizer)
-    where = getattr(tok, "name_or_path", "") or "the tokenizer"
-    tokenizer_json_text = tokenizer_json(tok)
-    check_prefix_space(tokenizer_json_text, where)
+    handle = core_tokenizer(tok)
     spans = chat_spans(tok, system=system)
     texts: list[str] = []
     masked: list[bool] = []
@@ -126,6 +85,6 @@ def encode_conversations(
             masked.append(m)
         offsets.append(len(texts))
     ids, mask = _core.encode_segments(
-        tokenizer_json_text, pa.array(texts, pa.large_string()), pa.array(masked, pa.bool_()), offsets, num_threads
+        handle, pa.array(texts, pa.large_string()), pa.array(masked, pa.bool_()), offsets, num_threads
     )
     return pa.table({"input_ids": ids, "assistant_masks": mask})

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import inspect
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from longmagpie.assembly.assembler import AssembleConfig
+from longmagpie.generate.settings import GenerationConfig, check_settings
 from longmagpie.harvest.config import HarvestConfig
 from longmagpie.hierarchical.config import HierarchicalConfig
 from longmagpie.options import INPUT_COLUMNS, PackOptions, PmixOptions
@@ -60,6 +63,9 @@ ConfigFileOpt = Annotated[
 EngineKwargsOpt = Annotated[
     str | None, typer.Option(help="JSON of extra engine arguments, e.g. '{\"tensor_parallel_size\": 4}'.")
 ]
+GenerationOutputOpt = Annotated[str, typer.Option("--output", "-o", help="Local output directory (resumable).")]
+TextColumnOpt = Annotated[str, typer.Option(help="Column holding the document text.")]
+IdColumnOpt = Annotated[str | None, typer.Option(help="Column of document ids (default: a hash of the text).")]
 
 #: Errors a command reports as one line (``error: ...``, exit code 1) instead of a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -106,12 +112,41 @@ def _config_defaults(cls: type) -> dict[str, Any]:
 
 
 _A = _config_defaults(AssembleConfig)
+_G = _config_defaults(GenerationConfig)  # the settings harvest and hierarchical share
 _H = _config_defaults(HarvestConfig)
 _Y = _config_defaults(HierarchicalConfig)
 
 #: CLI parameters that are not config fields, and CLI names of config fields.
 _NOT_SETTINGS = {"ctx", "config_file", "quiet", "verbose", "engine_kwargs"}
 _FIELD_OF = {"output": "output_dir"}
+
+#: The engine options of the generation commands (harvest, hierarchical), declared once: see :func:`_engine_options`.
+_ENGINE_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("engine", EngineOpt, _G["engine"]),
+    ("base_url", BaseUrlOpt, _G["base_url"]),
+    ("api_key", ApiKeyOpt, _G["api_key"]),
+    ("served_model_name", ServedModelOpt, _G["served_model_name"]),
+    ("concurrency", ConcurrencyOpt, _G["concurrency"]),
+    ("engine_kwargs", EngineKwargsOpt, None),
+)
+
+_Command = TypeVar("_Command", bound=Callable[..., None])
+_Config = TypeVar("_Config", bound=GenerationConfig)
+
+
+def _engine_options(command: _Command) -> _Command:
+    """Give a generation command the engine options of :data:`_ENGINE_OPTIONS`, listed before its ``--quiet``.
+
+    The command takes them as ``**engine``; like every option they are in ``ctx.params``, where
+    :func:`_config_settings` reads the settings from.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    at = [p.name for p in own].index("quiet")
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    engine = [inspect.Parameter(name, kind, annotation=opt, default=default) for name, opt, default in _ENGINE_OPTIONS]
+    command.__signature__ = signature.replace(parameters=[*own[:at], *engine, *own[at:]])  # type: ignore[attr-defined]
+    return command
 
 
 def _read_settings_file(path: Path, cls: type, section: str) -> dict[str, Any]:
@@ -139,32 +174,26 @@ def _read_settings_file(path: Path, cls: type, section: str) -> dict[str, Any]:
         raise _fail(f"--config {path} must hold a table of settings")
     if isinstance(data.get(section), dict):
         data = data[section]
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise _fail(
-            f"--config {path}: unknown setting(s) {', '.join(unknown)}; {cls.__name__} takes {', '.join(sorted(names))}"
-        )
+    try:
+        check_settings(cls, data)
+    except ValueError as e:
+        raise _fail(f"--config {path}: {e}") from None
     return data
 
 
 def _config_settings(
-    ctx: typer.Context,
-    cls: type,
-    section: str,
-    config_file: Path | None,
-    output: str,
-    engine_kwargs: str | None,
-    quiet: bool,
-    parsed_here: set[str] | frozenset[str] = frozenset(),
+    ctx: typer.Context, cls: type, section: str, parsed_here: set[str] | frozenset[str] = frozenset()
 ) -> dict[str, Any]:
     """Merge a config's settings: the command line's given options over ``--config``'s over the CLI defaults.
 
-    An option left at its default does not override the file; ``output`` and ``progress`` always come from the
-    command line's view (``--output``'s default applies when neither names an output directory).
+    Every value comes from ``ctx.params`` (``--config``, ``--engine-kwargs`` and ``--quiet`` too), except the
+    options in ``parsed_here``, which the command turns into settings itself. An option left at its default does
+    not override the file; ``output`` and ``progress`` always come from the command line's view (``--output``'s
+    default applies when neither names an output directory).
     """
     import json
 
+    config_file, engine_kwargs = ctx.params.get("config_file"), ctx.params.get("engine_kwargs")
     settings = _read_settings_file(config_file, cls, section) if config_file is not None else {}
     given = {}
     for name, value in ctx.params.items():
@@ -188,7 +217,7 @@ def _config_settings(
         if not isinstance(kwargs, dict):
             raise _fail(f"--engine-kwargs must be a JSON object, got {engine_kwargs}")
         settings["engine_kwargs"] = kwargs
-    settings["progress"] = not quiet
+    settings["progress"] = not ctx.params.get("quiet", False)
     for required, where in (("inputs", "INPUTS"), ("model", "--model")):
         if not settings.get(required):
             raise _fail(f"give {where} (or {required} in --config)")
@@ -196,6 +225,36 @@ def _config_settings(
         settings["inputs"] = (settings["inputs"],)
     settings["inputs"] = tuple(settings["inputs"])
     return settings
+
+
+def _generate(
+    ctx: typer.Context,
+    cls: type[_Config],
+    section: str,
+    run: str,
+    parsed_here: set[str] | frozenset[str] = frozenset(),
+    adjust: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[_Config, Any]:
+    """Configure logging, build ``cls`` from the command line and ``--config`` and run it; return both.
+
+    ``run`` (``module:function``, of the harvest extra) is imported first; ``adjust`` turns the options named in
+    ``parsed_here`` into settings. A missing extra or a bad value is an ``error: ...`` line, before any model loads.
+    """
+    quiet = ctx.params.get("quiet", False)
+    _configure_logging(ctx.params.get("verbose", 0), quiet)
+    module, _, name = run.partition(":")
+    try:
+        function = getattr(importlib.import_module(module), name)
+    except ImportError as e:
+        raise _fail(f"{e}; install the harvest extra: pip install 'longmagpie[harvest]'") from None
+    settings = _config_settings(ctx, cls, section, parsed_here)
+    try:
+        if adjust is not None:
+            adjust(settings)
+        config = cls(**settings)
+        return config, function(config)
+    except USER_ERRORS as e:
+        raise _fail(f"{e}") from None
 
 
 def _ray_run(job: Any, address: str | None, threads: int | None, quiet: bool) -> None:
@@ -261,22 +320,22 @@ def pack(
     if engine not in ("local", "ray"):
         raise _fail(f"--engine must be local or ray (got {engine!r})")
     try:  # every option is checked before any input is read
-        PackOptions(seq_len=seq_len, strategy=strategy, overflow=overflow, num_threads=threads)  # type: ignore[arg-type]
+        options = PackOptions(
+            seq_len=seq_len,
+            strategy=strategy,  # type: ignore[arg-type]
+            overflow=overflow,  # type: ignore[arg-type]
+            pad_to=pad_to,
+            pad_id=pad_id,
+            num_threads=threads,
+        )
     except USER_ERRORS as e:
         raise _fail(f"{e}") from None
     if engine == "ray":
-        if demo or pad_to is not None:
-            raise _fail("--engine ray packs Parquet INPUTS (no --demo, no --pad-to)")
+        if demo:
+            raise _fail("--engine ray packs Parquet INPUTS (no --demo)")
+        ray_options = dataclasses.replace(options, num_threads=1)  # one copy thread per task: Ray runs one per CPU
         _ray_run(
-            lambda ray_mod: ray_mod.ray_pack_to_parquet(
-                list(inputs or []),
-                output,
-                seq_len=seq_len,
-                strategy=strategy,  # type: ignore[arg-type]
-                overflow=overflow,  # type: ignore[arg-type]
-                num_threads=1,
-                overwrite=overwrite,
-            ),
+            lambda ray_mod: ray_mod.ray_pack_to_parquet(list(inputs or []), output, ray_options, overwrite=overwrite),
             ray_address,
             threads,
             quiet,
@@ -292,15 +351,7 @@ def pack(
             samples = read_table(inputs or [], INPUT_COLUMNS, progress=not quiet)
             label = ", ".join(inputs or [])
         t1 = time.perf_counter()
-        packed = longmagpie.pack(
-            samples,
-            seq_len=seq_len,
-            strategy=strategy,
-            overflow=overflow,  # type: ignore[arg-type]
-            num_threads=threads,
-            pad_to=pad_to,
-            pad_id=pad_id,
-        )
+        packed = longmagpie.pack(samples, **dataclasses.asdict(options))
         t2 = time.perf_counter()
         write_table_atomic(packed, output, overwrite=overwrite, progress=not quiet)
     except USER_ERRORS as e:
@@ -358,7 +409,7 @@ def pmix(
     if engine not in ("local", "ray"):
         raise _fail(f"--engine must be local or ray (got {engine!r})")
     try:  # every option is checked before any input is read
-        PmixOptions(
+        options = PmixOptions(
             seq_len=seq_len,
             p_long=p_long,
             n_short_prefix=n_short_prefix,
@@ -374,20 +425,10 @@ def pmix(
     if engine == "ray":
         if max_rows is not None:
             raise _fail("--engine ray mixes whole windows (no --max-rows)")
+        ray_options = dataclasses.replace(options, num_threads=1)  # one copy thread per task: Ray runs one per CPU
         _ray_run(
             lambda ray_mod: ray_mod.ray_pack_pmix_to_parquet(
-                list(long),
-                list(short),
-                output,
-                seq_len=seq_len,
-                p_long=p_long,
-                n_short_prefix=n_short_prefix,
-                seed=seed,
-                fill=fill,  # type: ignore[arg-type]
-                overflow=overflow,  # type: ignore[arg-type]
-                exhausted=exhausted,  # type: ignore[arg-type]
-                num_threads=1,
-                overwrite=overwrite,
+                list(long), list(short), output, ray_options, overwrite=overwrite
             ),
             ray_address,
             threads,
@@ -399,15 +440,7 @@ def pmix(
         mixed = longmagpie.pack_pmix(
             read_table(long, INPUT_COLUMNS, progress=not quiet, desc="read long"),
             read_table(short, INPUT_COLUMNS, progress=not quiet, desc="read short"),
-            seq_len=seq_len,
-            p_long=p_long,
-            n_short_prefix=n_short_prefix,
-            seed=seed,
-            fill=fill,  # type: ignore[arg-type]
-            overflow=overflow,  # type: ignore[arg-type]
-            exhausted=exhausted,  # type: ignore[arg-type]
-            max_rows=max_rows,
-            num_threads=threads,
+            **dataclasses.asdict(options),
         )
         write_table_atomic(mixed, output, overwrite=overwrite, progress=not quiet)
     except USER_ERRORS as e:
@@ -563,6 +596,7 @@ def export(
 
 
 @app.command()
+@_engine_options
 def harvest(
     ctx: typer.Context,
     inputs: Annotated[
@@ -570,17 +604,15 @@ def harvest(
     ] = None,
     model: Annotated[str | None, typer.Option(help="Model directory (or name the engine can load).")] = None,
     config_file: ConfigFileOpt = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="Local output directory (resumable).")] = "harvest",
-    text_column: Annotated[str, typer.Option(help="Column holding the document text.")] = _H["text_column"],
-    id_column: Annotated[str | None, typer.Option(help="Column of document ids (default: a hash of the text).")] = _H[
-        "id_column"
-    ],
-    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer directory if not the model's.")] = _H["tokenizer"],
+    output: GenerationOutputOpt = "harvest",
+    text_column: TextColumnOpt = _G["text_column"],
+    id_column: IdColumnOpt = _G["id_column"],
+    tokenizer: Annotated[str | None, typer.Option(help="Tokenizer directory if not the model's.")] = _G["tokenizer"],
     template: Annotated[str, typer.Option(help="auto (the model's template) or a preset: qwen25, llama3, ...")] = _H[
         "template"
     ],
     placement: Annotated[str, typer.Option(help="Document in the system turn or the user turn.")] = _H["placement"],
-    max_model_len: Annotated[int, typer.Option(help="Model context; documents keep about half of it.")] = _H[
+    max_model_len: Annotated[int, typer.Option(help="Model context; documents keep about half of it.")] = _G[
         "max_model_len"
     ],
     max_doc_tokens: Annotated[
@@ -609,32 +641,17 @@ def harvest(
     shard_rows: Annotated[int, typer.Option(help="Documents per shard (one batched generate per pass).")] = _H[
         "shard_rows"
     ],
-    seed: Annotated[int, typer.Option(help="Seed of the sampling.")] = _H["seed"],
-    engine: EngineOpt = _H["engine"],
-    base_url: BaseUrlOpt = _H["base_url"],
-    api_key: ApiKeyOpt = _H["api_key"],
-    served_model_name: ServedModelOpt = _H["served_model_name"],
-    concurrency: ConcurrencyOpt = _H["concurrency"],
-    engine_kwargs: EngineKwargsOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling.")] = _G["seed"],
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
+    **engine: Any,
 ) -> None:
     """Harvest (context, query, answer) rows from documents with vLLM (the LongMagpie method), resumably.
 
     Every HarvestConfig setting can come from --config (TOML or JSON; a pipeline.toml's [harvest] table works);
     the options given on the command line win over the file.
     """
-    _configure_logging(verbose, quiet)
-    try:
-        from longmagpie.harvest import harvest as run_harvest
-    except ImportError as e:
-        raise _fail(f"{e}; install the harvest extra: pip install 'longmagpie[harvest]'") from None
-    settings = _config_settings(ctx, HarvestConfig, "harvest", config_file, output, engine_kwargs, quiet)
-    try:
-        config = HarvestConfig(**settings)
-        report = run_harvest(config)
-    except USER_ERRORS as e:
-        raise _fail(f"{e}") from None
+    config, report = _generate(ctx, HarvestConfig, "harvest", "longmagpie.harvest:harvest")
     if not quiet:
         c = report.counts
         typer.echo(
@@ -769,6 +786,7 @@ def run(
 
 
 @app.command()
+@_engine_options
 def hierarchical(
     ctx: typer.Context,
     inputs: Annotated[
@@ -777,14 +795,12 @@ def hierarchical(
     ] = None,
     model: Annotated[str | None, typer.Option(help="Short-context generator model directory (or served name).")] = None,
     config_file: ConfigFileOpt = None,
-    output: Annotated[str, typer.Option("--output", "-o", help="Local output directory (resumable).")] = "hierarchical",
+    output: GenerationOutputOpt = "hierarchical",
     targets: Annotated[
         str, typer.Option(help="Comma-separated conversation lengths in tokens (a curriculum).")
     ] = ",".join(str(t) for t in _Y["targets"]),
-    text_column: Annotated[str, typer.Option(help="Column holding the document text.")] = _Y["text_column"],
-    id_column: Annotated[str | None, typer.Option(help="Column of document ids (default: a hash of the text).")] = _Y[
-        "id_column"
-    ],
+    text_column: TextColumnOpt = _G["text_column"],
+    id_column: IdColumnOpt = _G["id_column"],
     conversations: Annotated[
         str | None,
         typer.Option(
@@ -794,7 +810,7 @@ def hierarchical(
     ] = None,
     small_chunk_tokens: Annotated[int, typer.Option(help="Tokens per small chunk.")] = _Y["small_chunk_tokens"],
     medium_chunk_small: Annotated[int, typer.Option(help="Small chunks per medium chunk.")] = _Y["medium_chunk_small"],
-    max_model_len: Annotated[int, typer.Option(help="Generator context length.")] = _Y["max_model_len"],
+    max_model_len: Annotated[int, typer.Option(help="Generator context length.")] = _G["max_model_len"],
     revisit_probability: Annotated[float, typer.Option(help="Chance an earlier document is revisited.")] = _Y[
         "revisit_probability"
     ],
@@ -802,46 +818,33 @@ def hierarchical(
     documents_per_pass: Annotated[
         int, typer.Option(help="Documents generated together (memory bound; output independent of it).")
     ] = _Y["documents_per_pass"],
-    seed: Annotated[int, typer.Option(help="Seed of the sampling and the concatenation.")] = _Y["seed"],
-    engine: EngineOpt = _Y["engine"],
-    base_url: BaseUrlOpt = _Y["base_url"],
-    api_key: ApiKeyOpt = _Y["api_key"],
-    served_model_name: ServedModelOpt = _Y["served_model_name"],
-    concurrency: ConcurrencyOpt = _Y["concurrency"],
-    engine_kwargs: EngineKwargsOpt = None,
+    seed: Annotated[int, typer.Option(help="Seed of the sampling and the concatenation.")] = _G["seed"],
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
+    **engine: Any,
 ) -> None:
     """Synthesize long multi-document QA conversations from a short-context model (hierarchical method).
 
     Every HierarchicalConfig setting (question counts, prompts, lengths, ...) can come from --config (TOML or JSON;
     a pipeline.toml's [hierarchical] table works); the options given on the command line win over the file.
     """
-    _configure_logging(verbose, quiet)
     from longmagpie.io import storage
 
-    try:
-        from longmagpie.hierarchical import synthesize
-    except ImportError as e:
-        raise _fail(f"{e}; install the harvest extra: pip install 'longmagpie[harvest]'") from None
-    settings = _config_settings(
-        ctx, HierarchicalConfig, "hierarchical", config_file, output, engine_kwargs, quiet, {"conversations"}
-    )
-    if isinstance(settings.get("targets"), str):
-        try:
-            settings["targets"] = tuple(int(t) for t in settings["targets"].split(",") if t.strip())
-        except ValueError:
-            raise _fail(f"--targets must be comma-separated integers (got {targets!r})") from None
-    if conversations is not None:
-        settings["conversations_per_target"] = _conversation_counts(conversations)
-    try:
+    def adjust(settings: dict[str, Any]) -> None:
+        if isinstance(settings.get("targets"), str):
+            try:
+                settings["targets"] = tuple(int(t) for t in settings["targets"].split(",") if t.strip())
+            except ValueError:
+                raise _fail(f"--targets must be comma-separated integers (got {targets!r})") from None
+        if conversations is not None:
+            settings["conversations_per_target"] = _conversation_counts(conversations)
         storage.require_local(
             settings["output_dir"], "the hierarchical output directory (per-document states are renamed into place)"
         )
-        config = HierarchicalConfig(**settings)
-        report = synthesize(config)
-    except USER_ERRORS as e:
-        raise _fail(f"{e}") from None
+
+    _, report = _generate(
+        ctx, HierarchicalConfig, "hierarchical", "longmagpie.hierarchical:synthesize", {"conversations"}, adjust
+    )
     if not quiet:
         typer.echo(
             f"synthesized from {report.documents:,} documents ({report.resumed_documents:,} resumed, "

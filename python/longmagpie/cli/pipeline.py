@@ -1,10 +1,12 @@
 """``longmagpie run pipeline.toml``: harvest -> assemble -> pack or p-mix -> export, stage by stage, resumable.
 
-The TOML file is validated with pydantic (unknown keys and wrong types are reported with their path). Each
-stage writes into ``output_dir/<stage>`` and then a marker ``output_dir/<stage>.done.json`` holding a hash of
-the stage's resolved settings and of the stages before it; a rerun skips every stage whose marker matches and
-redoes a stage (and all after it) whose settings changed or that did not finish. The resolved configuration is
-written next to the outputs (``pipeline.resolved.json``).
+The TOML file is validated with pydantic (unknown keys and wrong types are reported with their path); the
+``[harvest]`` or ``[hierarchical]`` section is built into its config as the file loads, so an unknown key or a bad
+value there is reported (``[harvest]: ...``) before any stage runs. Each stage writes into ``output_dir/<stage>``
+and then a marker ``output_dir/<stage>.done.json`` holding a hash of the stage's resolved settings and of the
+stages before it; a rerun skips every stage whose marker matches and redoes a stage (and all after it) whose
+settings changed or that did not finish. The resolved configuration is written next to the outputs
+(``pipeline.resolved.json``).
 
 Example::
 
@@ -38,6 +40,7 @@ exported to ``dataset-<N>/``, a length curriculum ready to train in order::
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -49,9 +52,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from longmagpie.assembly.assembler import AssembleConfig
-from longmagpie.generate.settings import EXECUTION_ENGINE_FIELDS, redact
+from longmagpie.generate.settings import EXECUTION_ENGINE_FIELDS, GenerationConfig, check_settings, redact
 from longmagpie.options import (
     INPUT_COLUMNS,
     Exhausted,
@@ -102,6 +106,8 @@ class PackSection(_Section):
     seq_len: int = Field(PackOptions.seq_len, gt=0)
     strategy: Strategy = PackOptions.strategy
     overflow: Overflow = PackOptions.overflow
+    pad_to: int | None = Field(PackOptions.pad_to, gt=0)
+    pad_id: int = Field(PackOptions.pad_id, ge=0)
 
 
 class PmixSection(_Section):
@@ -162,14 +168,58 @@ class PipelineConfig(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _check_generation(self) -> PipelineConfig:
+        # [harvest] / [hierarchical] are built now, so that a bad key or value fails before any stage runs
+        try:
+            self.generation_config()
+        except ValueError as err:  # its own words ("[harvest]: ..."), not after pydantic's "Value error, "
+            raise PydanticCustomError("generation_section", "{message}", {"message": str(err)}) from None
+        return self
+
+    def generation_config(self) -> GenerationConfig | None:
+        """Return the config of the ``[harvest]`` or ``[hierarchical]`` section (``None`` without either).
+
+        The section's keys are the fields of ``HarvestConfig`` / ``HierarchicalConfig``, checked by that class;
+        the pipeline sets ``output_dir`` (``<output_dir>/harvest`` or ``/hierarchical``) and ``seed`` itself.
+
+        Raises:
+            ValueError: ``[section]: ...`` naming the key that is unknown, missing or has a bad value.
+
+        """
+        if self.harvest is not None:
+            from longmagpie.harvest.config import HarvestConfig
+
+            return _section_config("harvest", HarvestConfig, self.harvest, self.output_dir, self.seed)
+        if self.hierarchical is not None:
+            from longmagpie.hierarchical.config import HierarchicalConfig
+
+            return _section_config("hierarchical", HierarchicalConfig, self.hierarchical, self.output_dir, self.seed)
+        return None
+
     def targets(self) -> list[int | None]:
         """Return the packed datasets this pipeline makes: each hierarchical target, or one (``None``)."""
-        if self.hierarchical is None:
-            return [None]
-        from longmagpie.hierarchical import HierarchicalConfig
+        config = self.generation_config() if self.hierarchical is not None else None
+        return [None] if config is None else list(config.targets)  # type: ignore[attr-defined]
 
-        targets = self.hierarchical.get("targets", HierarchicalConfig.__dataclass_fields__["targets"].default)
-        return [int(t) for t in ((targets,) if isinstance(targets, int) else targets)]
+
+def _section_config(
+    section: str, cls: type[GenerationConfig], settings: dict[str, Any], output_dir: str, seed: int
+) -> GenerationConfig:
+    """Build ``cls`` from a ``pipeline.toml`` section, in ``output_dir/<section>`` with the pipeline's seed."""
+    fields = {**settings, "output_dir": str(Path(output_dir) / section), "seed": seed}
+    try:
+        check_settings(cls, fields)
+        missing = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.name not in fields and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        if missing:
+            raise ValueError(f"missing setting(s) {', '.join(missing)}")
+        return cls(**fields)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"[{section}]: {err}") from None
 
 
 def load_config(path: Path) -> PipelineConfig:
@@ -338,21 +388,13 @@ def _longmagpie_stages(config: PipelineConfig, out: Path, stage: Stage) -> Path:
 
     qa_path = out / "harvest"
     if config.harvest is not None:
-        settings = dict(config.harvest)
 
         def harvest() -> None:
-            from longmagpie.harvest import HarvestConfig
             from longmagpie.harvest import harvest as run_harvest
 
-            fields = {**settings, "output_dir": str(qa_path), "seed": config.seed}
-            fields["inputs"] = tuple(fields.get("inputs", ()))
-            try:
-                hc = HarvestConfig(**fields)
-            except TypeError as err:
-                raise ValueError(f"[harvest]: {err}") from err
-            run_harvest(hc)
+            run_harvest(config.generation_config())  # type: ignore[arg-type]
 
-        stage("harvest", _result_settings(settings), harvest)
+        stage("harvest", _result_settings(config.harvest), harvest)
     a = config.assemble
 
     def assemble() -> None:
@@ -383,19 +425,12 @@ def _longmagpie_stages(config: PipelineConfig, out: Path, stage: Stage) -> Path:
 
 def _hierarchical_stage(config: PipelineConfig, out: Path, stage: Stage) -> dict[int | None, Path]:
     """Run [hierarchical]; return each target's conversations file."""
-    settings = dict(config.hierarchical or {})
     hier_dir = out / "hierarchical"
 
     def hierarchical() -> None:
-        from longmagpie.hierarchical import HierarchicalConfig, synthesize
+        from longmagpie.hierarchical import synthesize
 
-        fields = {**settings, "output_dir": str(hier_dir), "seed": config.seed}
-        fields["inputs"] = tuple(fields.get("inputs", ()))
-        try:
-            hc = HierarchicalConfig(**fields)
-        except TypeError as err:
-            raise ValueError(f"[hierarchical]: {err}") from err
-        report = synthesize(hc)
+        report = synthesize(config.generation_config())  # type: ignore[arg-type]
         empty = [t.target for t in report.targets if t.conversations == 0]
         if empty:
             raise ValueError(
@@ -403,5 +438,5 @@ def _hierarchical_stage(config: PipelineConfig, out: Path, stage: Stage) -> dict
                 "targets or min_fill"
             )
 
-    stage("hierarchical", _result_settings(settings), hierarchical)
+    stage("hierarchical", _result_settings(config.hierarchical or {}), hierarchical)
     return {t: hier_dir / f"target-{t}.parquet" for t in config.targets()}

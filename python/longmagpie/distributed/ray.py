@@ -25,6 +25,7 @@ shards, so nothing passes through the driver (the route for large inputs).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Sequence
@@ -36,19 +37,9 @@ import pyarrow as pa
 
 from longmagpie import _core
 from longmagpie.distributed.windows import DEFAULT_WINDOW_BYTES, ParquetSource, paired_range, window_seed
-from longmagpie.export.parquet import ROW_GROUP_BYTES, SHARD_BYTES
+from longmagpie.export.parquet import ShardLimits
 from longmagpie.io import storage
-from longmagpie.options import (
-    INPUT_COLUMNS,
-    Exhausted,
-    Fill,
-    Overflow,
-    PackOptions,
-    PmixOptions,
-    PmixOverflow,
-    Strategy,
-    require_ints,
-)
+from longmagpie.options import INPUT_COLUMNS, PackOptions, PmixOptions, require_ints, resolve
 from longmagpie.packing.pack import to_pyarrow
 
 if TYPE_CHECKING:
@@ -91,33 +82,24 @@ class WindowPlan:
         )
 
 
-def _pack_table(
-    table: pa.Table,
-    seq_len: int,
-    strategy: str,
-    overflow: str,
-    num_threads: int | None,
-    pad_to: int | None,
-    pad_id: int,
-    row_offset: int,
-) -> pa.Table:
-    packed, _ = _core.pack(table, seq_len, strategy, overflow, num_threads, pad_to, pad_id, row_offset)
+def _pack_table(table: pa.Table, options: PackOptions, row_offset: int) -> pa.Table:
+    packed, _ = _core.pack(table, options, row_offset)
     return to_pyarrow(packed)
 
 
 class _PackWindow:
     """Map function: read one window of rows and pack it (a plain callable, so Ray ships it by value)."""
 
-    def __init__(self, source: ParquetSource, args: tuple[Any, ...]) -> None:
+    def __init__(self, source: ParquetSource, options: PackOptions) -> None:
         self.source = source
-        self.args = args
+        self.options = options
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = []
         for start, stop in zip(batch.column("start").to_pylist(), batch.column("stop").to_pylist(), strict=True):
             table = self.source.read(start, stop)
             try:
-                out.append(_pack_table(table, *self.args, start))
+                out.append(_pack_table(table, self.options, start))
             except ValueError as e:
                 raise self.source.name_row(e, "input") from None
         return pa.concat_tables(out) if len(out) > 1 else out[0]
@@ -126,8 +108,8 @@ class _PackWindow:
 class _PackBlock:
     """Map function over an existing Ray dataset: one block is one window."""
 
-    def __init__(self, args: tuple[Any, ...]) -> None:
-        self.args = args
+    def __init__(self, options: PackOptions) -> None:
+        self.options = options
 
     def __call__(self, block: pa.Table) -> pa.Table:
         columns = [c for c in INPUT_COLUMNS if c in block.schema.names]
@@ -137,35 +119,37 @@ class _PackBlock:
                 "tokenize the samples first or rename the token column to input_ids"
             )
         try:
-            return _pack_table(block.select(columns), *self.args, 0)
+            return _pack_table(block.select(columns), self.options, 0)
         except ValueError as e:
             raise ValueError(f"in a block of {block.num_rows} rows (rows numbered within the block): {e}") from None
 
 
+def _window_bytes(window_bytes: int) -> int:
+    require_ints(window_bytes=window_bytes)
+    if window_bytes < 1:
+        raise ValueError(f"window_bytes must be >= 1 (got {window_bytes})")
+    return window_bytes
+
+
 def ray_pack(
     source: Paths | ray.data.Dataset,
-    seq_len: int = PackOptions.seq_len,
-    strategy: Strategy = PackOptions.strategy,
-    overflow: Overflow = PackOptions.overflow,
+    options: PackOptions | None = None,
+    *,
     window_bytes: int = DEFAULT_WINDOW_BYTES,
-    num_threads: int | None = 1,
-    pad_to: int | None = None,
-    pad_id: int = 0,
+    **overrides: Any,
 ) -> ray.data.Dataset:
     """Pack tokenized samples on Ray Data, one :func:`longmagpie.pack` per window.
 
     Args:
         source: Parquet files or directories (deterministic windows keyed by file and row ranges,
             see the module docstring), or a ``ray.data.Dataset`` (one window per block).
-        seq_len: row capacity, as for :func:`longmagpie.pack`.
-        strategy: planner, as for :func:`longmagpie.pack`.
-        overflow: samples longer than ``seq_len``, as for :func:`longmagpie.pack`. With ``"error"``
-            the message names the file and the row within it.
+        options: the packing options, as for :func:`longmagpie.pack` (default ``PackOptions(num_threads=1)``:
+            one copy thread per task, since Ray runs one task per CPU). With ``overflow="error"`` the
+            message names the file and the row within it.
         window_bytes: uncompressed bytes per window (paths only): a task's memory grows with it,
             fill improves with it (rows never span windows).
-        num_threads: copy threads per task (default 1: Ray runs one task per CPU).
-        pad_to: pad rows to this length, as for :func:`longmagpie.pack`.
-        pad_id: padding token id, as for :func:`longmagpie.pack`.
+        **overrides: :class:`~longmagpie.options.PackOptions` fields by name (``seq_len=4096``, ...),
+            applied over ``options``.
 
     Returns:
         A lazy ``ray.data.Dataset`` of packed rows with :func:`longmagpie.pack`'s columns, windows
@@ -177,36 +161,30 @@ def ray_pack(
             bad rows raise when the dataset executes, naming the file and row.
 
     """
-    PackOptions(seq_len=seq_len, strategy=strategy, overflow=overflow, num_threads=num_threads)
-    require_ints(window_bytes=window_bytes, pad_to=pad_to, pad_id=pad_id)
-    if window_bytes < 1:
-        raise ValueError(f"window_bytes must be >= 1 (got {window_bytes})")
-    args = (seq_len, strategy, overflow, num_threads, pad_to, pad_id)
+    opts = resolve(PackOptions, options, overrides, num_threads=1)
+    _window_bytes(window_bytes)
     rd = _ray_data()
     if isinstance(source, rd.Dataset):
-        _core.pack(pa.table({"input_ids": pa.array([], pa.list_(pa.int32()))}), *args)  # check the arguments now
-        return source.map_batches(_PackBlock(args), batch_size=None, batch_format="pyarrow", zero_copy_batch=True)
-    return _pack_plan(source, args, window_bytes).dataset()
+        _core.pack(pa.table({"input_ids": pa.array([], pa.list_(pa.int32()))}), opts)  # check the arguments now
+        return source.map_batches(_PackBlock(opts), batch_size=None, batch_format="pyarrow", zero_copy_batch=True)
+    return _pack_plan(source, opts, window_bytes).dataset()
 
 
-def _pack_plan(source: Paths, args: tuple[Any, ...], window_bytes: int) -> WindowPlan:
+def _pack_plan(source: Paths, options: PackOptions, window_bytes: int) -> WindowPlan:
     src = ParquetSource.open(source)
-    empty, _ = _core.pack(src.read(0, 0), *args)  # validates arguments and columns before any task runs
+    empty, _ = _core.pack(src.read(0, 0), options)  # validates arguments and columns before any task runs
     items = [{"window": i, "start": a, "stop": b} for i, (a, b) in enumerate(src.windows(window_bytes))]
-    names = ("seq_len", "strategy", "overflow", "num_threads", "pad_to", "pad_id")
-    params = dict(zip(names, args, strict=True), window_bytes=window_bytes, engine="ray", windows=len(items))
-    del params["num_threads"]
-    return WindowPlan(items, _PackWindow(src, args), to_pyarrow(empty).schema, {"op": "pack", "params": params})
+    params = dict(options.params(), window_bytes=window_bytes, engine="ray", windows=len(items))
+    return WindowPlan(items, _PackWindow(src, options), to_pyarrow(empty).schema, {"op": "pack", "params": params})
 
 
 class _PmixWindow:
     """Map function: read one long window and its paired short rows, and p-mix them with the window's seed."""
 
-    def __init__(self, long: ParquetSource, short: ParquetSource, params: dict[str, Any], seed: int) -> None:
+    def __init__(self, long: ParquetSource, short: ParquetSource, options: PmixOptions) -> None:
         self.long = long
         self.short = short
-        self.params = params
-        self.seed = seed
+        self.options = options
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         out = []
@@ -217,9 +195,9 @@ class _PmixWindow:
         for index, start, stop, s_start, s_stop in rows:
             long_t = self.long.read(start, stop)
             short_t = self.short.read(s_start, s_stop)
-            params = dict(self.params, seed=window_seed(self.seed, index))
+            options = dataclasses.replace(self.options, seed=window_seed(self.options.seed, index))
             try:
-                core = _core.pack_pmix_stream(long_t, short_t, *PmixOptions(**params).core_args(), None)
+                core = _core.pack_pmix_stream(long_t, short_t, options)
                 batches = []
                 while (chunk := core.next_batch()) is not None:
                     batches.extend(pa.RecordBatchReader.from_stream(chunk))
@@ -234,15 +212,10 @@ class _PmixWindow:
 def ray_pack_pmix(
     long: Paths,
     short: Paths,
-    seq_len: int = PmixOptions.seq_len,
-    p_long: float = PmixOptions.p_long,
-    n_short_prefix: int = PmixOptions.n_short_prefix,
-    seed: int = PmixOptions.seed,
-    fill: Fill = PmixOptions.fill,
-    overflow: PmixOverflow = PmixOptions.overflow,
-    exhausted: Exhausted = PmixOptions.exhausted,
+    options: PmixOptions | None = None,
+    *,
     window_bytes: int = DEFAULT_WINDOW_BYTES,
-    num_threads: int | None = 1,
+    **overrides: Any,
 ) -> ray.data.Dataset:
     """p-mix on Ray Data: one :func:`longmagpie.pack_pmix` per window of long samples.
 
@@ -256,16 +229,13 @@ def ray_pack_pmix(
     Args:
         long: long-context samples: Parquet files or directories.
         short: short samples: Parquet files or directories.
-        seq_len: row capacity, as for :func:`longmagpie.pack_pmix`.
-        p_long: probability of a long segment after the prefix, as for :func:`longmagpie.pack_pmix`.
-        n_short_prefix: short samples opening each row, as for :func:`longmagpie.pack_pmix`.
-        seed: global seed; each window gets its own seed derived from it and the window index.
-        fill: ``"upstream"`` or ``"best_fit"``, as for :func:`longmagpie.pack_pmix`.
-        overflow: ``"error"`` (names the file and row), ``"truncate"`` or ``"drop"``.
-        exhausted: ``"stop"``, ``"short_only"`` or ``"recycle"``, applied within each window
-            (``"recycle"`` reuses the window's pools, ending when its long samples were all used).
+        options: the p-mix options, as for :func:`longmagpie.pack_pmix` (default
+            ``PmixOptions(num_threads=1)``), but: ``seed`` is the global seed, each window getting its own
+            seed derived from it and the window index; ``overflow="error"`` names the file and row;
+            ``exhausted`` applies within each window (``"recycle"`` reuses the window's pools, ending
+            when its long samples were all used); ``max_rows`` is not available (windows mix whole).
         window_bytes: uncompressed bytes of long samples per window.
-        num_threads: copy threads per task (default 1).
+        **overrides: :class:`~longmagpie.options.PmixOptions` fields by name, applied over ``options``.
 
     Returns:
         A lazy ``ray.data.Dataset`` of rows with :func:`longmagpie.pack_pmix`'s columns, in window order.
@@ -276,54 +246,27 @@ def ray_pack_pmix(
             dataset executes, naming the pool, file and row.
 
     """
-    return _pmix_plan(long, short, seq_len, p_long, n_short_prefix, seed, fill, overflow, exhausted, window_bytes,
-                      num_threads).dataset()  # fmt: skip
+    return _pmix_plan(long, short, resolve(PmixOptions, options, overrides, num_threads=1), window_bytes).dataset()
 
 
-def _pmix_plan(
-    long: Paths,
-    short: Paths,
-    seq_len: int,
-    p_long: float,
-    n_short_prefix: int,
-    seed: int,
-    fill: Fill,
-    overflow: PmixOverflow,
-    exhausted: Exhausted,
-    window_bytes: int,
-    num_threads: int | None,
-) -> WindowPlan:
-    params = PmixOptions(
-        seq_len=seq_len,
-        p_long=p_long,
-        n_short_prefix=n_short_prefix,
-        seed=seed,
-        fill=fill,
-        overflow=overflow,
-        exhausted=exhausted,
-        num_threads=num_threads,
-    ).params()
-    require_ints(window_bytes=window_bytes)
-    if window_bytes < 1:
-        raise ValueError(f"window_bytes must be >= 1 (got {window_bytes})")
+def _pmix_plan(long: Paths, short: Paths, options: PmixOptions, window_bytes: int) -> WindowPlan:
+    if options.max_rows is not None:
+        raise ValueError("max_rows is not available on Ray (each window mixes its samples whole); leave it None")
+    _window_bytes(window_bytes)
     long_src = ParquetSource.open(long, "long")
     short_src = ParquetSource.open(short, "short")
     # validates the arguments and both schemas (one short row: an empty pool is an error of its own)
     probe = short_src.read(0, min(1, short_src.num_rows))
     try:
-        schema = to_pyarrow(
-            _core.pack_pmix_stream(long_src.read(0, 0), probe, *PmixOptions(**params).core_args(), None).empty()
-        ).schema
+        schema = to_pyarrow(_core.pack_pmix_stream(long_src.read(0, 0), probe, options).empty()).schema
     except ValueError as e:
         raise short_src.name_row(e, "short input") from None
     items = []
     for i, (a, b) in enumerate(long_src.windows(window_bytes)):
         sa, sb = paired_range((a, b), long_src.num_rows, short_src.num_rows)
         items.append({"window": i, "start": a, "stop": b, "short_start": sa, "short_stop": sb})
-    mapper = _PmixWindow(long_src, short_src, params, seed)
-    meta = dict(params, window_bytes=window_bytes, engine="ray", windows=len(items))
-    del meta["num_threads"]
-    return WindowPlan(items, mapper, schema, {"op": "pack_pmix", "params": meta})
+    meta = dict(options.params(), window_bytes=window_bytes, engine="ray", windows=len(items))
+    return WindowPlan(items, _PmixWindow(long_src, short_src, options), schema, {"op": "pack_pmix", "params": meta})
 
 
 def write_packed(
@@ -397,15 +340,7 @@ class _WriteWindow:
 
 
 def _write_plan(
-    plan: WindowPlan,
-    out_dir: str | os.PathLike[str],
-    split: str,
-    overwrite: bool,
-    rows_per_shard: int | None,
-    shard_bytes: int,
-    row_group_rows: int | None,
-    row_group_bytes: int,
-    compression_level: int | None,
+    plan: WindowPlan, out_dir: str | os.PathLike[str], split: str, overwrite: bool, shard_limits: ShardLimits | None
 ) -> ExportResult:
     from longmagpie.export import ExportResult
     from longmagpie.export.card import check_split, export_params, render_card
@@ -413,7 +348,7 @@ def _write_plan(
 
     check_split(split)
     seq_len = plan.meta["params"].get("pad_to") or plan.meta["params"]["seq_len"]
-    limits = (rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level)
+    limits = (shard_limits or ShardLimits()).as_tuple()
     with staged_directory(storage.require_local(out_dir, "the Ray engine's Parquet output"), overwrite) as tmp:
         windows = tmp / "windows"
         writer = _WriteWindow(plan.mapper, str(windows), seq_len, limits)
@@ -448,68 +383,47 @@ def _write_plan(
 def ray_pack_to_parquet(
     source: Paths,
     out_dir: str | os.PathLike[str],
-    seq_len: int = PackOptions.seq_len,
-    strategy: Strategy = PackOptions.strategy,
-    overflow: Overflow = PackOptions.overflow,
-    window_bytes: int = DEFAULT_WINDOW_BYTES,
-    num_threads: int | None = 1,
-    pad_to: int | None = None,
-    pad_id: int = 0,
+    options: PackOptions | None = None,
     *,
+    window_bytes: int = DEFAULT_WINDOW_BYTES,
     split: str = "train",
     overwrite: bool = False,
-    rows_per_shard: int | None = None,
-    shard_bytes: int = SHARD_BYTES,
-    row_group_rows: int | None = None,
-    row_group_bytes: int = ROW_GROUP_BYTES,
-    compression_level: int | None = None,
+    limits: ShardLimits | None = None,
+    **overrides: Any,
 ) -> ExportResult:
     """:func:`ray_pack` over Parquet paths, each task writing its window's shards (no row passes the driver).
 
     The layout is :func:`longmagpie.export_parquet`'s (``data/<split>-0000k-of-0000N.parquet`` +
     ``README.md``; ``datasets.load_dataset(out_dir)`` reads it), with shards cut per window: a
-    window's rows are split by ``rows_per_shard`` / ``shard_bytes`` and never share a shard with
-    another window's. Tasks write into a staging directory next to ``out_dir`` (it must be on a
-    file system every worker sees); the driver then numbers the parts in window order, writes the
-    card and renames the directory into place, so a failure leaves no partial dataset and a rerun
-    writes the same bytes. Arguments as for :func:`ray_pack` and :func:`longmagpie.export_parquet`.
+    window's rows are split by ``limits`` (:class:`~longmagpie.export.ShardLimits`: ``rows_per_shard``,
+    ``shard_bytes``, row groups, compression) and never share a shard with another window's. Tasks write
+    into a staging directory next to ``out_dir`` (it must be on a file system every worker sees); the
+    driver then numbers the parts in window order, writes the card and renames the directory into place,
+    so a failure leaves no partial dataset and a rerun writes the same bytes. ``options``,
+    ``window_bytes`` and ``overrides`` as for :func:`ray_pack`; ``split`` and ``overwrite`` as for
+    :func:`longmagpie.export_parquet`.
 
     Returns:
         The :class:`longmagpie.ExportResult` (totals summed over the windows).
 
     """
-    PackOptions(seq_len=seq_len, strategy=strategy, overflow=overflow, num_threads=num_threads)
-    require_ints(window_bytes=window_bytes, pad_to=pad_to, pad_id=pad_id)
-    if window_bytes < 1:
-        raise ValueError(f"window_bytes must be >= 1 (got {window_bytes})")
+    opts = resolve(PackOptions, options, overrides, num_threads=1)
+    _window_bytes(window_bytes)
     _ray_data()
-    plan = _pack_plan(source, (seq_len, strategy, overflow, num_threads, pad_to, pad_id), window_bytes)
-    return _write_plan(
-        plan, out_dir, split, overwrite, rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level
-    )
+    return _write_plan(_pack_plan(source, opts, window_bytes), out_dir, split, overwrite, limits)
 
 
 def ray_pack_pmix_to_parquet(
     long: Paths,
     short: Paths,
     out_dir: str | os.PathLike[str],
-    seq_len: int = PmixOptions.seq_len,
-    p_long: float = PmixOptions.p_long,
-    n_short_prefix: int = PmixOptions.n_short_prefix,
-    seed: int = PmixOptions.seed,
-    fill: Fill = PmixOptions.fill,
-    overflow: PmixOverflow = PmixOptions.overflow,
-    exhausted: Exhausted = PmixOptions.exhausted,
-    window_bytes: int = DEFAULT_WINDOW_BYTES,
-    num_threads: int | None = 1,
+    options: PmixOptions | None = None,
     *,
+    window_bytes: int = DEFAULT_WINDOW_BYTES,
     split: str = "train",
     overwrite: bool = False,
-    rows_per_shard: int | None = None,
-    shard_bytes: int = SHARD_BYTES,
-    row_group_rows: int | None = None,
-    row_group_bytes: int = ROW_GROUP_BYTES,
-    compression_level: int | None = None,
+    limits: ShardLimits | None = None,
+    **overrides: Any,
 ) -> ExportResult:
     """:func:`ray_pack_pmix`, each task writing its window's shards (as :func:`ray_pack_to_parquet`).
 
@@ -517,10 +431,6 @@ def ray_pack_pmix_to_parquet(
         The :class:`longmagpie.ExportResult`.
 
     """
+    opts = resolve(PmixOptions, options, overrides, num_threads=1)
     _ray_data()
-    plan = _pmix_plan(
-        long, short, seq_len, p_long, n_short_prefix, seed, fill, overflow, exhausted, window_bytes, num_threads
-    )
-    return _write_plan(
-        plan, out_dir, split, overwrite, rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level
-    )
+    return _write_plan(_pmix_plan(long, short, opts, window_bytes), out_dir, split, overwrite, limits)

@@ -1,6 +1,6 @@
 """Exports of packed rows that trainers load unchanged: Hugging Face Parquet and MDS (mosaicml-streaming)."""
 
 from longmagpie.export.mds import export_mds
-from longmagpie.export.parquet import ExportResult, export_parquet
+from longmagpie.export.parquet import ExportResult, ShardLimits, export_parquet
 
-__all__ = ["ExportResult", "export_mds", "export_parquet"]
+__all__ = ["ExportResult", "ShardLimits", "export_mds", "export_parquet"]

@@ -167,17 +167,55 @@ def _positive(name: str, value: int | None) -> None:
         raise ValueError(f"{name} must be a positive int or None, got {value!r}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class ShardLimits:
+    """How packed rows are cut into shards and row groups (:func:`export_parquet` and the Ray writers).
+
+    Attributes:
+        rows_per_shard: most rows per shard (``None``: limited by ``shard_bytes`` only).
+        shard_bytes: most in-memory bytes per shard (a shard holds at least one row).
+        row_group_rows: most rows per row group (``None``: limited by ``row_group_bytes`` only).
+        row_group_bytes: most in-memory bytes per row group (at least one row per group).
+        compression_level: zstd level (``None``: Arrow's default).
+
+    Raises:
+        ValueError: a limit that is not a positive int (the message names it).
+
+    """
+
+    rows_per_shard: int | None = None
+    shard_bytes: int = SHARD_BYTES
+    row_group_rows: int | None = None
+    row_group_bytes: int = ROW_GROUP_BYTES
+    compression_level: int | None = None
+
+    def __post_init__(self) -> None:
+        """Check every limit."""
+        for name in ("rows_per_shard", "row_group_rows", "shard_bytes", "row_group_bytes"):
+            _positive(name, getattr(self, name))
+
+    def as_tuple(self) -> tuple[int | None, int, int | None, int, int | None]:
+        """Return the limits in :class:`ShardWriter`'s argument order."""
+        return (
+            self.rows_per_shard,
+            self.shard_bytes,
+            self.row_group_rows,
+            self.row_group_bytes,
+            self.compression_level,
+        )
+
+
 def export_parquet(
     rows: Any,
     out_dir: str | os.PathLike[str],
     *,
     split: str = "train",
     seq_len: int | None = None,
-    rows_per_shard: int | None = None,
-    shard_bytes: int = SHARD_BYTES,
-    row_group_rows: int | None = None,
-    row_group_bytes: int = ROW_GROUP_BYTES,
-    compression_level: int | None = None,
+    rows_per_shard: int | None = ShardLimits.rows_per_shard,
+    shard_bytes: int = ShardLimits.shard_bytes,
+    row_group_rows: int | None = ShardLimits.row_group_rows,
+    row_group_bytes: int = ShardLimits.row_group_bytes,
+    compression_level: int | None = ShardLimits.compression_level,
     overwrite: bool = False,
 ) -> ExportResult:
     """Write packed rows as a Hugging Face Parquet dataset directory.
@@ -223,12 +261,14 @@ def export_parquet(
 
     """
     check_split(split)
-    for name, value in (("rows_per_shard", rows_per_shard), ("row_group_rows", row_group_rows)):
-        _positive(name, value)
-    for name, value in (("shard_bytes", shard_bytes), ("row_group_bytes", row_group_bytes)):
-        _positive(name, value)
+    limits = ShardLimits(
+        rows_per_shard=rows_per_shard,
+        shard_bytes=shard_bytes,
+        row_group_rows=row_group_rows,
+        row_group_bytes=row_group_bytes,
+        compression_level=compression_level,
+    ).as_tuple()
     source = PackedRows(rows, seq_len)
-    limits = (rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level)
     out = storage.local_path(out_dir)
     if out is None:
         return _export_to_uri(source, str(out_dir), split, limits, overwrite)

@@ -1,14 +1,19 @@
-"""The generation-engine settings that the harvester and the hierarchical synthesizer share.
+"""The settings that the harvester and the hierarchical synthesizer share.
 
-Both configs inherit :class:`EngineSettings`, so an engine option exists once, with one default, one check and
-one place in the docs. These settings change how the work is executed, not what is generated: they are left out
-of every fingerprint (except the ``engine_kwargs`` that shape results, such as ``dtype``), so a run can resume on
-another engine, server or concurrency.
+Both configs extend :class:`GenerationConfig`: the inputs, the model and its context (:class:`ModelSettings`) and
+the engine (:class:`EngineSettings`), so a shared option exists once, with one default, one check and one place in
+the docs. The engine settings change how the work is executed, not what is generated: they are left out of every
+fingerprint (except the ``engine_kwargs`` that shape results, such as ``dtype``), so a run can resume on another
+engine, server or concurrency.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -130,3 +135,105 @@ def normalize_paths(config: Any) -> None:
     object.__setattr__(config, "model", str(config.model))
     if config.tokenizer is not None:
         object.__setattr__(config, "tokenizer", str(config.tokenizer))
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What a generation run reads, where it writes and with which model: the fields every generation config has.
+
+    ``inputs``, ``output_dir`` and ``model`` are required; ``max_model_len``, ``seed`` and ``template_kwargs`` are
+    keyword-only.
+
+    Attributes:
+        inputs: Parquet/JSONL files or directories of them, paths or URIs (one given alone is one input).
+        output_dir: where the run writes its resumable output.
+        model: the generator model, a vLLM name or directory (for ``openai``: the tokenizer source unless
+            ``tokenizer`` is set).
+        tokenizer: tokenizer directory if not the model's.
+        text_column: the column holding the document text.
+        id_column: the column holding a document id (default: a hash of the text).
+        max_model_len: the model context; every prompt plus its generation must fit in it.
+        seed: run seed; each request's seed derives from it.
+        template_kwargs: extra chat-template variables (e.g. ``{"enable_thinking": False}``).
+
+    """
+
+    inputs: tuple[str, ...]
+    output_dir: str
+    model: str
+    tokenizer: str | None = None
+    text_column: str = "text"
+    id_column: str | None = None
+    max_model_len: int = field(default=32768, kw_only=True)
+    seed: int = field(default=0, kw_only=True)
+    template_kwargs: dict[str, Any] = field(default_factory=dict, kw_only=True)
+
+    def check_model_settings(self) -> None:
+        """Normalise the paths (:func:`normalize_paths`) and check the context length.
+
+        Raises:
+            ValueError: ``max_model_len`` below 1.
+
+        """
+        normalize_paths(self)
+        if int(self.max_model_len) < 1:
+            raise ValueError(f"max_model_len must be at least 1, got {self.max_model_len}")
+
+
+@dataclass(frozen=True)
+class GenerationConfig(EngineSettings, ModelSettings):
+    """The base of the harvest and hierarchical configs: :class:`ModelSettings` and :class:`EngineSettings`.
+
+    Its fields come in that order (the model settings, then the keyword-only engine settings); a subclass adds
+    its own and checks them in its ``__post_init__`` after calling this one, which checks the shared settings.
+    """
+
+    def __post_init__(self) -> None:
+        """Check the engine settings, normalise the paths and check the model settings."""
+        self.check_engine_settings()
+        self.check_model_settings()
+
+
+#: The plain value types a settings file can give a field, by annotation (other annotations: checked by the class).
+_PLAIN_TYPES: dict[Any, tuple[type, ...]] = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
+
+
+def check_settings(cls: type, settings: Mapping[str, Any]) -> None:
+    """Check settings read from a file (TOML, JSON) before they build the config dataclass ``cls``.
+
+    The one check (and wording) of such settings, for the command line's ``--config`` file and for
+    ``pipeline.toml``'s ``[harvest]`` and ``[hierarchical]`` sections: every name must be a field of ``cls``, and a
+    field annotated ``int``, ``float``, ``str`` or ``bool`` (or one of them or ``None``) must hold that type (an
+    ``int`` for a ``float``). The values themselves (ranges, choices) are checked by ``cls`` when it is built.
+
+    Raises:
+        ValueError: naming each unknown setting (and the field it is close to, if any) and every field of ``cls``;
+            or naming the setting whose value has the wrong type.
+
+    """
+    fields = sorted(f.name for f in dataclasses.fields(cls))
+    unknown = sorted(set(settings) - set(fields))
+    if unknown:
+
+        def named(name: str) -> str:
+            close = difflib.get_close_matches(name, fields, n=1)
+            return f"{name} (did you mean {close[0]}?)" if close else name
+
+        raise ValueError(
+            f"unknown setting(s) {', '.join(named(n) for n in unknown)}; {cls.__name__} takes {', '.join(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    for name, value in settings.items():
+        annotation = hints[name]
+        union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+        options = typing.get_args(annotation) if union else (annotation,)
+        if value is None and type(None) in options:
+            continue
+        plain = [t for t in options if t is not type(None)]
+        if len(plain) != 1 or plain[0] not in _PLAIN_TYPES:
+            continue
+        allowed = _PLAIN_TYPES[plain[0]]
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+            kind = plain[0].__name__ + (" or None" if type(None) in options else "")
+            got = f"a value of type {type(value).__name__}" if name in SECRET_FIELDS else repr(value)  # no credential
+            raise ValueError(f"{name} must be {'an' if kind.startswith('int') else 'a'} {kind}, got {got}")

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from longmagpie.generate.settings import (
-    EXECUTION_ENGINE_FIELDS,
-    EngineSettings,
-    fingerprint_value,
-    normalize_paths,
-)
+from longmagpie.generate.settings import EXECUTION_ENGINE_FIELDS, GenerationConfig, fingerprint_value
 from longmagpie.generate.sources import InputFormat
 from longmagpie.harvest.filters import DEFAULT_ANSWER_MARKERS, DedupScope, QuestionMarkRule
 from longmagpie.templates.prompts import Placement
@@ -22,15 +17,20 @@ EXECUTION_FIELDS = EXECUTION_ENGINE_FIELDS | {"output_dir"}
 
 
 @dataclass(frozen=True)
-class HarvestConfig(EngineSettings):
+class HarvestConfig(GenerationConfig):
     """Everything a harvest run needs; defaults follow LongMagpie's ``infer_demo.py`` where it has one.
+
+    The fields it shares with the hierarchical synthesizer (``inputs`` to ``id_column``, ``max_model_len``, ``seed``,
+    ``template_kwargs``, the engine settings) come with their defaults and checks from
+    :class:`~longmagpie.generate.settings.GenerationConfig`; all but the first six are keyword-only.
 
     Attributes:
         inputs: Parquet/JSONL files or directories of them (sorted; directories searched recursively).
         output_dir: where shards, their done-markers and the manifest go.
         model: vLLM model directory or name (for ``openai``: the tokenizer source unless ``tokenizer`` is set).
         tokenizer: tokenizer directory if not the model's.
-        text_column / id_column: the document text; an id column (default: a hash of the text).
+        text_column: the column holding the document text.
+        id_column: the column holding a document id (default: a hash of the text).
         input_format: ``auto`` tells Parquet from JSONL by the file suffix.
         shard_rows: documents per output shard (the unit of resumption).
         template: ``auto`` (the tokenizer's chat template, cut at sentinels) or a preset name.
@@ -47,6 +47,7 @@ class HarvestConfig(EngineSettings):
         answer_candidates: most answers generated per accepted question, in rounds as the queries are: a
             question whose answer was rejected (unfinished, empty) gets another seeded answer.
         max_model_len: the model context; ``max_doc_tokens`` defaults to half of it (upstream).
+        max_doc_tokens: documents are cut to this many tokens before the prompt (``None``: ``max_model_len // 2``).
         query_max_tokens / answer_max_tokens: generation limits per pass.
         query_temperature / query_top_p / answer_temperature / answer_top_p: sampling per pass.
         seed: run seed; each request's seed derives from it, the document id, the sample and the pass.
@@ -66,23 +67,15 @@ class HarvestConfig(EngineSettings):
 
     """
 
-    inputs: tuple[str, ...]
-    output_dir: str
-    model: str
-    tokenizer: str | None = None
-    text_column: str = "text"
-    id_column: str | None = None
     input_format: InputFormat = "auto"
     shard_rows: int = 1000
     template: str = "auto"
     chat_template: str | None = None
-    template_kwargs: dict[str, Any] = field(default_factory=dict)
     placement: Placement = "system"
     user_separator: str = "\n\n"
     queries_per_doc: int = 1
     query_candidates: int = 4
     answer_candidates: int = 2
-    max_model_len: int = 32768
     max_doc_tokens: int | None = None
     query_max_tokens: int = 512
     answer_max_tokens: int = 4096
@@ -90,7 +83,6 @@ class HarvestConfig(EngineSettings):
     query_top_p: float = 1.0
     answer_temperature: float = 0.8
     answer_top_p: float = 1.0
-    seed: int = 0
     question_mark: QuestionMarkRule = "first"
     min_query_chars: int = 8
     max_query_chars: int = 1500
@@ -101,9 +93,11 @@ class HarvestConfig(EngineSettings):
     strip_reasoning: bool = True
 
     def __post_init__(self) -> None:
-        """Normalise paths to strings and check values; errors say which setting and what is allowed."""
-        self.check_engine_settings()
-        normalize_paths(self)
+        """Check the shared settings (:class:`~longmagpie.generate.settings.GenerationConfig`), then the harvest's.
+
+        Errors say which setting and what is allowed.
+        """
+        super().__post_init__()
         object.__setattr__(self, "answer_markers", tuple(self.answer_markers))
         choices = {
             "placement": ("system", "user"),
@@ -114,7 +108,7 @@ class HarvestConfig(EngineSettings):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
-        counts = ("shard_rows", "queries_per_doc", "query_candidates", "answer_candidates", "max_model_len")
+        counts = ("shard_rows", "queries_per_doc", "query_candidates", "answer_candidates")
         for name in (*counts, "query_max_tokens", "answer_max_tokens"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from longmagpie import measures
+from longmagpie.assembly.tokenizer import load_tokenizer
 from longmagpie.generate.engines import Engine, GenerationRequest, GenerationResult, build_engine, request_seed
 from longmagpie.generate.reasoning import opens_reasoning
 from longmagpie.generate.resume import fingerprint, open_output, read_marker, write_shard
@@ -94,27 +95,6 @@ class HarvestReport:
     def documents(self) -> int:
         """Documents read over all shards."""
         return self.counts.get("documents", 0)
-
-
-def load_tokenizer(source: str) -> Any:
-    """``AutoTokenizer.from_pretrained(source)`` with an error that says what is wrong.
-
-    Raises:
-        FileNotFoundError: ``source`` looks like a path and does not exist, or cannot be loaded.
-
-    """
-    from transformers import AutoTokenizer
-
-    path = Path(source)
-    if not path.exists() and (path.is_absolute() or source.startswith(".") or source.count("/") > 1):
-        raise FileNotFoundError(f"model/tokenizer directory {source} does not exist: pass model= (or tokenizer=)")
-    try:
-        return AutoTokenizer.from_pretrained(source)
-    except Exception as err:
-        raise FileNotFoundError(
-            f"cannot load a tokenizer from {source!r} ({type(err).__name__}: {err}); pass a local model directory "
-            "as model= or a tokenizer directory as tokenizer="
-        ) from err
 
 
 def _hash_dir_files(path: Path, names: tuple[str, ...]) -> dict[str, str]:

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from longmagpie.generate.settings import EXECUTION_ENGINE_FIELDS, EngineSettings, fingerprint_value, normalize_paths
+from longmagpie.generate.settings import EXECUTION_ENGINE_FIELDS, GenerationConfig, fingerprint_value
 
 # Settings that do not change what is generated per document (engine, paths, concatenation): out of the
 # per-document fingerprint, so a rerun with other targets reuses every finished document.
@@ -33,15 +33,20 @@ CountSetting = int | None | Mapping[int, int | None] | Sequence[int | None]
 
 
 @dataclass(frozen=True)
-class HierarchicalConfig(EngineSettings):
+class HierarchicalConfig(GenerationConfig):
     """Everything :func:`~longmagpie.hierarchical.synthesize` needs.
+
+    Like :class:`~longmagpie.harvest.HarvestConfig` it extends :class:`~longmagpie.generate.settings.GenerationConfig`,
+    the home of the paths, the model, ``max_model_len``, ``seed``, ``template_kwargs`` and the engine settings (their
+    defaults and checks); of those, all after ``id_column`` are keyword-only.
 
     Attributes:
         inputs: Parquet/JSONL files or directories (as the harvester reads them).
         output_dir: ``documents/`` (one resumable JSON per document) and ``target-<N>.parquet`` go here.
         model: generator model (vLLM name or directory); its tokenizer chunks, prompts and measures lengths.
         tokenizer: tokenizer directory if not the model's.
-        text_column / id_column: the document text; an id column (default: a hash of the text).
+        text_column: the column holding the document text.
+        id_column: the column holding a document id (default: a hash of the text).
         small_chunk_tokens: tokens per small chunk [S: ~4K].
         medium_chunk_small: small chunks per medium chunk (default 4, i.e. ~16K [U: 12-16K recalled]).
         hierarchical_qas: hierarchical QAs per document, global -> medium -> small drill-down [S: 5].
@@ -75,12 +80,6 @@ class HierarchicalConfig(EngineSettings):
 
     """
 
-    inputs: tuple[str, ...]
-    output_dir: str
-    model: str
-    tokenizer: str | None = None
-    text_column: str = "text"
-    id_column: str | None = None
     small_chunk_tokens: int = 4096
     medium_chunk_small: int = 4
     hierarchical_qas: int = 5
@@ -93,24 +92,23 @@ class HierarchicalConfig(EngineSettings):
     targets: tuple[int, ...] = (180_000, 350_000, 650_000, 1_000_000)
     conversations_per_target: CountSetting = None
     min_fill: float = 0.9
-    max_model_len: int = 32768
     summary_max_tokens: int = 512
     question_max_tokens: int = 128
     answer_max_tokens: int = 512
     temperature: float = 0.7
     top_p: float = 0.95
-    seed: int = 0
     prompts: dict[str, str] = field(default_factory=dict)
     diverse_styles: tuple[str, ...] | None = None
     document_turn: str = "{document}\n\n{question}"
     system: str | None = None
-    template_kwargs: dict[str, Any] = field(default_factory=dict)
     documents_per_pass: int = 256
 
     def __post_init__(self) -> None:
-        """Normalise paths and tuples; check values (errors name the setting and what is allowed)."""
-        self.check_engine_settings()
-        normalize_paths(self)
+        """Check the shared settings (:class:`~longmagpie.generate.settings.GenerationConfig`), then the synthesizer's.
+
+        Tuples are normalised; errors name the setting and what is allowed.
+        """
+        super().__post_init__()
         targets = (self.targets,) if isinstance(self.targets, int) else tuple(int(t) for t in self.targets)
         object.__setattr__(self, "targets", targets)
         if self.diverse_styles is not None:
@@ -119,7 +117,6 @@ class HierarchicalConfig(EngineSettings):
             "small_chunk_tokens",
             "medium_chunk_small",
             "multihop_chunks",
-            "max_model_len",
             "summary_max_tokens",
             "question_max_tokens",
             "answer_max_tokens",

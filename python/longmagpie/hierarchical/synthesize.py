@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from longmagpie._progress import progress_bar
-from longmagpie.assembly.assembler import load_tokenizer
+from longmagpie.assembly.tokenizer import load_tokenizer
 from longmagpie.generate.engines import Engine, build_engine
 from longmagpie.generate.resume import fingerprint, open_output
 from longmagpie.generate.sources import check_columns, plan_shards, read_shard, resolve_inputs

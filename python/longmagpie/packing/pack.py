@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from longmagpie import _core
 from longmagpie._metadata import attach, stats_of
-from longmagpie.options import Overflow, PackOptions, Strategy, require_ints
+from longmagpie.options import Overflow, PackOptions, Strategy
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ def pack(
     strategy: Strategy = PackOptions.strategy,
     overflow: Overflow = PackOptions.overflow,
     num_threads: int | None = PackOptions.num_threads,
-    pad_to: int | None = None,
-    pad_id: int = 0,
+    pad_to: int | None = PackOptions.pad_to,
+    pad_id: int = PackOptions.pad_id,
 ) -> pa.Table:
     """Pack tokenized samples into rows of at most ``seq_len`` tokens, keeping every document boundary.
 
@@ -116,11 +116,11 @@ def pack(
     """
     from longmagpie._arrow import as_arrow
 
-    PackOptions(seq_len=seq_len, strategy=strategy, overflow=overflow, num_threads=num_threads)
-    require_ints(pad_to=pad_to, pad_id=pad_id)
-    table, stats = _core.pack(as_arrow(samples), seq_len, strategy, overflow, num_threads, pad_to, pad_id)
+    options = PackOptions(
+        seq_len=seq_len, strategy=strategy, overflow=overflow, pad_to=pad_to, pad_id=pad_id, num_threads=num_threads
+    )
+    table, stats = _core.pack(as_arrow(samples), options)
     table = to_pyarrow(table)
-    params = {"seq_len": seq_len, "strategy": strategy, "overflow": overflow, "pad_to": pad_to, "pad_id": pad_id}
     log.info(
         "packed %d samples (%d tokens) into %d rows of %d (%s), fill %.3f %%",
         stats["input_samples"],
@@ -130,7 +130,7 @@ def pack(
         strategy,
         100 * stats["fill_rate"],
     )
-    return attach(table, "pack", params, stats)
+    return attach(table, "pack", options.params(), stats)
 
 
 def pack_stats(table: pa.Table | pa.Schema) -> PackStats:

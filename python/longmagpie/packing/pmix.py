@@ -12,7 +12,7 @@ import pyarrow as pa
 from longmagpie import _core
 from longmagpie._arrow import as_arrow
 from longmagpie._metadata import attach, stats_of
-from longmagpie.options import Exhausted, Fill, PmixOptions, PmixOverflow, require_ints
+from longmagpie.options import Exhausted, Fill, PmixOptions, PmixOverflow, require_ints, resolve
 from longmagpie.packing.pack import to_pyarrow
 
 log = logging.getLogger(__name__)
@@ -142,10 +142,8 @@ def pack_pmix(
         num_threads=num_threads,
     )
     # The in-memory call is the streaming engine with one block per pool (window_tokens=None).
-    core = _core.pack_pmix_stream(as_arrow(long), as_arrow(short), *options.core_args(), None)
-    params = options.params()
-    del params["num_threads"]
-    table = PmixPackedStream(core, params).read_all()
+    core = _core.pack_pmix_stream(as_arrow(long), as_arrow(short), options)
+    table = PmixPackedStream(core, options.params()).read_all()
     s = pmix_stats(table)
     log.info(
         "p-mix: %d of %d long and %d of %d short samples into %d rows of %d, fill %.3f %%, long share %.3f",
@@ -206,16 +204,10 @@ class PmixPackedStream:
 def pack_pmix_stream(
     long: Any,
     short: Any,
-    seq_len: int = PmixOptions.seq_len,
-    p_long: float = PmixOptions.p_long,
-    n_short_prefix: int = PmixOptions.n_short_prefix,
-    seed: int = PmixOptions.seed,
-    fill: Fill = PmixOptions.fill,
-    overflow: PmixOverflow = PmixOptions.overflow,
-    exhausted: Exhausted = PmixOptions.exhausted,
-    max_rows: int | None = PmixOptions.max_rows,
-    num_threads: int | None = PmixOptions.num_threads,
+    options: PmixOptions | None = None,
+    *,
     window_tokens: int = 2**26,
+    **overrides: Any,
 ) -> PmixPackedStream:
     """:func:`pack_pmix` over streams larger than memory, in bounded memory.
 
@@ -232,17 +224,11 @@ def pack_pmix_stream(
             producer), a ``pyarrow.dataset`` Dataset or Scanner, a table, or an iterable of record
             batches; read lazily.
         short: short samples, in the same forms.
-        seq_len: row capacity, as for :func:`pack_pmix`.
-        p_long: probability of a long segment after the prefix, as for :func:`pack_pmix`.
-        n_short_prefix: short samples opening each row, as for :func:`pack_pmix`.
-        seed: seed of the shuffles and draws, as for :func:`pack_pmix`.
-        fill: ``"upstream"`` or ``"best_fit"``, as for :func:`pack_pmix`.
-        overflow: ``"error"``, ``"truncate"`` or ``"drop"``, as for :func:`pack_pmix`.
-        exhausted: ``"stop"``, ``"short_only"`` or ``"recycle"``, as for :func:`pack_pmix`.
-        max_rows: stop after this many rows.
-        num_threads: threads used to copy tokens; the output is identical for any value.
+        options: the p-mix options, as for :func:`pack_pmix` (default ``PmixOptions()``).
         window_tokens: tokens per block and pool (default 2**26: about 320 MB of ids and masks per
             pool); memory grows with it.
+        **overrides: :class:`~longmagpie.options.PmixOptions` fields by name (``seq_len=4096``,
+            ``p_long=...``, ``seed=...``, ...), applied over ``options``.
 
     Returns:
         A :class:`PmixPackedStream` of record batches with :func:`pack_pmix`'s schema.
@@ -250,20 +236,8 @@ def pack_pmix_stream(
     """
     from longmagpie.packing.stream import record_batches
 
-    options = PmixOptions(
-        seq_len=seq_len,
-        p_long=p_long,
-        n_short_prefix=n_short_prefix,
-        seed=seed,
-        fill=fill,
-        overflow=overflow,
-        exhausted=exhausted,
-        max_rows=max_rows,
-        num_threads=num_threads,
-    )
+    options = resolve(PmixOptions, options, overrides)
     require_ints(window_tokens=window_tokens)
     readers = [pa.RecordBatchReader.from_batches(*record_batches(x)) for x in (long, short)]
-    core = _core.pack_pmix_stream(readers[0], readers[1], *options.core_args(), window_tokens)
-    params = {**options.params(), "window_tokens": window_tokens}
-    del params["num_threads"]
-    return PmixPackedStream(core, params)
+    core = _core.pack_pmix_stream(readers[0], readers[1], options, window_tokens)
+    return PmixPackedStream(core, {**options.params(), "window_tokens": window_tokens})

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from longmagpie import _core
 from longmagpie._metadata import attach
-from longmagpie.options import Overflow, PackOptions, Strategy, require_ints
+from longmagpie.options import PackOptions, require_ints, resolve
 from longmagpie.packing.pack import PackStats, to_pyarrow
 
 #: Default window: 2**27 tokens (512 MiB of int32 ids), about 2,000 rows of 64k.
@@ -168,13 +168,10 @@ class PackedStream:
 
 def pack_stream(
     batches: Any,
-    seq_len: int = PackOptions.seq_len,
-    strategy: Strategy = PackOptions.strategy,
-    overflow: Overflow = PackOptions.overflow,
+    options: PackOptions | None = None,
+    *,
     window_tokens: int = DEFAULT_WINDOW_TOKENS,
-    num_threads: int | None = PackOptions.num_threads,
-    pad_to: int | None = None,
-    pad_id: int = 0,
+    **overrides: Any,
 ) -> PackedStream:
     """Pack a stream of tokenized samples window by window, in bounded memory.
 
@@ -188,33 +185,29 @@ def pack_stream(
         batches: a ``pyarrow.RecordBatchReader`` (or any ``__arrow_c_stream__`` producer), a
             ``pyarrow.dataset`` Dataset or Scanner (e.g. over Parquet shards), a table, or an
             iterable of record batches. Read lazily, one window ahead at most.
-        seq_len: row capacity, as for :func:`longmagpie.pack`.
-        strategy: planner, as for :func:`longmagpie.pack`.
-        overflow: policy for samples longer than ``seq_len``, as for :func:`longmagpie.pack`.
+        options: the packing options, as for :func:`longmagpie.pack` (default ``PackOptions()``).
         window_tokens: tokens per window; memory grows with it, fill improves with it.
-        num_threads: threads of the copy, as for :func:`longmagpie.pack`.
-        pad_to: pad rows to this length, as for :func:`longmagpie.pack`.
-        pad_id: padding token id, as for :func:`longmagpie.pack`.
+        **overrides: :class:`~longmagpie.options.PackOptions` fields by name (``seq_len=4096``,
+            ``strategy=...``, ``overflow=...``, ``pad_to=...``, ``pad_id=...``, ``num_threads=...``), applied
+            over ``options``.
 
     Returns:
         A :class:`PackedStream` of packed record batches with ``pack``'s schema.
 
     """
-    PackOptions(seq_len=seq_len, strategy=strategy, overflow=overflow, num_threads=num_threads)
-    require_ints(window_tokens=window_tokens, pad_to=pad_to, pad_id=pad_id)
+    opts = resolve(PackOptions, options, overrides)
+    require_ints(window_tokens=window_tokens)
     if window_tokens < 1:
         raise ValueError(f"window_tokens must be >= 1 (got {window_tokens})")
     schema, stream = record_batches(batches)
     # Packing no rows validates the arguments and the schema up front and gives the output schema.
-    out_schema = to_pyarrow(
-        _core.pack(schema.empty_table(), seq_len, strategy, overflow, num_threads, pad_to, pad_id)[0]
-    ).schema
+    out_schema = to_pyarrow(_core.pack(schema.empty_table(), opts)[0]).schema
 
     def run(result: PackedStream) -> Iterator[pa.RecordBatch]:
         first_row = 0
         for window in windows(stream, window_tokens):
             table = pa.Table.from_batches(window, schema=schema)
-            packed, stats = _core.pack(table, seq_len, strategy, overflow, num_threads, pad_to, pad_id, first_row)
+            packed, stats = _core.pack(table, opts, first_row)
             first_row += table.num_rows
             result._add(stats)
             del table, window
@@ -223,6 +216,6 @@ def pack_stream(
             yield from reader
             del reader
 
-    result = PackedStream(out_schema, iter(()), seq_len)
+    result = PackedStream(out_schema, iter(()), opts.seq_len)
     result._batches = run(result)
     return result

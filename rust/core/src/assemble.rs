@@ -16,7 +16,7 @@ use arrow_schema::{DataType, Field, Schema};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use rayon::prelude::*;
-use tokenizers::Tokenizer;
+pub use tokenizers::Tokenizer;
 
 use crate::columns::StrColumn;
 use crate::joiner::{Joiner, Specials};
@@ -318,7 +318,9 @@ pub fn texts_of<'a>(col: StrColumn<'a>, len: usize, column: &str) -> Result<Vec<
         .collect()
 }
 
-/// Parses a `tokenizer.json` for encoding without special tokens, post-processing or truncation.
+/// Parses a `tokenizer.json` for encoding without special tokens, post-processing or truncation
+/// (offsets must stay untrimmed and nothing may be added or cut). Parse once and share the result:
+/// [`tokenize`], [`encode_segments`] and [`Assembler::new`] take it.
 pub fn load_tokenizer(tokenizer_json: &str) -> Result<Tokenizer> {
     let mut tok: Tokenizer = tokenizer_json
         .parse()
@@ -333,12 +335,11 @@ pub fn load_tokenizer(tokenizer_json: &str) -> Result<Tokenizer> {
 /// Token ids of each text (no special tokens added) as a list<int32> array, tokenized in
 /// parallel on a pool of `num_threads` (null texts stay null).
 pub fn tokenize(
-    tokenizer_json: &str,
+    tok: &Tokenizer,
     texts: &ArrayRef,
     num_threads: Option<usize>,
 ) -> Result<ListArray> {
     use arrow_array::Array;
-    let tok = load_tokenizer(tokenizer_json)?;
     let col = str_column(texts, "text")?;
     let n = texts.len();
     let refs: Vec<&str> = (0..n).map(|i| col.get(i).unwrap_or("")).collect();
@@ -387,14 +388,13 @@ pub fn tokenize(
 /// `row_offsets[r]..row_offsets[r + 1]`. Returns (`input_ids` list<int32>, `assistant_masks`
 /// list<int8>).
 pub fn encode_segments(
-    tokenizer_json: &str,
+    tok: &Tokenizer,
     texts: &ArrayRef,
     masked: &arrow_array::BooleanArray,
     row_offsets: &[i32],
     num_threads: Option<usize>,
 ) -> Result<(ListArray, ListArray)> {
     use arrow_array::Array;
-    let tok = load_tokenizer(tokenizer_json)?;
     let n_seg = texts.len();
     if masked.len() != n_seg {
         return Err(AssembleError::InvalidArgument(
@@ -419,7 +419,7 @@ pub fn encode_segments(
             .par_windows(2)
             .enumerate()
             .map(|(row, w)| {
-                let mut j = Joiner::new(&tok, 1);
+                let mut j = Joiner::new(tok, 1);
                 let range = w[0] as usize..w[1] as usize;
                 for (s, text) in range.clone().zip(&segs[range]) {
                     j.text(text, masked.is_valid(s) && masked.value(s));
@@ -506,7 +506,7 @@ struct SampleOut {
 
 /// A tokenizer, a template and a document pool, tokenized once; assembles batches of samples.
 pub struct Assembler {
-    tok: Tokenizer,
+    tok: Arc<Tokenizer>,
     lits: Literals,
     docs: TextSet,
     distractors: Option<TextSet>,
@@ -531,17 +531,16 @@ pub struct SampleBatch<'a> {
 }
 
 impl Assembler {
-    /// Parses the tokenizer, tokenizes the template texts, the pool and the distractor corpus.
+    /// Tokenizes the template texts, the pool and the distractor corpus with `tok` (a tokenizer from
+    /// [`load_tokenizer`], shared: the caller may go on using it).
     pub fn new(
-        tokenizer_json: &str,
+        tok: Arc<Tokenizer>,
         template: TemplateTexts,
         docs: ArrayRef,
         distractors: Option<ArrayRef>,
         opts: AssembleOptions,
     ) -> Result<Self> {
         opts.check()?;
-        // Offsets must stay untrimmed and nothing may be added or cut.
-        let tok = load_tokenizer(tokenizer_json)?;
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.num_threads.unwrap_or(0))
             .build()

@@ -10,7 +10,8 @@ use proptest::prelude::*;
 use tokenizers::Tokenizer;
 
 use crate::assemble::{
-    AssembleError, AssembleOptions, Assembler, Budget, LongDocuments, SampleBatch, TemplateTexts,
+    load_tokenizer, AssembleError, AssembleOptions, Assembler, Budget, LongDocuments, SampleBatch,
+    TemplateTexts,
 };
 use crate::joiner::{Joiner, Specials};
 use crate::tokenized::Tokenized;
@@ -29,6 +30,11 @@ fn json_str(s: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// The test tokenizer, parsed for assembly.
+fn shared_tokenizer() -> Arc<Tokenizer> {
+    Arc::new(load_tokenizer(&tokenizer_json()).expect("test tokenizer parses"))
 }
 
 /// The tokenizer.json of a byte-level BPE: the 256 byte symbols plus merges of frequent pairs.
@@ -188,7 +194,7 @@ fn template() -> TemplateTexts {
 }
 
 fn assembler(docs: &[&str], opts: AssembleOptions) -> Result<Assembler, AssembleError> {
-    Assembler::new(&tokenizer_json(), template(), strings(docs), None, opts)
+    Assembler::new(shared_tokenizer(), template(), strings(docs), None, opts)
 }
 
 #[test]
@@ -309,7 +315,7 @@ fn bad_input_names_the_row() {
         Err(AssembleError::EmptyDocument { row: 1, .. })
     ));
     assert!(matches!(
-        Assembler::new("{", template(), strings(&["x"]), None, opts.clone()),
+        load_tokenizer("{"),
         Err(AssembleError::Tokenizer(_))
     ));
     let a = assembler(&["ok"], opts.clone()).expect("builds");

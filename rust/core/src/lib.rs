@@ -18,6 +18,10 @@ mod options;
 pub mod pack;
 pub mod plan;
 pub mod pmix;
+/// Quadratic reference planners, for the unit tests and the fuzz targets only.
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod reference;
 pub mod tokenized;
 
 pub use error::{PackError, Result};

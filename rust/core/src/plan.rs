@@ -320,6 +320,7 @@ fn first_fit_decreasing(lengths: &[u32], cap: u32) -> (Vec<u32>, usize) {
 mod tests {
     use super::Strategy;
     use super::*;
+    use crate::reference::{naive_bfd_rows, naive_ffd};
     use proptest::prelude::*;
 
     fn row_sums(p: &Plan, lengths: &[u32]) -> Vec<u64> {
@@ -381,48 +382,6 @@ mod tests {
             assert_eq!(p.rows(), 0);
             assert!(p.items.is_empty());
         }
-    }
-
-    /// Reference first fit decreasing: scan every open bin (quadratic).
-    fn naive_ffd(lengths: &[u32], cap: u32) -> Vec<u32> {
-        let mut order: Vec<usize> = (0..lengths.len()).collect();
-        order.sort_by_key(|&i| (std::cmp::Reverse(lengths[i]), i));
-        let mut space: Vec<u32> = Vec::new();
-        let mut bin_of = vec![0u32; lengths.len()];
-        for i in order {
-            let b = match space.iter().position(|&s| s >= lengths[i]) {
-                Some(b) => b,
-                None => {
-                    space.push(cap);
-                    space.len() - 1
-                }
-            };
-            space[b] -= lengths[i];
-            bin_of[i] = b as u32;
-        }
-        bin_of
-    }
-
-    /// Reference best fit decreasing (quadratic). Rows with equal space are interchangeable for
-    /// the rest of the run, so the row count matches whatever the tie-breaking.
-    fn naive_bfd_rows(lengths: &[u32], cap: u32) -> usize {
-        let mut order: Vec<usize> = (0..lengths.len()).collect();
-        order.sort_by_key(|&i| (std::cmp::Reverse(lengths[i]), i));
-        let mut space: Vec<u32> = Vec::new();
-        for i in order {
-            let l = lengths[i];
-            let best = space
-                .iter()
-                .enumerate()
-                .filter(|(_, &s)| s >= l)
-                .min_by_key(|(_, &s)| s)
-                .map(|(b, _)| b);
-            match best {
-                Some(b) => space[b] -= l,
-                None => space.push(cap - l),
-            }
-        }
-        space.len()
     }
 
     proptest! {

@@ -22,22 +22,40 @@ use longmagpie_core::assemble::{
     LongDocuments, SampleBatch, TemplateTexts,
 };
 
-fn to_py_err(e: PackError) -> PyErr {
-    if e.is_type_error() {
-        PyTypeError::new_err(e.to_string())
-    } else {
-        PyValueError::new_err(e.to_string())
+/// A core error as the Python exception it stands for: a type error (a column of the wrong type)
+/// is a `TypeError`, everything else a `ValueError`; the message names the row and the fix.
+trait CoreError {
+    fn into_py(self) -> PyErr;
+}
+
+impl CoreError for PackError {
+    fn into_py(self) -> PyErr {
+        if self.is_type_error() {
+            PyTypeError::new_err(self.to_string())
+        } else {
+            PyValueError::new_err(self.to_string())
+        }
     }
 }
 
+impl CoreError for AssembleError {
+    fn into_py(self) -> PyErr {
+        PyValueError::new_err(self.to_string())
+    }
+}
+
+fn to_py_err(e: PackError) -> PyErr {
+    e.into_py()
+}
+
 /// Runs `f` with the GIL released; a panic inside becomes a `RuntimeError`.
-fn detached<T: Send>(
+fn detached<T: Send, E: CoreError + Send>(
     py: Python<'_>,
-    f: impl FnOnce() -> Result<T, PackError> + Send,
+    f: impl FnOnce() -> Result<T, E> + Send,
 ) -> PyResult<T> {
     let outcome = py.detach(|| catch_unwind(AssertUnwindSafe(f)));
     match outcome {
-        Ok(result) => result.map_err(to_py_err),
+        Ok(result) => result.map_err(CoreError::into_py),
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
@@ -88,31 +106,52 @@ fn pack_stats_dict<'py>(py: Python<'py>, s: &PackStats) -> PyResult<Bound<'py, P
     )
 }
 
-/// Packs tokenized samples into rows of at most `seq_len` tokens.
-///
-/// Returns `(pyarrow.Table, stats: dict)`. See `longmagpie.pack` for the documented API.
-#[pyfunction]
-#[pyo3(signature = (samples, seq_len, strategy, overflow, num_threads=None, pad_to=None, pad_id=0, row_offset=0))]
-#[allow(clippy::too_many_arguments)]
-fn pack<'py>(
-    py: Python<'py>,
-    samples: AnyRecordBatch,
+/// The fields of `longmagpie.options.PackOptions`, read from the options object by attribute name:
+/// the binding takes the checked options themselves, so no value can land in another's place.
+#[derive(FromPyObject)]
+struct PackArgs {
     seq_len: i64,
-    strategy: &str,
-    overflow: &str,
+    strategy: String,
+    overflow: String,
     num_threads: Option<i64>,
     pad_to: Option<i64>,
     pad_id: i64,
+}
+
+impl PackArgs {
+    fn core(self, row_offset: u64) -> PyResult<PackOptions> {
+        let mut opts = PackOptions::new(positive_seq_len(self.seq_len)?);
+        opts.strategy = self.strategy.parse::<Strategy>().map_err(to_py_err)?;
+        opts.overflow = self.overflow.parse::<Overflow>().map_err(to_py_err)?;
+        opts.num_threads = self
+            .num_threads
+            .map(|n| count("num_threads", n))
+            .transpose()?;
+        opts.pad_to = self.pad_to.map(|n| count("pad_to", n)).transpose()?;
+        opts.row_offset = usize::try_from(row_offset)
+            .map_err(|_| PyValueError::new_err(format!("row_offset {row_offset} is too large")))?;
+        let pad_id = self.pad_id;
+        opts.pad_id = i32::try_from(pad_id).map_err(|_| {
+            PyValueError::new_err(format!("pad_id must fit in int32 (got {pad_id})"))
+        })?;
+        Ok(opts)
+    }
+}
+
+/// Packs tokenized samples into rows of at most `options.seq_len` tokens.
+///
+/// `options` is a `longmagpie.options.PackOptions`; `row_offset` numbers the first input row (in
+/// error messages). Returns `(pyarrow.Table, stats: dict)`. See `longmagpie.pack` for the
+/// documented API.
+#[pyfunction]
+#[pyo3(signature = (samples, options, row_offset=0))]
+fn pack<'py>(
+    py: Python<'py>,
+    samples: AnyRecordBatch,
+    options: PackArgs,
     row_offset: u64,
 ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
-    let mut opts = PackOptions::new(positive_seq_len(seq_len)?);
-    opts.strategy = strategy.parse::<Strategy>().map_err(to_py_err)?;
-    opts.overflow = overflow.parse::<Overflow>().map_err(to_py_err)?;
-    opts.num_threads = num_threads.map(|n| count("num_threads", n)).transpose()?;
-    opts.pad_to = pad_to.map(|n| count("pad_to", n)).transpose()?;
-    opts.row_offset = row_offset as usize;
-    opts.pad_id = i32::try_from(pad_id)
-        .map_err(|_| PyValueError::new_err(format!("pad_id must fit in int32 (got {pad_id})")))?;
+    let opts = options.core(row_offset)?;
 
     // Reading the stream may call back into Python (a generator-backed reader): keep the GIL here.
     let table = samples.into_table()?;
@@ -173,30 +212,39 @@ fn positive_seq_len(seq_len: i64) -> PyResult<usize> {
     count("seq_len", seq_len)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn pmix_options(
+/// The fields of `longmagpie.options.PmixOptions`, read from the options object by attribute name.
+#[derive(FromPyObject)]
+struct PmixArgs {
     seq_len: i64,
     p_long: f64,
     n_short_prefix: i64,
     seed: u64,
-    (fill, overflow, exhausted): (&str, &str, &str),
+    fill: String,
+    overflow: String,
+    exhausted: String,
     max_rows: Option<i64>,
     num_threads: Option<i64>,
-    window_tokens: Option<i64>,
-) -> PyResult<PmixOptions> {
-    let mut opts = PmixOptions::new(positive_seq_len(seq_len)?);
-    opts.p_long = p_long;
-    opts.n_short_prefix = count("n_short_prefix", n_short_prefix)?;
-    opts.seed = seed;
-    opts.fill = fill.parse::<Fill>().map_err(to_py_err)?;
-    opts.overflow = overflow.parse::<Overflow>().map_err(to_py_err)?;
-    opts.exhausted = exhausted.parse::<Exhausted>().map_err(to_py_err)?;
-    opts.max_rows = max_rows.map(|n| count("max_rows", n)).transpose()?;
-    opts.num_threads = num_threads.map(|n| count("num_threads", n)).transpose()?;
-    opts.window_tokens = window_tokens
-        .map(|n| count("window_tokens", n))
-        .transpose()?;
-    Ok(opts)
+}
+
+impl PmixArgs {
+    fn core(self, window_tokens: Option<i64>) -> PyResult<PmixOptions> {
+        let mut opts = PmixOptions::new(positive_seq_len(self.seq_len)?);
+        opts.p_long = self.p_long;
+        opts.n_short_prefix = count("n_short_prefix", self.n_short_prefix)?;
+        opts.seed = self.seed;
+        opts.fill = self.fill.parse::<Fill>().map_err(to_py_err)?;
+        opts.overflow = self.overflow.parse::<Overflow>().map_err(to_py_err)?;
+        opts.exhausted = self.exhausted.parse::<Exhausted>().map_err(to_py_err)?;
+        opts.max_rows = self.max_rows.map(|n| count("max_rows", n)).transpose()?;
+        opts.num_threads = self
+            .num_threads
+            .map(|n| count("num_threads", n))
+            .transpose()?;
+        opts.window_tokens = window_tokens
+            .map(|n| count("window_tokens", n))
+            .transpose()?;
+        Ok(opts)
+    }
 }
 
 /// A batch stream read from Python through the Arrow C stream interface (GIL not needed: a
@@ -264,35 +312,18 @@ impl PyPmixStream {
     }
 }
 
-/// Starts a p-mix stream over two Arrow streams.
+/// Starts a p-mix stream over two Arrow streams. `options` is a `longmagpie.options.PmixOptions`;
+/// `window_tokens` is the block size per pool (`None`: each pool is one block, the in-memory call).
 #[pyfunction]
-#[pyo3(signature = (long, short, seq_len, p_long, n_short_prefix, seed, fill, overflow, exhausted, max_rows=None, num_threads=None, window_tokens=None))]
-#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (long, short, options, window_tokens=None))]
 fn pack_pmix_stream(
     py: Python<'_>,
     long: AnyRecordBatch,
     short: AnyRecordBatch,
-    seq_len: i64,
-    p_long: f64,
-    n_short_prefix: i64,
-    seed: u64,
-    fill: &str,
-    overflow: &str,
-    exhausted: &str,
-    max_rows: Option<i64>,
-    num_threads: Option<i64>,
+    options: PmixArgs,
     window_tokens: Option<i64>,
 ) -> PyResult<PyPmixStream> {
-    let opts = pmix_options(
-        seq_len,
-        p_long,
-        n_short_prefix,
-        seed,
-        (fill, overflow, exhausted),
-        max_rows,
-        num_threads,
-        window_tokens,
-    )?;
+    let opts = options.core(window_tokens)?;
     let (long_schema, long) = source(long)?;
     let (short_schema, short) = source(short)?;
     let stream = detached(py, move || {
@@ -311,41 +342,52 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pack_pmix_stream, m)?)?;
     m.add_class::<PyPmixStream>()?;
     m.add_class::<Assembler>()?;
+    m.add_class::<Tokenizer>()?;
     m.add_function(wrap_pyfunction!(tokenize, m)?)?;
     m.add_function(wrap_pyfunction!(encode_segments, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
 
-fn assemble_err(e: AssembleError) -> PyErr {
-    PyValueError::new_err(e.to_string())
+/// A Hugging Face tokenizer parsed once from its `tokenizer.json` text, for encoding without special
+/// tokens, post-processing or truncation; `tokenize`, `encode_segments` and `Assembler` share it, so
+/// a caller parses a 150k-token vocabulary once rather than on every call.
+#[pyclass(module = "longmagpie._core", frozen)]
+struct Tokenizer {
+    inner: Arc<longmagpie_core::assemble::Tokenizer>,
 }
 
-/// Runs `f` with the GIL released; a panic inside becomes a `RuntimeError`.
-fn detached_assemble<T: Send>(
-    py: Python<'_>,
-    f: impl FnOnce() -> Result<T, AssembleError> + Send,
-) -> PyResult<T> {
-    match py.detach(|| catch_unwind(AssertUnwindSafe(f))) {
-        Ok(result) => result.map_err(assemble_err),
-        Err(_) => Err(PyRuntimeError::new_err(
-            "internal error in longmagpie's Rust assembler; please report it with the input that caused it",
-        )),
+#[pymethods]
+impl Tokenizer {
+    #[new]
+    fn new(py: Python<'_>, tokenizer_json: String) -> PyResult<Self> {
+        let tok = detached(py, move || {
+            longmagpie_core::assemble::load_tokenizer(&tokenizer_json)
+        })?;
+        Ok(Tokenizer {
+            inner: Arc::new(tok),
+        })
+    }
+
+    /// Vocabulary size, added tokens included.
+    fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
     }
 }
 
 /// Token ids of each text, list<int32> (see `longmagpie.tokenize`).
 #[pyfunction]
-#[pyo3(signature = (tokenizer_json, texts, num_threads=None))]
+#[pyo3(signature = (tokenizer, texts, num_threads=None))]
 fn tokenize<'py>(
     py: Python<'py>,
-    tokenizer_json: String,
+    tokenizer: &Tokenizer,
     texts: PyArray,
     num_threads: Option<usize>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let (array, _) = texts.into_inner();
-    let list = detached_assemble(py, move || {
-        longmagpie_core::assemble::tokenize(&tokenizer_json, &array, num_threads)
+    let tok = tokenizer.inner.clone();
+    let list = detached(py, move || {
+        longmagpie_core::assemble::tokenize(&tok, &array, num_threads)
     })?;
     let field = Arc::new(arrow_schema::Field::new(
         "input_ids",
@@ -359,10 +401,10 @@ fn tokenize<'py>(
 
 /// Tokenizes rows of (text, masked) segments; see `longmagpie.encode_conversations`.
 #[pyfunction]
-#[pyo3(signature = (tokenizer_json, texts, masked, row_offsets, num_threads=None))]
+#[pyo3(signature = (tokenizer, texts, masked, row_offsets, num_threads=None))]
 fn encode_segments<'py>(
     py: Python<'py>,
-    tokenizer_json: String,
+    tokenizer: &Tokenizer,
     texts: PyArray,
     masked: PyArray,
     row_offsets: Vec<i32>,
@@ -375,14 +417,9 @@ fn encode_segments<'py>(
         .downcast_ref::<arrow_array::BooleanArray>()
         .cloned()
         .ok_or_else(|| PyTypeError::new_err("masked must be a bool array"))?;
-    let (ids, mask) = detached_assemble(py, move || {
-        longmagpie_core::assemble::encode_segments(
-            &tokenizer_json,
-            &texts,
-            &masked,
-            &row_offsets,
-            num_threads,
-        )
+    let tok = tokenizer.inner.clone();
+    let (ids, mask) = detached(py, move || {
+        longmagpie_core::assemble::encode_segments(&tok, &texts, &masked, &row_offsets, num_threads)
     })?;
     let conv = |list: arrow_array::ListArray, name: &str| -> PyResult<Bound<'py, PyAny>> {
         let field = Arc::new(arrow_schema::Field::new(
@@ -497,11 +534,11 @@ impl Assembler {
     #[new]
     /// Keyword arguments only, and the template as a dict with named keys (`TEMPLATE_KEYS`), so that
     /// two swapped values of one type cannot be taken silently.
-    #[pyo3(signature = (*, tokenizer_json, template, documents, distractors, max_tokens, budget, budget_min, budget_max, long_documents, seed, max_misses, margin, with_text, num_threads=None))]
+    #[pyo3(signature = (*, tokenizer, template, documents, distractors, max_tokens, budget, budget_min, budget_max, long_documents, seed, max_misses, margin, with_text, num_threads=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
-        tokenizer_json: String,
+        tokenizer: &Tokenizer,
         template: &Bound<'_, PyDict>,
         documents: PyArray,
         distractors: Option<PyArray>,
@@ -549,8 +586,9 @@ impl Assembler {
         opts.num_threads = num_threads;
         let docs = documents.into_inner().0;
         let distractors = distractors.map(|d| d.into_inner().0);
-        let inner = detached_assemble(py, move || {
-            CoreAssembler::new(&tokenizer_json, template, docs, distractors, opts)
+        let tok = tokenizer.inner.clone();
+        let inner = detached(py, move || {
+            CoreAssembler::new(tok, template, docs, distractors, opts)
         })?;
         Ok(Assembler { inner })
     }
@@ -593,7 +631,7 @@ impl Assembler {
             .transpose()?;
         let (queries, answers) = (queries.into_inner().0, answers.into_inner().0);
         let inner = &self.inner;
-        let (batches, stats) = detached_assemble(py, || {
+        let (batches, stats) = detached(py, || {
             inner.assemble(&SampleBatch {
                 gold: &gold,
                 gold_in_distractors: excl.as_ref(),

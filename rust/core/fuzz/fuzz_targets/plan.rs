@@ -9,6 +9,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
+use longmagpie_core::reference::{naive_bfd_rows, naive_ffd};
 use longmagpie_core::{plan, Strategy};
 
 #[derive(Arbitrary, Debug)]
@@ -30,45 +31,6 @@ fn capacity(raw: u32) -> u32 {
         3 => 262_143 + (raw >> 3) % 3,
         _ => 1 + (raw >> 3) % 300,
     }
-}
-
-fn naive_ffd(lengths: &[u32], cap: u32) -> Vec<u32> {
-    let mut order: Vec<usize> = (0..lengths.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(lengths[i]), i));
-    let mut space: Vec<u32> = Vec::new();
-    let mut bin_of = vec![0u32; lengths.len()];
-    for i in order {
-        let b = match space.iter().position(|&s| s >= lengths[i]) {
-            Some(b) => b,
-            None => {
-                space.push(cap);
-                space.len() - 1
-            }
-        };
-        space[b] -= lengths[i];
-        bin_of[i] = b as u32;
-    }
-    bin_of
-}
-
-fn naive_bfd_rows(lengths: &[u32], cap: u32) -> usize {
-    let mut order: Vec<usize> = (0..lengths.len()).collect();
-    order.sort_by_key(|&i| (std::cmp::Reverse(lengths[i]), i));
-    let mut space: Vec<u32> = Vec::new();
-    for i in order {
-        let l = lengths[i];
-        let best = space
-            .iter()
-            .enumerate()
-            .filter(|(_, &s)| s >= l)
-            .min_by_key(|(_, &s)| s)
-            .map(|(b, _)| b);
-        match best {
-            Some(b) => space[b] -= l,
-            None => space.push(cap - l),
-        }
-    }
-    space.len()
 }
 
 fuzz_target!(|case: Case| {
