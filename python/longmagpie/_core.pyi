@@ -13,6 +13,8 @@ from longmagpie.options import PackOptions, PmixOptions
 
 __all__ = [
     "Assembler",
+    "NearDedup",
+    "NgramIndex",
     "PmixStream",
     "Tokenizer",
     "__version__",
@@ -139,3 +141,30 @@ def encode_segments(
 ) -> tuple[pa.ListArray, pa.ListArray]:
     """Tokenize rows of (text, masked) segments; return (``input_ids``, ``assistant_masks``) list arrays."""
 
+@final
+class NearDedup:
+    """A streaming near-duplicate filter (MinHash + LSH, verified by exact Jaccard on word shingles)."""
+
+    def __new__(
+        cls, *, shingle: int, bands: int, rows: int, threshold: float, seed: int, num_threads: int | None = None
+    ) -> NearDedup: ...
+    def add(self, texts: _ArrowArrayExportable, column: str) -> tuple[pa.Int64Array, pa.FloatArray, int]:
+        """Decide each text after every row fed before: (``dup_of``, -1 if kept; ``similarity``; empty texts)."""
+    def rows(self) -> int:
+        """Return the rows fed so far."""
+    def indexed(self) -> int:
+        """Return the rows kept and indexed so far."""
+    def memory_bytes(self) -> int:
+        """Return the bytes the index holds."""
+
+@final
+class NgramIndex:
+    """The word n-grams of evaluation texts, to find rows that share one with them."""
+
+    def __new__(cls, n: int, min_words: int, num_threads: int | None = None) -> NgramIndex: ...
+    def add(self, texts: _ArrowArrayExportable, source: int, column: str) -> tuple[int, int]:
+        """Add the n-grams of ``texts`` for source ``source``; return (texts indexed, texts too short)."""
+    def __len__(self) -> int:
+        """Return the distinct n-grams indexed."""
+    def first_match(self, texts: _ArrowArrayExportable, column: str) -> pa.Int32Array:
+        """Return, per text, the smallest source it shares an n-gram with, or -1."""

@@ -159,6 +159,7 @@ class RunSummary:
     harvest: list[HarvestQuality] = field(default_factory=list)
     samples: list[SampleRow] = field(default_factory=list)
     hierarchical: dict[int, HierarchicalTarget] = field(default_factory=dict)
+    quality: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=dict)
 
     def add_total(self, key: str, value: int) -> None:
@@ -193,6 +194,8 @@ def _is_pmix(schema: pa.Schema) -> bool:
 
 def _kind(schema: pa.Schema, path: Path | None = None) -> str | None:
     names = set(schema.names)
+    if {"input_row", "reason"} <= names:
+        return "quality-removed"  # rows the quality stage removed, with their reasons (counted from its report)
     if {"input_ids", "seq_lengths"} <= names:
         if path is not None and path.parent.name == "data" and _EXPORT_SHARD.fullmatch(path.name):
             return "exported"
@@ -257,6 +260,11 @@ def summarize(paths: list[Path]) -> RunSummary:
         kind = _kind(schema, f)
         if kind is None:
             continue
+        if kind == "harvested" and _meta(schema).get("op") == "quality":
+            stats = _meta(schema).get("stats") or {}
+            s.quality.append((str(f), stats))
+            s.add_total("quality kept rows", int(stats.get("output_rows", 0)))
+            s.add_total("quality removed rows", int(stats.get("input_rows", 0)) - int(stats.get("output_rows", 0)))
         if kind == "harvested":
             key = str(f.parent) if _is_harvest_shard(f) else str(f)
             if _is_harvest_shard(f) and not _marker_of(f).is_file():
@@ -609,6 +617,10 @@ def _plots(s: RunSummary) -> list[tuple[str, str]]:
         _bars(out, "Long/short share of p-mixed tokens", dict(s.kind_tokens), "tokens")
     rejections = {k: v for k, v in s.harvest_counts.items() if (k.startswith(("query_", "answer_", "doc_"))) and v}
     _bars(out, "Harvest rejections and edits", rejections, "count")
+    removed: Counter[str] = Counter()
+    for _, stats in s.quality:
+        removed.update(stats.get("removed") or {})
+    _bars(out, "Rows the quality stage removed, by reason", dict(removed), "rows")
     return out
 
 
@@ -783,6 +795,32 @@ def _harvest_html(s: RunSummary) -> str:
     return "".join(parts)
 
 
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Return nested report dicts as (dotted key, value) rows."""
+    if isinstance(value, dict):
+        return [row for k, v in value.items() for row in _flatten(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        return [row for i, v in enumerate(value) for row in _flatten(v, f"{prefix}[{i}]")]
+    shown = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+    return [(prefix, shown)]
+
+
+def _quality_html(s: RunSummary) -> str:
+    """Render the quality stage: rows kept and removed by reason, then each step's counts and distributions."""
+    if not s.quality:
+        return ""
+    parts = ["<h2>Quality stage</h2>"]
+    for source, stats in s.quality:
+        parts.append(f"<h3>{html.escape(source)}</h3>")
+        head = [("input rows", f"{stats.get('input_rows', 0):,}"), ("kept rows", f"{stats.get('output_rows', 0):,}")]
+        head += [(f"removed: {k}", f"{v:,}") for k, v in (stats.get("removed") or {}).items()]
+        parts.append(_table(head))
+        for step in ("decontamination", "language", "near_dedup", "balance"):
+            if stats.get(step):
+                parts.append(f"<h4>{html.escape(step)}</h4>" + _table(_flatten(stats[step])))
+    return "".join(parts)
+
+
 def render_html(s: RunSummary, title: str = "longmagpie run report") -> str:
     """Render the report as one HTML page with inline PNGs (every text taken from the data is escaped)."""
     rows = "".join(
@@ -812,7 +850,7 @@ figure{{margin:1.5em 0}}img{{max-width:100%}}
 <h2>Inputs</h2><ul>{files or "<li>no longmagpie tables found</li>"}</ul>
 {_samples_html(s.samples)}
 <h2>Totals</h2><table>{rows}</table>
-{_stages_html(s)}{_hierarchical_html(s)}{_harvest_html(s)}
+{_stages_html(s)}{_hierarchical_html(s)}{_quality_html(s)}{_harvest_html(s)}
 <h2>Plots</h2>{figures or "<p>nothing to plot</p>"}
 </body></html>
 """

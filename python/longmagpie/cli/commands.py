@@ -18,6 +18,7 @@ from longmagpie.generate.settings import GenerationConfig, check_settings
 from longmagpie.harvest.config import HarvestConfig
 from longmagpie.hierarchical.config import HierarchicalConfig
 from longmagpie.options import INPUT_COLUMNS, PackOptions, PmixOptions
+from longmagpie.quality.stage import QualityConfig
 
 app = typer.Typer(
     name="longmagpie",
@@ -115,6 +116,7 @@ _A = _config_defaults(AssembleConfig)
 _G = _config_defaults(GenerationConfig)  # the settings harvest and hierarchical share
 _H = _config_defaults(HarvestConfig)
 _Y = _config_defaults(HierarchicalConfig)
+_Q = _config_defaults(QualityConfig)
 
 #: CLI parameters that are not config fields, and CLI names of config fields.
 _NOT_SETTINGS = {"ctx", "config_file", "quiet", "verbose", "engine_kwargs"}
@@ -708,6 +710,102 @@ def quality_lines(quality: dict[str, Any]) -> list[str]:
 
 
 @app.command()
+def quality(
+    inputs: Annotated[
+        list[str], typer.Argument(help="A harvest output directory, or Parquet/JSONL files of harvest rows.")
+    ],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Kept rows: a Parquet/JSONL file, or (for a harvest directory) a directory of kept.parquet, "
+            "removed.parquet and report.json.",
+        ),
+    ],
+    column: Annotated[str, typer.Option(help="Text column near-duplicates are found in (query | context | ...).")] = (
+        _Q["column"]
+    ),
+    dedup: Annotated[bool, typer.Option(help="Remove near-duplicates of --column.")] = _Q["dedup"],
+    threshold: Annotated[
+        float | None, typer.Option(help="Jaccard of word shingles that makes a near-duplicate, in (0, 1].")
+    ] = _Q["threshold"],
+    shingle: Annotated[
+        int | None, typer.Option(help="Words per shingle (default: 2 for questions, 5 for context).")
+    ] = (_Q["shingle"]),
+    decontaminate: Annotated[
+        list[str] | None, typer.Option(help="Evaluation file (.txt/.jsonl/.json/.parquet); repeat for several.")
+    ] = None,
+    ngram: Annotated[int, typer.Option(help="Words per decontamination n-gram.")] = _Q["ngram"],
+    detect_language: Annotated[
+        bool, typer.Option(help="Detect the language of query and answer (extra quality: lingua, offline).")
+    ] = _Q["detect_language"],
+    languages: Annotated[
+        str | None, typer.Option(help="Keep only these languages, ISO 639-1, comma-separated (e.g. en,fr).")
+    ] = None,
+    max_share: Annotated[
+        float | None, typer.Option(help="Cap every query form (or --balance-by class) at this share, in (0, 1].")
+    ] = _Q["max_share"],
+    balance_by: Annotated[str, typer.Option(help="query_form | context_bucket.")] = _Q["balance_by"],
+    removed: Annotated[
+        str | None, typer.Option(help="Also write the removed rows, with their reasons, to this file.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the MinHash permutations and of the balance draws.")] = _Q["seed"],
+    threads: ThreadsOpt = _Q["num_threads"],
+    overwrite: OverwriteOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = 0,
+) -> None:
+    """Filter harvest rows: decontaminate, detect languages, remove near-duplicate questions, cap question forms."""
+    _configure_logging(verbose, quiet)
+    from longmagpie.quality import quality as run_quality
+    from longmagpie.quality.stage import read_rows, write_quality
+
+    try:  # every option is checked before any input is read
+        config = QualityConfig(
+            column=column,
+            dedup=dedup,
+            threshold=threshold,
+            shingle=shingle,
+            decontaminate=tuple(decontaminate or ()),
+            ngram=ngram,
+            detect_language=detect_language,
+            languages=tuple(x.strip() for x in languages.split(",") if x.strip()) if languages else None,
+            max_share=max_share,
+            balance_by=balance_by,
+            seed=seed,
+            num_threads=threads,
+        )
+    except USER_ERRORS as e:
+        raise _fail(f"{e}") from None
+    _refuse_existing(output, overwrite)
+    try:
+        rows, directory = read_rows(list(inputs))
+        result = run_quality(rows, config)
+        written = write_quality(result, output, directory=directory, removed=removed, overwrite=overwrite)
+    except USER_ERRORS as e:
+        raise _fail(f"{e}") from None
+    if not quiet:
+        for line in quality_stage_lines(result.report):
+            typer.echo("  " + line)
+        typer.echo(f"  output     {', '.join(str(w) for w in written)}")
+
+
+def quality_stage_lines(report: dict[str, Any]) -> list[str]:
+    """Format what the quality stage kept and removed, by reason, as a few lines."""
+    lines = [f"kept       {report['output_rows']:,} of {report['input_rows']:,} rows"]
+    for reason, count in report.get("removed", {}).items():
+        lines.append(f"removed    {count:,} {reason}")
+    nd = report.get("near_dedup")
+    if nd:
+        lines.append(
+            f"near-dup   {nd['removed']:,} rows in {nd['clusters']:,} clusters ({nd['column']}, {nd['shingle']}-word "
+            f"shingles, Jaccard >= {nd['threshold']}, {nd['bands']}x{nd['rows_per_band']} LSH)"
+        )
+    return lines
+
+
+@app.command()
 def stats(
     inputs: Annotated[list[Path], typer.Argument(help="Output directories or Parquet files of any stage.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="HTML report to write.")] = Path("report.html"),
@@ -730,6 +828,10 @@ def stats(
                 typer.echo(f"  harvest quality of {h.source}:")
                 for line in quality_lines(h.summary):
                     typer.echo("    " + line)
+        for source, report in summary.quality:
+            typer.echo(f"  quality stage of {source}:")
+            for line in quality_stage_lines(report):
+                typer.echo("    " + line)
         typer.echo(f"  report               {output}")
 
 

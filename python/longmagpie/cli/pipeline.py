@@ -18,6 +18,9 @@ Example::
     inputs = ["docs/"]
     model = "models/Qwen2.5-7B-Instruct"
 
+    [quality]                      # optional: near-duplicates, decontamination, language, balance
+    decontaminate = ["evals/mmlu.jsonl"]
+
     [assemble]
     target_tokens = [8192, 65536]
 
@@ -66,6 +69,7 @@ from longmagpie.options import (
     PmixOverflow,
     Strategy,
 )
+from longmagpie.quality.stage import QualityConfig
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +128,35 @@ class PmixSection(_Section):
     exhausted: Exhausted = PmixOptions.exhausted
 
 
+class QualitySection(_Section):
+    """``[quality]``: see :func:`longmagpie.quality.quality`; runs between [harvest] and [assemble].
+
+    ``seed`` and ``num_threads`` are the pipeline's.
+    """
+
+    column: str = QualityConfig.column
+    dedup: bool = QualityConfig.dedup
+    shingle: int | None = Field(QualityConfig.shingle, gt=0)
+    threshold: float | None = Field(QualityConfig.threshold, gt=0, le=1)
+    num_perm: int = Field(QualityConfig.num_perm, gt=0, le=1024)
+    decontaminate: list[str] = Field(default_factory=list)
+    ngram: int = Field(QualityConfig.ngram, gt=0)
+    min_eval_words: int = Field(QualityConfig.min_eval_words, gt=0)
+    decontaminate_columns: list[str] = Field(default_factory=lambda: list(QualityConfig.decontaminate_columns))
+    detect_language: bool = QualityConfig.detect_language
+    languages: list[str] | None = None
+    language_columns: list[str] = Field(default_factory=lambda: list(QualityConfig.language_columns))
+    max_share: float | None = Field(QualityConfig.max_share, gt=0, le=1)
+    balance_by: Literal["query_form", "context_bucket"] = QualityConfig.balance_by  # type: ignore[assignment]
+
+    def config(self, seed: int, num_threads: int | None) -> QualityConfig:
+        """Return the :class:`~longmagpie.quality.QualityConfig` of this section."""
+        fields = self.model_dump()
+        return QualityConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}, seed=seed, num_threads=num_threads
+        )
+
+
 class ExportSection(_Section):
     """``[export]``: Hugging Face Parquet shards or MDS."""
 
@@ -140,6 +173,7 @@ class PipelineConfig(_Section):
     num_threads: int | None = Field(None, gt=0)
     harvest: dict[str, Any] | None = None
     hierarchical: dict[str, Any] | None = None
+    quality: QualitySection | None = None
     assemble: AssembleSection = Field(default_factory=AssembleSection)
     pack: PackSection | None = None
     pmix: PmixSection | None = None
@@ -149,6 +183,10 @@ class PipelineConfig(_Section):
     def _check(self) -> PipelineConfig:
         if self.pack is not None and self.pmix is not None:
             raise ValueError("give [pack] or [pmix], not both")
+        if self.quality is not None and self.hierarchical is not None:
+            raise ValueError(
+                "[quality] filters harvest rows: it runs with [harvest] or assemble.samples, not [hierarchical]"
+            )
         if self.hierarchical is not None:
             if self.harvest is not None or self.assemble.samples or "assemble" in self.model_fields_set:
                 raise ValueError(
@@ -397,14 +435,35 @@ def _longmagpie_stages(config: PipelineConfig, out: Path, stage: Stage) -> Path:
         stage("harvest", _result_settings(config.harvest), harvest)
     a = config.assemble
 
-    def assemble() -> None:
+    def rows() -> Any:
         from longmagpie.harvest import read_harvest
 
-        samples = (
-            read_table(a.samples)
-            if a.samples
-            else read_harvest(qa_path).select(["doc_id", "context", "query", "answer", "id"])
-        )
+        return read_table(a.samples) if a.samples else read_harvest(qa_path)
+
+    quality_dir = out / "quality"
+    if config.quality is not None:
+        q = config.quality.config(config.seed, config.num_threads)
+
+        def quality() -> None:
+            from longmagpie.quality import quality as run_quality
+            from longmagpie.quality.stage import write_quality
+
+            write_quality(run_quality(rows(), q), quality_dir, directory=True, overwrite=True)
+
+        settings = config.quality.model_dump(mode="json")
+        settings["decontaminate_sha256"] = [_file_hash(f) for f in config.quality.decontaminate]
+        stage("quality", settings, quality)
+
+    def assemble() -> None:
+        from longmagpie.quality.stage import KEPT_FILE
+
+        if config.quality is not None:
+            samples = read_table([str(quality_dir / KEPT_FILE)])
+        else:
+            samples = rows()
+        if not a.samples or config.quality is not None:
+            wanted = ["doc_id", "context", "query", "answer", "id"]
+            samples = samples.select([c for c in wanted if c in samples.column_names])
         options = a.model_dump(exclude={"samples", "documents", "distractors"})
         if a.num_distractors is not None:
             options["target_tokens"] = None
@@ -421,6 +480,12 @@ def _longmagpie_stages(config: PipelineConfig, out: Path, stage: Stage) -> Path:
 
     stage("assemble", a.model_dump(mode="json"), assemble)
     return out / "assembled.parquet"
+
+
+def _file_hash(path: str) -> str | None:
+    """SHA-256 of a file's bytes (``None`` if it is missing: the stage then names it)."""
+    p = Path(path)
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else None
 
 
 def _hierarchical_stage(config: PipelineConfig, out: Path, stage: Stage) -> dict[int | None, Path]:

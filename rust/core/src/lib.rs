@@ -18,6 +18,7 @@ mod options;
 pub mod pack;
 pub mod plan;
 pub mod pmix;
+pub mod quality;
 /// Quadratic reference planners, for the unit tests and the fuzz targets only.
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]

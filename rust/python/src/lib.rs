@@ -343,6 +343,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyPmixStream>()?;
     m.add_class::<Assembler>()?;
     m.add_class::<Tokenizer>()?;
+    m.add_class::<NearDedup>()?;
+    m.add_class::<NgramIndex>()?;
     m.add_function(wrap_pyfunction!(tokenize, m)?)?;
     m.add_function(wrap_pyfunction!(encode_segments, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -650,4 +652,164 @@ impl Assembler {
             .into_any();
         Ok((out, d))
     }
+}
+
+/// A streaming near-duplicate filter (MinHash + LSH, verified by exact Jaccard); see
+/// `longmagpie.quality.near_dedup`.
+#[pyclass(module = "longmagpie._core")]
+struct NearDedup {
+    inner: Mutex<longmagpie_core::quality::NearDedup>,
+}
+
+#[pymethods]
+impl NearDedup {
+    #[new]
+    #[pyo3(signature = (*, shingle, bands, rows, threshold, seed, num_threads=None))]
+    fn new(
+        shingle: usize,
+        bands: usize,
+        rows: usize,
+        threshold: f64,
+        seed: u64,
+        num_threads: Option<usize>,
+    ) -> PyResult<Self> {
+        let opts = longmagpie_core::quality::NearDedupOptions {
+            shingle,
+            bands,
+            rows,
+            threshold,
+            seed,
+            num_threads,
+        };
+        let inner = longmagpie_core::quality::NearDedup::new(opts).map_err(CoreError::into_py)?;
+        Ok(NearDedup {
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Decides each text of `texts` after every row fed before; returns (`dup_of` int64 array, -1
+    /// for a kept row; `similarity` float32 array; texts without words).
+    fn add<'py>(
+        &self,
+        py: Python<'py>,
+        texts: PyArray,
+        column: &str,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>, usize)> {
+        let (array, _) = texts.into_inner();
+        let inner = &self.inner;
+        let column = column.to_string();
+        let out = detached(py, move || {
+            let mut guard = inner
+                .lock()
+                .map_err(|_| AssembleError::InvalidArgument("the filter failed earlier".into()))?;
+            guard.add(&array, &column)
+        })?;
+        let dup = arrow_array::Int64Array::from(out.dup_of);
+        let sim = arrow_array::Float32Array::from(out.similarity);
+        Ok((
+            array_to_py(py, Arc::new(dup), "dup_of")?,
+            array_to_py(py, Arc::new(sim), "similarity")?,
+            out.empty,
+        ))
+    }
+
+    /// Rows fed so far.
+    fn rows(&self) -> PyResult<u64> {
+        Ok(self.lock()?.rows())
+    }
+
+    /// Rows kept and indexed so far.
+    fn indexed(&self) -> PyResult<u64> {
+        Ok(self.lock()?.indexed())
+    }
+
+    /// Bytes the index holds.
+    fn memory_bytes(&self) -> PyResult<u64> {
+        Ok(self.lock()?.memory_bytes())
+    }
+}
+
+impl NearDedup {
+    fn lock(&self) -> PyResult<std::sync::MutexGuard<'_, longmagpie_core::quality::NearDedup>> {
+        self.inner
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("the filter failed earlier"))
+    }
+}
+
+/// An index of the word n-grams of evaluation texts; see `longmagpie.quality.decontaminate`.
+#[pyclass(module = "longmagpie._core")]
+struct NgramIndex {
+    inner: Mutex<longmagpie_core::quality::NgramIndex>,
+}
+
+#[pymethods]
+impl NgramIndex {
+    #[new]
+    #[pyo3(signature = (n, min_words, num_threads=None))]
+    fn new(n: usize, min_words: usize, num_threads: Option<usize>) -> PyResult<Self> {
+        let inner = longmagpie_core::quality::NgramIndex::new(n, min_words, num_threads)
+            .map_err(CoreError::into_py)?;
+        Ok(NgramIndex {
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// Adds the n-grams of `texts`, attributed to `source`; returns (texts that added grams, texts
+    /// skipped as shorter than `min_words`).
+    fn add(
+        &self,
+        py: Python<'_>,
+        texts: PyArray,
+        source: u32,
+        column: &str,
+    ) -> PyResult<(usize, usize)> {
+        let (array, _) = texts.into_inner();
+        let inner = &self.inner;
+        let column = column.to_string();
+        detached(py, move || {
+            let mut guard = inner
+                .lock()
+                .map_err(|_| AssembleError::InvalidArgument("the index failed earlier".into()))?;
+            guard.add(&array, source, &column)
+        })
+    }
+
+    /// Distinct n-grams indexed.
+    fn __len__(&self) -> PyResult<usize> {
+        Ok(self
+            .inner
+            .lock()
+            .map_err(|_| PyRuntimeError::new_err("the index failed earlier"))?
+            .len())
+    }
+
+    /// For each text, the smallest source it shares an n-gram with, or -1 (an int32 array).
+    fn first_match<'py>(
+        &self,
+        py: Python<'py>,
+        texts: PyArray,
+        column: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (array, _) = texts.into_inner();
+        let inner = &self.inner;
+        let column = column.to_string();
+        let found = detached(py, move || {
+            let guard = inner
+                .lock()
+                .map_err(|_| AssembleError::InvalidArgument("the index failed earlier".into()))?;
+            guard.first_match(&array, &column)
+        })?;
+        array_to_py(py, Arc::new(Int32Array::from(found)), "source")
+    }
+}
+
+fn array_to_py<'py>(py: Python<'py>, array: ArrayRef, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    let field = Arc::new(arrow_schema::Field::new(
+        name,
+        array.data_type().clone(),
+        false,
+    ));
+    let obj: Py<PyAny> = PyArray::new(array, field).to_pyarrow(py)?.unbind();
+    Ok(obj.into_bound(py))
 }
