@@ -57,10 +57,11 @@ def test_near_duplicates_and_contamination_are_removed_with_their_reasons(tmp_pa
     result = quality(harvest_rows(), plain(decontaminate=(str(evals),)))
     assert result.kept.column(INPUT_ROW).to_pylist() == [0, 1, 2, 3, 4]  # distinct rows kept, in input order
     removed = result.removed
-    assert removed.column(INPUT_ROW).to_pylist() == [5, 6, 7]
-    assert removed.column("reason").to_pylist() == ["near_duplicate", "near_duplicate", "decontaminated:eval.jsonl"]
-    assert removed.column("dup_of").to_pylist() == [0, 2, None]
-    assert removed.column("eval_file").to_pylist()[2] == str(evals)
+    # ordered by step (decontamination before near-duplicates), then by input row
+    assert removed.column(INPUT_ROW).to_pylist() == [7, 5, 6]
+    assert removed.column("reason").to_pylist() == ["decontaminated:eval.jsonl", "near_duplicate", "near_duplicate"]
+    assert removed.column("dup_of").to_pylist() == [None, 0, 2]
+    assert removed.column("eval_file").to_pylist()[0] == str(evals)
     r = result.report
     assert (r["input_rows"], r["output_rows"]) == (8, 5)
     assert r["removed"] == {"decontaminated:eval.jsonl": 1, "near_duplicate": 2}
@@ -241,3 +242,58 @@ def test_stats_reports_the_quality_stage(tmp_path: Path) -> None:
     assert "Quality stage" in page and "removed: near_duplicate" in page
     result = runner.invoke(app, ["stats", str(tmp_path / "q"), "-o", str(tmp_path / "r.html")])
     assert result.exit_code == 0 and "removed    2 near_duplicate" in result.output, result.output
+
+
+def test_files_stream_to_the_same_rows_as_the_table(tmp_path: Path) -> None:
+    """quality_files (batch by batch, over several files) writes what quality() returns, metadata included."""
+    from longmagpie.quality.stage import quality_files
+
+    extra = [f"What did chapter {n} say about the {w}?" for n, w in zip(range(6), "abcdef", strict=True)]
+    rows = pa.concat_tables([harvest_rows(), harvest_rows().slice(0, 6).set_column(3, "query", pa.array(extra))])
+    pq.write_table(rows.slice(0, 3), tmp_path / "a.parquet")
+    pq.write_table(rows.slice(3), tmp_path / "b.parquet")
+    evals = tmp_path / "eval.txt"
+    evals.write_text(EVAL_QUESTION + "\n")
+    cfg = plain(batch_rows=2, decontaminate=(str(evals),), max_share=0.4, shingle=1, threshold=0.95)
+    want = quality(rows, cfg)
+    report, files = quality_files(
+        [str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")],
+        tmp_path / "kept.parquet",
+        cfg,
+        removed=tmp_path / "removed.parquet",
+    )
+    kept = pq.read_table(files[0])
+    assert kept.equals(want.kept) and kept.schema.metadata == want.kept.schema.metadata
+    assert pq.read_table(files[1]).equals(want.removed)
+    assert report == want.report and report["removed"].get("balance:what", 0) > 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["a.parquet", "b.parquet", "eval.txt", "kept.parquet", "removed.parquet"]
+    with pytest.raises(FileExistsError, match=r"kept\.parquet exists"):
+        quality_files([str(tmp_path / "a.parquet")], tmp_path / "kept.parquet", cfg)
+
+
+def test_a_harvest_directory_streams_to_a_directory(tmp_path: Path) -> None:
+    from longmagpie.generate.resume import MANIFEST
+    from longmagpie.harvest.output import ROW_SCHEMA
+
+    rows = harvest_rows()
+    full = pa.table(
+        {
+            f.name: rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+            for f in ROW_SCHEMA
+        },
+        schema=ROW_SCHEMA,
+    )
+    harvest = tmp_path / "harvest"
+    harvest.mkdir()
+    (harvest / MANIFEST).write_text("{}")
+    for k, part in enumerate((full.slice(0, 4), full.slice(4))):
+        pq.write_table(part, harvest / f"shard-{k:05d}.parquet")
+        (harvest / f"shard-{k:05d}.done.json").write_text("{}")
+    pq.write_table(full.slice(0, 1), harvest / "shard-00002.parquet")  # no marker: an unfinished shard, not read
+    result = runner.invoke(app, ["quality", str(harvest), "-o", str(tmp_path / "q"), "--no-detect-language"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "q").iterdir()) == ["kept.parquet", "removed.parquet", "report.json"]
+    report = json.loads((tmp_path / "q" / "report.json").read_text())
+    assert (report["input_rows"], report["output_rows"]) == (8, 6)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # the work directory is gone

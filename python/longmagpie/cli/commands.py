@@ -758,8 +758,9 @@ def quality(
 ) -> None:
     """Filter harvest rows: decontaminate, detect languages, remove near-duplicate questions, cap question forms."""
     _configure_logging(verbose, quiet)
+    from longmagpie.io import storage
     from longmagpie.quality import quality as run_quality
-    from longmagpie.quality.stage import read_rows, write_quality
+    from longmagpie.quality.stage import quality_files, read_rows, write_quality
 
     try:  # every option is checked before any input is read
         config = QualityConfig(
@@ -780,13 +781,17 @@ def quality(
         raise _fail(f"{e}") from None
     _refuse_existing(output, overwrite)
     try:
-        rows, directory = read_rows(list(inputs))
-        result = run_quality(rows, config)
-        written = write_quality(result, output, directory=directory, removed=removed, overwrite=overwrite)
+        if storage.local_path(output) is not None:  # streamed: memory holds a batch and the indexes
+            report, written = quality_files(list(inputs), output, config, removed=removed, overwrite=overwrite)
+        else:  # an object store: the rows in memory, then written atomically
+            rows, directory = read_rows(list(inputs))
+            result = run_quality(rows, config)
+            written = write_quality(result, output, directory=directory, removed=removed, overwrite=overwrite)
+            report = result.report
     except USER_ERRORS as e:
         raise _fail(f"{e}") from None
     if not quiet:
-        for line in quality_stage_lines(result.report):
+        for line in quality_stage_lines(report):
             typer.echo("  " + line)
         typer.echo(f"  output     {', '.join(str(w) for w in written)}")
 

@@ -445,10 +445,10 @@ def _longmagpie_stages(config: PipelineConfig, out: Path, stage: Stage) -> Path:
         q = config.quality.config(config.seed, config.num_threads)
 
         def quality() -> None:
-            from longmagpie.quality import quality as run_quality
-            from longmagpie.quality.stage import write_quality
+            from longmagpie.quality.stage import quality_files
 
-            write_quality(run_quality(rows(), q), quality_dir, directory=True, overwrite=True)
+            inputs = [str(x) for x in a.samples] if a.samples else [str(qa_path)]
+            quality_files(inputs, quality_dir, q, overwrite=True, as_directory=True)
 
         settings = config.quality.model_dump(mode="json")
         settings["decontaminate_sha256"] = [_file_hash(f) for f in config.quality.decontaminate]

@@ -9,6 +9,6 @@ evaluation sets), :mod:`longmagpie.quality.language` (offline detection) and :mo
 
 from longmagpie.quality.decontaminate import EvalIndex
 from longmagpie.quality.dedup import NearDuplicates
-from longmagpie.quality.stage import INPUT_ROW, QualityConfig, QualityResult, quality
+from longmagpie.quality.stage import INPUT_ROW, QualityConfig, QualityResult, quality, quality_files
 
-__all__ = ["INPUT_ROW", "EvalIndex", "NearDuplicates", "QualityConfig", "QualityResult", "quality"]
+__all__ = ["INPUT_ROW", "EvalIndex", "NearDuplicates", "QualityConfig", "QualityResult", "quality", "quality_files"]

@@ -228,9 +228,33 @@ def split_by_language(
 ) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
     """Record the language of some text columns and split the rows by whether their languages are kept.
 
-    As :func:`language_filter` (same arguments, checks and report), but returns ``(kept, removed, report)``:
-    ``removed`` holds the removed rows (with their ``c_lang`` columns) and a ``reason`` column ``language:<column>``
-    (no rows without ``keep``).
+    Every column ``c`` of ``columns`` gets a string column ``c_lang`` (ISO 639-1 code, null when undetected;
+    an existing one is replaced), appended in the order of ``columns``. With ``keep``, a row stays only when
+    every listed column's language is in ``keep`` (an undetected language never is); a removed row is counted
+    once, under the first column (in ``columns`` order) whose language failed. Row order is kept.
+
+    Args:
+        table: Harvest rows (or any table with these string columns).
+        columns: The text columns to detect.
+        keep: The ISO 639-1 codes to keep; ``None`` records languages and removes nothing.
+        languages: Candidate codes for the detector (see :func:`detect_languages`); ``None`` for all. Every
+            code of ``keep`` must be among them.
+        min_confidence: See :func:`detect_languages`.
+        max_chars: See :func:`detect_languages`.
+
+    Returns:
+        ``(kept, removed, report)``: the kept rows; the removed rows (with their ``c_lang`` columns) and a
+        ``reason`` column ``language:<column>`` (no rows without ``keep``); and a report: ``{"columns", "keep",
+        "rows_before", "rows_after", "before": {column: {code: rows}}, "removed": {"language:<column>": rows},
+        "after": {column: {code: rows}}}``; counts per
+        language most frequent first, undetected under ``"unknown"``; ``removed`` has every column (zeros
+        included) when ``keep`` is given and is empty otherwise.
+
+    Raises:
+        ValueError: Before any detection: a column missing or not a string column, no columns, an unknown code
+            in ``keep`` or ``languages`` (the message lists the allowed codes), a single candidate, a ``keep``
+            code that is not a candidate, or ``min_confidence`` / ``max_chars`` out of range.
+
     """
     if isinstance(columns, str):
         raise ValueError(f"columns must be a list of column names, not the string {columns!r}")
@@ -294,44 +318,11 @@ def split_by_language(
     return kept, dropped, report
 
 
-def language_filter(
-    table: pa.Table,
-    *,
-    columns: Sequence[str] = DEFAULT_COLUMNS,
-    keep: Sequence[str] | None = None,
-    languages: Sequence[str] | None = None,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-    max_chars: int | None = DEFAULT_MAX_CHARS,
-) -> tuple[pa.Table, dict[str, Any]]:
+def language_filter(table: pa.Table, **options: Any) -> tuple[pa.Table, dict[str, Any]]:
     """Record the language of some text columns and optionally keep only rows in given languages.
 
-    Every column ``c`` of ``columns`` gets a string column ``c_lang`` (ISO 639-1 code, null when undetected;
-    an existing one is replaced), appended in the order of ``columns``. With ``keep``, a row stays only when
-    every listed column's language is in ``keep`` (an undetected language never is); a removed row is counted
-    once, under the first column (in ``columns`` order) whose language failed. Row order is kept.
-
-    Args:
-        table: Harvest rows (or any table with these string columns).
-        columns: The text columns to detect.
-        keep: The ISO 639-1 codes to keep; ``None`` records languages and removes nothing.
-        languages: Candidate codes for the detector (see :func:`detect_languages`); ``None`` for all. Every
-            code of ``keep`` must be among them.
-        min_confidence: See :func:`detect_languages`.
-        max_chars: See :func:`detect_languages`.
-
-    Returns:
-        The table and a report: ``{"columns", "keep", "rows_before", "rows_after", "before": {column:
-        {code: rows}}, "removed": {"language:<column>": rows}, "after": {column: {code: rows}}}``; counts per
-        language most frequent first, undetected under ``"unknown"``; ``removed`` has every column (zeros
-        included) when ``keep`` is given and is empty otherwise.
-
-    Raises:
-        ValueError: Before any detection: a column missing or not a string column, no columns, an unknown code
-            in ``keep`` or ``languages`` (the message lists the allowed codes), a single candidate, a ``keep``
-            code that is not a candidate, or ``min_confidence`` / ``max_chars`` out of range.
-
+    :func:`split_by_language` without the removed rows: the same keyword options (``columns``, ``keep``,
+    ``languages``, ``min_confidence``, ``max_chars``), checks and report; returns ``(kept, report)``.
     """
-    kept, _, report = split_by_language(
-        table, columns=columns, keep=keep, languages=languages, min_confidence=min_confidence, max_chars=max_chars
-    )
+    kept, _, report = split_by_language(table, **options)
     return kept, report

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,8 @@ class QualityResult:
             ``query_form``, ``context_bucket``); the report is in its schema metadata (op ``quality``).
         removed: the removed rows with ``input_row``, ``reason`` (``decontaminated:<file>``, ``language:<col>``,
             ``near_duplicate``, ``balance:<class>``), ``dup_of`` and ``similarity`` (near-duplicates: the kept row's
-            ``input_row`` and the exact Jaccard) and ``eval_file``.
+            ``input_row`` and the exact Jaccard) and ``eval_file``; ordered by step (:data:`STEPS`), then by input
+            row.
         report: counts per step and reason, distributions before and after.
 
     """
@@ -172,8 +174,198 @@ def _removed(table: pa.Table, rows: np.ndarray, reasons: list[str], **extra: pa.
     return out
 
 
+class _Steps:
+    """The per-row steps (decontamination, language, near-duplicates) over batches in input order.
+
+    Each batch is filtered as it comes, so memory holds one batch, the evaluation index and the near-duplicate
+    index; the counts of every batch add up in :attr:`report`.
+    """
+
+    def __init__(self, cfg: QualityConfig) -> None:
+        self.cfg = cfg
+        self.index = (
+            EvalIndex(cfg.decontaminate, ngram=cfg.ngram, min_words=cfg.min_eval_words, num_threads=cfg.num_threads)
+            if cfg.decontaminate
+            else None
+        )
+        self.dedup = (
+            NearDuplicates(
+                shingle=cfg.dedup_shingle,
+                threshold=cfg.dedup_threshold,
+                num_perm=cfg.num_perm,
+                seed=cfg.seed,
+                num_threads=cfg.num_threads,
+            )
+            if cfg.dedup
+            else None
+        )
+        self.rows = 0
+        # the input_row of every row fed to the near-duplicate filter, in order (its dup_of are positions here)
+        self.fed = np.zeros(1024, np.int64)
+        self.n_fed = 0
+        self.reasons: Counter[str] = Counter()
+        self.report: dict[str, Any] = {}
+        self.clusters: set[int] = set()
+        self.empty = 0
+
+    def feed(self, batch: pa.Table) -> tuple[pa.Table, list[pa.Table]]:
+        """Filter one batch: return its kept rows (with ``input_row``, ``<col>_lang``) and its removed rows."""
+        cfg = self.cfg
+        if self.rows == 0:
+            _check_columns(batch, cfg.required_columns(), "the input")
+        n = batch.num_rows
+        table = batch.append_column(INPUT_ROW, pa.array(np.arange(self.rows, self.rows + n, dtype=np.int64)))
+        self.rows += n
+        removed: list[pa.Table] = []
+        if self.index is not None:
+            found = np.array(self.index.match_table(table, cfg.decontaminate_columns), dtype=np.int64)
+            bad = np.flatnonzero(found >= 0)
+            files = [self.index.files[i] for i in found[bad]]
+            labels = [f"decontaminated:{Path(f).name}" for f in files]
+            removed.append(_removed(table, bad, labels, eval_file=pa.array(files, pa.string())))
+            self.reasons.update(labels)
+            per_file = self.report.setdefault("decontamination", self._decontamination_report())["files"]
+            for i, entry in enumerate(per_file):
+                entry["rows_removed"] += int((found[bad] == i).sum())
+            table = table.filter(pa.array(found < 0))
+        if cfg.detect_language:
+            from longmagpie.quality.language import split_by_language
+
+            table, dropped, lang = split_by_language(table, columns=cfg.language_columns, keep=cfg.languages)
+            self.report["language"] = _add_counts(self.report.get("language"), lang)
+            if dropped.num_rows:
+                removed.append(_with_step_columns(dropped))
+                self.reasons.update(dropped.column("reason").to_pylist())
+        if self.dedup is not None:
+            d = self.dedup.add(table.column(cfg.column), cfg.column)
+            dup = d.dup_of.to_numpy(zero_copy_only=False)
+            sim = d.similarity.to_numpy(zero_copy_only=False)
+            self.empty += d.empty
+            self._record_fed(table.column(INPUT_ROW).to_numpy())
+            fed_rows = self.fed[: self.n_fed]
+            drop = np.flatnonzero(dup >= 0)
+            labels = ["near_duplicate"] * len(drop)
+            dup_of = fed_rows[dup[drop]] if len(drop) else np.zeros(0, np.int64)
+            removed.append(
+                _removed(
+                    table,
+                    drop,
+                    labels,
+                    dup_of=pa.array(dup_of, pa.int64()),
+                    similarity=pa.array(sim[drop], pa.float32()),
+                )
+            )
+            self.reasons.update(labels)
+            self.clusters.update(dup_of.tolist())
+            table = table.filter(pa.array(dup < 0))
+        return table, [r for r in removed if r.num_rows]
+
+    def _record_fed(self, rows: np.ndarray) -> None:
+        """Append ``rows`` to the fed rows (the buffer doubles when full: amortised constant time per row)."""
+        need = self.n_fed + len(rows)
+        if need > len(self.fed):
+            grown = np.zeros(max(need, 2 * len(self.fed)), np.int64)
+            grown[: self.n_fed] = self.fed[: self.n_fed]
+            self.fed = grown
+        self.fed[self.n_fed : need] = rows
+        self.n_fed = need
+
+    def _decontamination_report(self) -> dict[str, Any]:
+        assert self.index is not None
+        return {
+            "ngram": self.cfg.ngram,
+            "min_words": self.index.min_words,
+            "columns": list(self.cfg.decontaminate_columns),
+            "files": [
+                {"file": f, "texts": t, "too_short": k, "rows_removed": 0}
+                for f, t, k in zip(self.index.files, self.index.texts, self.index.skipped, strict=True)
+            ],
+            "ngrams_indexed": len(self.index),
+        }
+
+    def finish(self) -> dict[str, Any]:
+        """Return the report of the per-row steps (after the last batch)."""
+        report: dict[str, Any] = {"input_rows": self.rows}
+        if self.index is not None:
+            report["decontamination"] = self.report.get("decontamination") or self._decontamination_report()
+        if "language" in self.report:
+            report["language"] = self.report["language"]
+        if self.dedup is not None:
+            d = self.dedup
+            report["near_dedup"] = {
+                "column": self.cfg.column,
+                "shingle": self.cfg.dedup_shingle,
+                "threshold": self.cfg.dedup_threshold,
+                "num_perm": self.cfg.num_perm,
+                "bands": d.bands,
+                "rows_per_band": d.rows,
+                "recall_at_threshold": round(d.recall_at(self.cfg.dedup_threshold), 4),
+                "removed": self.reasons.get("near_duplicate", 0),
+                "clusters": len(self.clusters),
+                "texts_without_words": self.empty,
+                "index_bytes": d.memory_bytes,
+            }
+        return report
+
+
+def _add_counts(total: Any, part: Any) -> Any:
+    """Add two reports of the same shape: numbers are summed, dicts merged key by key, anything else kept."""
+    if total is None:
+        return part
+    if isinstance(total, dict) and isinstance(part, dict):
+        return {k: _add_counts(total.get(k), part.get(k)) if k in total else part[k] for k in {**total, **part}}
+    if isinstance(total, (int, float)) and not isinstance(total, bool) and isinstance(part, (int, float)):
+        return total + part
+    return total
+
+
+#: The steps in order; removed rows are ordered by step, then by input row (so batching never changes the order).
+STEPS = ("decontaminated", "language", "near_duplicate", "balance")
+
+
+def _step_of(part: pa.Table) -> int:
+    """Return the step that removed the rows of ``part`` (one step per part), by its reason's prefix."""
+    return STEPS.index(str(part.column("reason")[0]).split(":", 1)[0])
+
+
+def _balance_columns(table: pa.Table) -> pa.Table:
+    """Return the columns balance reads: ``doc_id`` (if any), ``query``, the context length, ``input_row``."""
+    cols = {c: table.column(c) for c in ("doc_id", "query") if c in table.column_names}
+    cols["context_chars"] = pc.utf8_length(table.column("context")).cast(pa.int64())
+    cols[INPUT_ROW] = table.column(INPUT_ROW)
+    return pa.table(cols)
+
+
+def _balance(slim: pa.Table, cfg: QualityConfig) -> tuple[pa.Table, dict[str, Any]]:
+    from longmagpie.quality.balance import balance
+
+    return balance(slim, max_share=cfg.max_share, by=cfg.balance_by, seed=cfg.seed, length_column="context_chars")
+
+
+def _params(cfg: QualityConfig) -> dict[str, Any]:
+    params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
+    del params["num_threads"], params["batch_rows"]
+    return params
+
+
+def _finish_report(report: dict[str, Any], reasons: Counter[str], kept_rows: int, balance_report: Any) -> None:
+    report["balance"] = balance_report
+    report["output_rows"] = kept_rows
+    report["removed"] = dict(sorted(reasons.items()))
+
+
+def _annotate(kept: pa.Table, classes: pa.Table) -> pa.Table:
+    """Append ``query_form`` and ``context_bucket`` (from the balanced slim table, same rows) to ``kept``."""
+    for name in ("query_form", "context_bucket"):
+        kept = kept.append_column(name, classes.column(name))
+    return kept
+
+
 def quality(rows: Any, config: QualityConfig | None = None) -> QualityResult:
     """Filter harvest rows: decontaminate, detect languages, remove near-duplicates, cap classes (in that order).
+
+    The rows are taken ``batch_rows`` at a time through the per-row steps (the output does not depend on it);
+    :func:`quality_files` does the same over files larger than memory.
 
     Args:
         rows: harvest rows (a ``pyarrow.Table`` or anything :func:`longmagpie.pack` accepts as a table) with the
@@ -193,126 +385,236 @@ def quality(rows: Any, config: QualityConfig | None = None) -> QualityResult:
 
     cfg = config or QualityConfig()
     table = _table(rows)
-    index = EvalIndex(cfg.decontaminate, ngram=cfg.ngram, num_threads=cfg.num_threads) if cfg.decontaminate else None
+    steps = _Steps(cfg)
     _check_columns(table, cfg.required_columns(), "the input")
-    n_in = table.num_rows
-    table = table.append_column(INPUT_ROW, pa.array(np.arange(n_in, dtype=np.int64)))
+    kept_parts: list[pa.Table] = []
     removed: list[pa.Table] = []
-    reasons: Counter[str] = Counter()
-    report: dict[str, Any] = {"input_rows": n_in}
-
-    if index is not None:
-        found = np.array(index.match_table(table, cfg.decontaminate_columns), dtype=np.int64)
-        bad = np.flatnonzero(found >= 0)
-        files = [index.files[i] for i in found[bad]]
-        labels = [f"decontaminated:{Path(f).name}" for f in files]
-        removed.append(_removed(table, bad, labels, eval_file=pa.array(files, pa.string())))
-        reasons.update(labels)
-        report["decontamination"] = {
-            "ngram": cfg.ngram,
-            "columns": list(cfg.decontaminate_columns),
-            "files": [
-                {"file": f, "texts": t, "too_short": k, "rows_removed": int((found[bad] == i).sum())}
-                for i, (f, t, k) in enumerate(zip(index.files, index.texts, index.skipped, strict=True))
-            ],
-            "ngrams_indexed": len(index),
-        }
-        table = table.filter(pa.array(found < 0))
-
-    if cfg.detect_language:
-        from longmagpie.quality.language import split_by_language
-
-        table, dropped, report["language"] = split_by_language(table, columns=cfg.language_columns, keep=cfg.languages)
-        if dropped.num_rows:
-            removed.append(_with_step_columns(dropped))
-            reasons.update(dropped.column("reason").to_pylist())
-
-    if cfg.dedup:
-        filt = NearDuplicates(
-            shingle=cfg.dedup_shingle,
-            threshold=cfg.dedup_threshold,
-            num_perm=cfg.num_perm,
-            seed=cfg.seed,
-            num_threads=cfg.num_threads,
-        )
-        texts = table.column(cfg.column)
-        dup_parts, sim_parts, empty = [], [], 0
-        for start in range(0, table.num_rows, cfg.batch_rows):
-            d = filt.add(texts.slice(start, cfg.batch_rows), cfg.column)
-            dup_parts.append(d.dup_of.to_numpy(zero_copy_only=False))
-            sim_parts.append(d.similarity.to_numpy(zero_copy_only=False))
-            empty += d.empty
-        dup = np.concatenate(dup_parts) if dup_parts else np.zeros(0, np.int64)
-        sim = np.concatenate(sim_parts) if sim_parts else np.zeros(0, np.float32)
-        input_rows = table.column(INPUT_ROW).to_numpy()
-        drop = np.flatnonzero(dup >= 0)
-        labels = ["near_duplicate"] * len(drop)
-        removed.append(
-            _removed(
-                table,
-                drop,
-                labels,
-                dup_of=pa.array(input_rows[dup[drop]], pa.int64()),
-                similarity=pa.array(sim[drop], pa.float32()),
-            )
-        )
-        reasons.update(labels)
-        report["near_dedup"] = {
-            "column": cfg.column,
-            "shingle": cfg.dedup_shingle,
-            "threshold": cfg.dedup_threshold,
-            "num_perm": cfg.num_perm,
-            "bands": filt.bands,
-            "rows_per_band": filt.rows,
-            "recall_at_threshold": round(filt.recall_at(cfg.dedup_threshold), 4),
-            "removed": len(drop),
-            "clusters": len(set(dup[drop].tolist())),
-            "texts_without_words": empty,
-            "index_bytes": filt.memory_bytes,
-        }
-        table = table.filter(pa.array(dup < 0))
-
-    from longmagpie.quality.balance import balance
-
-    before = set(table.column(INPUT_ROW).to_pylist()) if cfg.max_share is not None else None
-    annotated, balance_report = balance(table, max_share=cfg.max_share, by=cfg.balance_by, seed=cfg.seed)
-    report["balance"] = balance_report
-    if before is not None:
-        kept_rows = set(annotated.column(INPUT_ROW).to_pylist())
-        full, _ = balance(table, max_share=None, by=cfg.balance_by, seed=cfg.seed)
-        rows_in = full.column(INPUT_ROW).to_pylist()
-        drop = np.array([i for i, r in enumerate(rows_in) if r not in kept_rows], dtype=np.int64)
-        classes = full.column(cfg.balance_by).to_pylist()
-        labels = [f"balance:{classes[i]}" for i in drop.tolist()]
-        removed.append(_removed(full, drop, labels))
-        reasons.update(labels)
-    table = annotated
-
-    report["output_rows"] = table.num_rows
-    report["removed"] = dict(sorted(reasons.items()))
-    removed_table = _concat_removed(removed, table.schema)
-    params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()}
-    del params["num_threads"], params["batch_rows"]
-    kept = attach(table, "quality", params, _jsonable(report))
-    return QualityResult(kept, removed_table, report)
+    for start in range(0, max(table.num_rows, 1), cfg.batch_rows):
+        kept, dropped = steps.feed(table.slice(start, cfg.batch_rows))
+        kept_parts.append(kept)
+        removed += dropped
+    kept = pa.concat_tables(kept_parts)
+    report = steps.finish()
+    classes, balance_report = _balance(_balance_columns(kept), cfg)
+    if cfg.max_share is not None:
+        keep = set(classes.column(INPUT_ROW).to_pylist())
+        mask = np.array([r in keep for r in kept.column(INPUT_ROW).to_pylist()], dtype=bool)
+        all_classes, _ = _balance(_balance_columns(kept), dataclasses.replace(cfg, max_share=None))
+        drop = np.flatnonzero(~mask)
+        labels = [f"balance:{c}" for c in all_classes.column(cfg.balance_by).take(pa.array(drop)).to_pylist()]
+        removed.append(_removed(_annotate(kept, all_classes), drop, labels))
+        steps.reasons.update(labels)
+        kept = kept.filter(pa.array(mask))
+    kept = _annotate(kept, classes)
+    removed = sorted((r for r in removed if r.num_rows), key=_step_of)  # stable: within a step, input order
+    _finish_report(report, steps.reasons, kept.num_rows, balance_report)
+    return QualityResult(
+        attach(kept, "quality", _params(cfg), _jsonable(report)), _concat_removed(removed, kept.schema), report
+    )
 
 
 #: Files of a quality output directory.
 KEPT_FILE, REMOVED_FILE, REPORT_FILE = "kept.parquet", "removed.parquet", "report.json"
 
 
+def _sources(inputs: list[str], batch_rows: int) -> tuple[Iterator[pa.Table], bool]:
+    """Batches of harvest rows in input order, and whether the input is a harvest directory.
+
+    A harvest directory is read shard by shard (its finished shards, in order), Parquet files and directories
+    batch by batch, in sorted file order; a JSONL file is read whole (pyarrow has no streaming JSON reader).
+    """
+    import pyarrow.parquet as pq
+
+    from longmagpie.generate.resume import MANIFEST
+    from longmagpie.harvest.output import ROW_SCHEMA
+    from longmagpie.io.files import _parquet_files, is_jsonl, read_table
+
+    if len(inputs) == 1 and (Path(inputs[0]) / MANIFEST).is_file():
+        out = Path(inputs[0])
+        keys = sorted(p.name[: -len(".done.json")] for p in out.glob("shard-*.done.json"))
+        files, schema, directory = [out / f"{k}.parquet" for k in keys], ROW_SCHEMA, True
+    else:
+        files, schema, directory = [], None, False
+        for given in inputs:
+            path = Path(given)
+            if not path.exists():
+                raise FileNotFoundError(f"input {path} does not exist")
+            files += _parquet_files(path) if path.is_dir() else [path]
+
+    def batches() -> Iterator[pa.Table]:
+        seen = False
+        for f in files:
+            if is_jsonl(f):
+                rows = read_table([str(f)])
+                seen = seen or rows.num_rows > 0
+                yield from (pa.Table.from_batches([b]) for b in rows.to_batches(batch_rows))
+                continue
+            reader = pq.ParquetFile(f)
+            for batch in reader.iter_batches(batch_size=batch_rows):
+                table = pa.Table.from_batches([batch])
+                seen = True
+                yield table.cast(schema) if schema is not None else table
+        if not seen and (schema is not None or files):  # no row at all: one empty batch carries the schema
+            yield (schema or pq.read_schema(files[0])).empty_table()
+
+    return batches(), directory
+
+
 def read_rows(inputs: list[str]) -> tuple[pa.Table, bool]:
-    """Read harvest rows: one harvest output directory, or Parquet/JSONL files and directories.
+    """Read harvest rows whole: one harvest output directory, or Parquet/JSONL files and directories.
 
     Returns the table and whether the input was a harvest directory (its output is then a directory too).
     """
-    from longmagpie.generate.resume import MANIFEST
-    from longmagpie.harvest.output import read_harvest
-    from longmagpie.io.files import read_table
+    parts, directory = _sources(inputs, 1 << 20)
+    tables = list(parts)
+    return (pa.concat_tables(tables) if tables else pa.table({})), directory
 
-    if len(inputs) == 1 and (Path(inputs[0]) / MANIFEST).is_file():
-        return read_harvest(inputs[0]), True
-    return read_table(inputs), False
+
+class _Writer:
+    """Record batches into one Parquet file, every batch cast to one schema (missing columns null)."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        import pyarrow.parquet as pq
+
+        self.schema = schema
+        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
+
+    def add(self, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        cols = [
+            table.column(f.name).cast(f.type) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+            for f in self.schema
+        ]
+        self.writer.write_table(pa.Table.from_arrays(cols, schema=self.schema.remove_metadata()))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _removed_schema(kept: pa.Schema) -> pa.Schema:
+    """Return the removed rows' schema: the kept rows' columns (annotations included), then why each went."""
+    fields = [f for f in kept if f.name not in ("query_form", "context_bucket")]
+    fields += [pa.field("query_form", pa.string()), pa.field("context_bucket", pa.string())]
+    fields += [pa.field("reason", pa.string()), pa.field("dup_of", pa.int64())]
+    return pa.schema([*fields, pa.field("similarity", pa.float32()), pa.field("eval_file", pa.string())])
+
+
+def quality_files(
+    inputs: list[str],
+    output: str | os.PathLike[str],
+    config: QualityConfig | None = None,
+    *,
+    removed: str | os.PathLike[str] | None = None,
+    overwrite: bool = False,
+    as_directory: bool | None = None,
+) -> tuple[dict[str, Any], list[Path]]:
+    """:func:`quality` over files larger than memory; returns the report and the files written.
+
+    The input (a harvest output directory, or Parquet/JSONL files and directories) is read ``batch_rows`` at a
+    time through the per-row steps, whose kept rows go to a temporary file next to the output; the balance cap
+    then decides on the kept rows' classes alone (query, document id, context length: no text beyond the
+    question), and a last pass writes the output. Memory holds a batch, the indexes and the classes. A harvest
+    directory gives a directory (``kept.parquet``, ``removed.parquet``, ``report.json``) built aside and renamed
+    into place; otherwise ``output`` is the kept rows' Parquet file and ``removed`` (if given) the removed rows',
+    each renamed into place when complete (``as_directory`` forces either layout). The rows equal those of
+    :func:`quality` then :func:`write_quality`.
+
+    Raises:
+        ValueError / FileNotFoundError: as :func:`quality`, before anything is written.
+        FileExistsError: an output exists and ``overwrite`` is false.
+
+    """
+    import json
+    import shutil
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    from longmagpie.export.staging import check_target
+
+    cfg = config or QualityConfig()
+    steps = _Steps(cfg)  # reads and indexes the evaluation files: their errors come first
+    batches, directory = _sources([str(i) for i in inputs], cfg.batch_rows)
+    directory = directory if as_directory is None else as_directory
+    out = Path(output)
+    if directory:
+        check_target(out, overwrite)
+    else:
+        for target in (out, *([Path(removed)] if removed is not None else [])):
+            if target.exists() and not overwrite:
+                raise FileExistsError(f"{target} exists; pass overwrite=True (--overwrite) to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        kept_writer: _Writer | None = None
+        step_writers: list[_Writer] = []
+        slim: list[pa.Table] = []
+        for batch in batches:
+            kept, dropped = steps.feed(batch)
+            if kept_writer is None:
+                kept_writer = _Writer(work / "stage1.parquet", kept.schema)
+                schema = _removed_schema(kept.schema)
+                step_writers = [_Writer(work / f"removed-{k}.parquet", schema) for k in range(len(STEPS))]
+            kept_writer.add(kept)
+            slim.append(_balance_columns(kept))
+            for part in dropped:
+                step_writers[_step_of(part)].add(part)
+        if kept_writer is None:
+            raise ValueError(f"{', '.join(map(str, inputs))}: no input file holds harvest rows")
+        kept_writer.close()
+        report = steps.finish()
+        classes_in = pa.concat_tables(slim)
+        all_classes, _ = _balance(classes_in, dataclasses.replace(cfg, max_share=None))
+        capped, balance_report = _balance(classes_in, cfg)
+        keep = set(capped.column(INPUT_ROW).to_pylist())
+        mask_all = np.array([r in keep for r in all_classes.column(INPUT_ROW).to_pylist()], dtype=bool)
+        dropped_classes = all_classes.column(cfg.balance_by).filter(pa.array(~mask_all)).to_pylist()
+        steps.reasons.update(f"balance:{c}" for c in dropped_classes)
+        _finish_report(report, steps.reasons, int(mask_all.sum()), balance_report)
+        first = pq.ParquetFile(work / "stage1.parquet")
+        final_schema = _annotate(first.schema_arrow.empty_table(), all_classes.slice(0, 0)).schema
+        meta = {
+            b"longmagpie": json.dumps(
+                {"op": "quality", "version": _version(), "params": _params(cfg), "stats": _jsonable(report)},
+                sort_keys=True,
+            ).encode()
+        }
+        final = _Writer(work / KEPT_FILE, final_schema.with_metadata(meta))
+        at = 0
+        for batch in first.iter_batches(batch_size=cfg.batch_rows):
+            t = _annotate(pa.Table.from_batches([batch]), all_classes.slice(at, batch.num_rows))
+            m = pa.array(mask_all[at : at + batch.num_rows])
+            at += batch.num_rows
+            final.add(t.filter(m))
+            gone = t.filter(pc.invert(m))
+            if gone.num_rows:
+                labels = [f"balance:{c}" for c in gone.column(cfg.balance_by).to_pylist()]
+                step_writers[-1].add(gone.append_column("reason", pa.array(labels, pa.string())))
+        final.close()
+        removed_writer = _Writer(work / REMOVED_FILE, step_writers[0].schema)
+        for k, w in enumerate(step_writers):  # one file, step after step, each in input order
+            w.close()
+            for b in pq.ParquetFile(work / f"removed-{k}.parquet").iter_batches(batch_size=cfg.batch_rows):
+                removed_writer.add(pa.Table.from_batches([b]))
+            (work / f"removed-{k}.parquet").unlink()
+        removed_writer.close()
+        (work / "stage1.parquet").unlink()
+        text = json.dumps(_jsonable(report), indent=2, sort_keys=True) + "\n"
+        if directory:
+            (work / REPORT_FILE).write_text(text, encoding="utf-8")
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(work, out)
+            return report, [out / KEPT_FILE, out / REMOVED_FILE, out / REPORT_FILE]
+        written = [out]
+        os.replace(work / KEPT_FILE, out)
+        if removed is not None:
+            os.replace(work / REMOVED_FILE, removed)
+            written.append(Path(removed))
+        return report, written
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def write_quality(
@@ -349,15 +651,26 @@ def write_quality(
     return written
 
 
+def _version() -> str:
+    from longmagpie import _core
+
+    return _core.__version__
+
+
 def _concat_removed(parts: list[pa.Table], kept_schema: pa.Schema) -> pa.Table:
     """One table of every removed row (columns a later step added are null for rows removed earlier)."""
-    parts = [p for p in parts if p.num_rows] or parts[:1]
+    parts = [p for p in parts if p.num_rows]
+    schema = _removed_schema(kept_schema)
     if not parts:
-        fields = [*kept_schema, pa.field("reason", pa.string())]
-        fields += [pa.field("dup_of", pa.int64()), pa.field("similarity", pa.float32())]
-        return pa.schema([*fields, pa.field("eval_file", pa.string())]).empty_table()
+        return schema.empty_table()
     out = pa.concat_tables(parts, promote_options="permissive")
-    return out.take(pc.sort_indices(out, [(INPUT_ROW, "ascending")]))
+    return pa.Table.from_arrays(
+        [
+            out.column(f.name).cast(f.type) if f.name in out.column_names else pa.nulls(out.num_rows, f.type)
+            for f in schema
+        ],
+        schema=schema,
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -370,4 +683,4 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["INPUT_ROW", "QualityConfig", "QualityResult", "quality", "read_rows", "write_quality"]
+__all__ = ["INPUT_ROW", "QualityConfig", "QualityResult", "quality", "quality_files", "read_rows", "write_quality"]
