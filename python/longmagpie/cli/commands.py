@@ -260,23 +260,16 @@ def _generate(
 
 
 def _ray_run(job: Any, address: str | None, threads: int | None, quiet: bool) -> None:
-    """Run ``job(longmagpie.distributed.ray)`` on a Ray cluster (joined at ``address`` or started locally)."""
+    """Run ``job(longmagpie.distributed.ray)`` in a Ray session (joined at ``address`` or started locally)."""
     try:
-        import ray
-
         import longmagpie.distributed.ray as ray_mod
+
+        with ray_mod.ray_session(address, threads):
+            result = job(ray_mod)
     except ImportError as e:
-        raise _fail(f"{e}; install the ray extra: pip install 'longmagpie[ray]'") from None
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, num_cpus=None if address else threads, include_dashboard=False, log_to_driver=False)
-    try:
-        result = job(ray_mod)
+        raise _fail(f"{e}") from None
     except USER_ERRORS as e:
         raise _fail(f"{e}") from None
-    finally:
-        if started:
-            ray.shutdown()
     if not quiet:
         typer.echo(f"packed on Ray: {result.rows:,} rows, {result.tokens:,} tokens, {result.documents:,} documents")
         typer.echo(f"  output    {result.path} ({len(result.files)} shards)")

@@ -294,19 +294,11 @@ def _hash(obj: Any) -> str:
 
 @contextmanager
 def _ray(address: str | None, num_cpus: int | None) -> Iterator[Any]:
-    """``longmagpie.distributed.ray`` on a Ray cluster joined at ``address`` or started locally (stopped after)."""
-    import ray
-
+    """``longmagpie.distributed.ray`` inside its :func:`~longmagpie.distributed.ray.ray_session`."""
     import longmagpie.distributed.ray as ray_mod
 
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_mod.ray_session(address, num_cpus):
         yield ray_mod
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _read_dir(path: Path) -> Any:
@@ -315,95 +307,142 @@ def _read_dir(path: Path) -> Any:
     return ds.dataset(str(path), format="parquet").to_table()
 
 
+class _Run:
+    """One run of a pipeline: the output directory, the chain of stage hashes and each stage's status."""
+
+    def __init__(self, config: PipelineConfig, echo: Callable[[str], None]) -> None:
+        import longmagpie
+        from longmagpie.io.files import write_bytes_atomic
+
+        self.config, self.echo = config, echo
+        self.out = Path(config.output_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        resolved = redact(config.model_dump(mode="json"))  # no credential on disk (an api_key in [harvest])
+        write_bytes_atomic(self.out / "pipeline.resolved.json", json.dumps(resolved, indent=1, sort_keys=True).encode())
+        self.status: dict[str, str] = {}
+        self.chain = _hash({"version": longmagpie.__version__, "tokenizer": config.tokenizer, "seed": config.seed})
+        self.targets = config.targets()
+
+    def stage(self, name: str, settings: Any, work: Callable[[], None]) -> None:
+        """Run ``work`` unless ``name``'s marker holds this chain's hash (the settings and every stage before)."""
+        from longmagpie.io.files import write_bytes_atomic
+
+        self.chain = _hash([self.chain, name, settings])
+        marker = self.out / f"{name}.done.json"
+        if marker.is_file() and json.loads(marker.read_text()).get("hash") == self.chain:
+            self.echo(f"{name}: done earlier, skipped")
+            self.status[name] = "skipped"
+            return
+        marker.unlink(missing_ok=True)
+        self.echo(f"{name}: running")
+        work()
+        write_bytes_atomic(marker, json.dumps({"hash": self.chain, "stage": name}).encode())
+        self.status[name] = "done"
+
+    def path(self, base: str, target: int | None, suffix: str = "") -> Path:
+        """``out/<base><suffix>``, or ``out/<base>-<target><suffix>`` for a hierarchical target."""
+        return self.out / (f"{base}{suffix}" if target is None else f"{base}-{target}{suffix}")
+
+    def clear_packed(self) -> None:
+        """Remove every packed output (a file, or the Ray engine's directory) before packing again."""
+        for target in self.targets:
+            self.path("packed", target, ".parquet").unlink(missing_ok=True)
+            shutil.rmtree(self.path("packed", target), ignore_errors=True)
+
+
 def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) -> dict[str, str]:
-    """Run the stages that are not done yet; returns ``{stage: "done" | "skipped"}``."""
+    """Run the stages that are not done yet; returns ``{stage: "done" | "skipped"}``.
+
+    The stages, in order: [harvest] and [quality] and [assemble] (or [hierarchical]), then [pack] or [pmix], then
+    [export]; each one a function below.
+    """
+    run = _Run(config, echo)
+    if config.hierarchical is not None:
+        sources = _hierarchical_stage(config, run.out, run.stage)
+    else:
+        sources = {None: _longmagpie_stages(config, run.out, run.stage)}
+    if config.pmix is not None:
+        _pmix_stage(run, config.pmix, sources)
+    else:
+        _pack_stage(run, config.pack or PackSection(), sources)
+    _export_stage(run, config.export)
+    return run.status
+
+
+def _input_columns(source: Path) -> list[str]:
+    import pyarrow.parquet as pq
+
+    return [c for c in INPUT_COLUMNS if c in pq.read_schema(source).names]
+
+
+def _pmix_stage(run: _Run, m: PmixSection, sources: dict[int | None, Path]) -> None:
+    """[pmix]: each source mixed with the short pool at its own length, on one process or on Ray."""
     import pyarrow.parquet as pq
 
     import longmagpie
-    from longmagpie.io.files import read_table, write_bytes_atomic, write_parquet_atomic
+    from longmagpie.io.files import read_table, write_parquet_atomic
 
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    resolved = redact(config.model_dump(mode="json"))  # no credential on disk (an api_key in [harvest])
-    write_bytes_atomic(out / "pipeline.resolved.json", json.dumps(resolved, indent=1, sort_keys=True).encode())
-    status: dict[str, str] = {}
-    chain = _hash({"version": longmagpie.__version__, "tokenizer": config.tokenizer, "seed": config.seed})
+    config = run.config
 
-    def stage(name: str, settings: Any, work: Callable[[], None]) -> None:
-        nonlocal chain
-        chain = _hash([chain, name, settings])
-        marker = out / f"{name}.done.json"
-        if marker.is_file() and json.loads(marker.read_text()).get("hash") == chain:
-            echo(f"{name}: done earlier, skipped")
-            status[name] = "skipped"
-            return
-        marker.unlink(missing_ok=True)
-        echo(f"{name}: running")
-        work()
-        write_bytes_atomic(marker, json.dumps({"hash": chain, "stage": name}).encode())
-        status[name] = "done"
+    def pmix() -> None:
+        run.clear_packed()
+        for target, source in sources.items():
+            options = m.model_dump(exclude={"short", "engine", "ray_address"})
+            options["seq_len"] = target or m.seq_len
+            log.info("p-mix of %s at %d tokens per row", source, options["seq_len"])
+            if m.engine == "ray":
+                with _ray(m.ray_address, config.num_threads) as ray_mod:
+                    ray_mod.ray_pack_pmix_to_parquet(
+                        [str(source)], m.short, run.path("packed", target), seed=config.seed, overwrite=True, **options
+                    )
+                continue
+            long = pq.read_table(source, columns=_input_columns(source))
+            short = read_table(m.short, INPUT_COLUMNS)
+            packed = longmagpie.pack_pmix(long, short, seed=config.seed, num_threads=config.num_threads, **options)
+            write_parquet_atomic(packed, run.path("packed", target, ".parquet"), overwrite=True)
 
-    targets = config.targets()
-    if config.hierarchical is not None:
-        sources = _hierarchical_stage(config, out, stage)
-    else:
-        sources = {None: _longmagpie_stages(config, out, stage)}
+    run.stage("pmix", m.model_dump(mode="json"), pmix)
 
-    def name(base: str, target: int | None, suffix: str = "") -> Path:
-        return out / (f"{base}{suffix}" if target is None else f"{base}-{target}{suffix}")
 
-    def clear_packed() -> None:
-        for target in targets:
-            name("packed", target, ".parquet").unlink(missing_ok=True)
-            shutil.rmtree(name("packed", target), ignore_errors=True)
+def _pack_stage(run: _Run, p: PackSection, sources: dict[int | None, Path]) -> None:
+    """[pack]: each source packed at its own length, on one process or on Ray."""
+    import pyarrow.parquet as pq
 
-    if config.pmix is not None:
-        m = config.pmix
+    import longmagpie
+    from longmagpie.io.files import write_parquet_atomic
 
-        def pmix() -> None:
-            clear_packed()
-            for target, source in sources.items():
-                options = m.model_dump(exclude={"short", "engine", "ray_address"})
-                options["seq_len"] = target or m.seq_len
-                log.info("p-mix of %s at %d tokens per row", source, options["seq_len"])
-                if m.engine == "ray":
-                    with _ray(m.ray_address, config.num_threads) as ray_mod:
-                        ray_mod.ray_pack_pmix_to_parquet(
-                            [str(source)], m.short, name("packed", target), seed=config.seed, overwrite=True, **options
-                        )
-                    continue
-                long = pq.read_table(source, columns=[c for c in INPUT_COLUMNS if c in pq.read_schema(source).names])
-                short = read_table(m.short, INPUT_COLUMNS)
-                packed = longmagpie.pack_pmix(long, short, seed=config.seed, num_threads=config.num_threads, **options)
-                write_parquet_atomic(packed, name("packed", target, ".parquet"), overwrite=True)
+    config = run.config
 
-        stage("pmix", m.model_dump(mode="json"), pmix)
-    else:
-        p = config.pack or PackSection()
+    def pack() -> None:
+        run.clear_packed()
+        for target, source in sources.items():
+            options = p.model_dump(exclude={"engine", "ray_address"})
+            options["seq_len"] = target or p.seq_len
+            log.info("packing %s at %d tokens per row", source, options["seq_len"])
+            if p.engine == "ray":
+                with _ray(p.ray_address, config.num_threads) as ray_mod:
+                    ray_mod.ray_pack_to_parquet([str(source)], run.path("packed", target), overwrite=True, **options)
+                continue
+            samples = pq.read_table(source, columns=_input_columns(source))
+            packed = longmagpie.pack(samples, num_threads=config.num_threads, **options)
+            write_parquet_atomic(packed, run.path("packed", target, ".parquet"), overwrite=True)
 
-        def pack() -> None:
-            clear_packed()
-            for target, source in sources.items():
-                options = p.model_dump(exclude={"engine", "ray_address"})
-                options["seq_len"] = target or p.seq_len
-                log.info("packing %s at %d tokens per row", source, options["seq_len"])
-                if p.engine == "ray":
-                    with _ray(p.ray_address, config.num_threads) as ray_mod:
-                        ray_mod.ray_pack_to_parquet([str(source)], name("packed", target), overwrite=True, **options)
-                    continue
-                columns = [c for c in INPUT_COLUMNS if c in pq.read_schema(source).names]
-                samples = pq.read_table(source, columns=columns)
-                packed = longmagpie.pack(samples, num_threads=config.num_threads, **options)
-                write_parquet_atomic(packed, name("packed", target, ".parquet"), overwrite=True)
+    run.stage("pack", p.model_dump(mode="json"), pack)
 
-        stage("pack", p.model_dump(mode="json"), pack)
-    e = config.export
+
+def _export_stage(run: _Run, e: ExportSection) -> None:
+    """[export]: every packed output as a Hugging Face Parquet dataset or MDS, ``dataset[-<target>]/``."""
+    import pyarrow.parquet as pq
+
+    import longmagpie
 
     def export() -> None:
-        for target in targets:
-            ray_dir = name("packed", target) / "data"
-            packed = pq.read_table(name("packed", target, ".parquet")) if not ray_dir.is_dir() else _read_dir(ray_dir)
-            dest = name("dataset", target)
+        for target in run.targets:
+            ray_dir = run.path("packed", target) / "data"
+            packed = (
+                pq.read_table(run.path("packed", target, ".parquet")) if not ray_dir.is_dir() else _read_dir(ray_dir)
+            )
+            dest = run.path("dataset", target)
             if dest.exists():
                 shutil.rmtree(dest)
             log.info("exporting %d rows to %s (%s)", packed.num_rows, dest, e.format)
@@ -412,8 +451,7 @@ def run_pipeline(config: PipelineConfig, echo: Callable[[str], None] = print) ->
             else:
                 longmagpie.export_mds(packed, dest)
 
-    stage("export", e.model_dump(mode="json"), export)
-    return status
+    run.stage("export", e.model_dump(mode="json"), export)
 
 
 Stage = Callable[[str, Any, Callable[[], None]], None]

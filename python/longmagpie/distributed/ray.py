@@ -28,7 +28,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,31 @@ def _ray_data() -> Any:
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise ImportError("longmagpie.distributed.ray needs Ray Data: pip install 'longmagpie[ray]'") from e
     return ray.data
+
+
+@contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """Run the block on Ray: the cluster at ``address``, or a local one of ``num_cpus`` CPUs (``None``: all).
+
+    A Ray already initialised in this process is used as it is and left running; one started here is shut down
+    when the block ends (also on error). The one start-up of ``longmagpie pack/pmix --engine ray`` and of the
+    Ray stages of ``longmagpie run``.
+
+    Raises:
+        ImportError: Ray Data is not installed (the message names the extra).
+
+    """
+    _ray_data()
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _window_dataset(items: list[dict[str, Any]]) -> ray.data.Dataset:
