@@ -277,3 +277,28 @@ def summarize_quality(
 
 def _mean(total: float, n: int) -> float | None:
     return round(total / n, 4) if n else None
+
+
+def percent(value: float | None) -> str:
+    """Return a share as a whole percentage (``-`` when unknown)."""
+    return "-" if value is None else f"{100 * value:.0f} %"
+
+
+def summary_lines(quality: Mapping[str, Any]) -> list[str]:
+    """Format the harvest quality measures as a few aligned lines (none when there are no measures).
+
+    What ``longmagpie harvest``, ``demo`` and ``stats`` print.
+    """
+    if not quality or not quality.get("documents"):
+        return []
+    pct = percent
+    lines = [
+        f"yield     {quality['documents_with_rows']:,} of {quality['documents']:,} documents gave a row "
+        f"({pct(quality['document_yield'])})",
+        f"grounding query words in own document {pct(quality['query_grounding'])}, in another "
+        f"{pct(quality['query_grounding_other'])}; answer words {pct(quality['answer_grounding'])}",
+    ]
+    openers = quality.get("openers") or {}
+    if openers:
+        lines.append("openers   " + ", ".join(f"{k} {pct(v)}" for k, v in list(openers.items())[:6]))
+    return lines

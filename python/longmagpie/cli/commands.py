@@ -17,8 +17,10 @@ from longmagpie.assembly.assembler import AssembleConfig
 from longmagpie.generate.settings import GenerationConfig, check_settings
 from longmagpie.harvest.config import HarvestConfig
 from longmagpie.hierarchical.config import HierarchicalConfig
+from longmagpie.hierarchical.quality import summary_lines as hierarchical_summary_lines
+from longmagpie.measures import summary_lines as harvest_summary_lines
 from longmagpie.options import INPUT_COLUMNS, PackOptions, PmixOptions
-from longmagpie.quality.stage import QualityConfig
+from longmagpie.quality.stage import QualityConfig, report_lines
 
 app = typer.Typer(
     name="longmagpie",
@@ -355,18 +357,8 @@ def pack(
     if not quiet:
         s = longmagpie.pack_stats(packed)
         typer.echo(f"packed {label}")
-        typer.echo(f"  samples   {s.input_samples:,} ({s.input_tokens:,} tokens; {s.empty_samples:,} empty skipped)")
-        typer.echo(
-            f"  rows      {s.rows:,} of {seq_len:,} tokens, {s.documents:,} documents, "
-            f"up to {s.max_documents_per_row} per row"
-        )
-        typer.echo(f"  fill      {100 * s.fill_rate:.3f} %")
-        if s.truncated_samples or s.dropped_samples or s.split_samples:
-            typer.echo(
-                f"  overflow  truncated {s.truncated_samples:,} ({s.truncated_tokens:,} tokens), "
-                f"dropped {s.dropped_samples:,} ({s.dropped_tokens:,} tokens), "
-                f"split {s.split_samples:,} into {s.split_pieces:,}"
-            )
+        for line in s.summary_lines(seq_len):
+            typer.echo("  " + line)
         rate = s.input_tokens / max(t2 - t1, 1e-9)
         typer.echo(
             f"  time      read {t1 - t0:.2f} s, pack {t2 - t1:.2f} s ({rate / 1e6:,.0f} M tok/s), write {t3 - t2:.2f} s"
@@ -441,14 +433,8 @@ def pmix(
     except USER_ERRORS as e:
         raise _fail(f"{e}") from None
     if not quiet:
-        s = longmagpie.pmix_stats(mixed)
-        typer.echo(
-            f"mixed {s.long_used:,} of {s.long_samples:,} long and {s.short_used:,} of {s.short_samples:,} short"
-        )
-        typer.echo(f"  rows      {s.rows:,} of {seq_len:,} tokens, fill {100 * s.fill_rate:.3f} %")
-        typer.echo(
-            f"  long      {s.long_segment_share:.3f} of segments after the prefix, {s.long_token_share:.3f} of tokens"
-        )
+        for line in longmagpie.pmix_stats(mixed).summary_lines(seq_len):
+            typer.echo(line)
         typer.echo(f"  output    {output}")
 
 
@@ -656,50 +642,9 @@ def harvest(
         rejected = {k: v for k, v in sorted(c.items()) if k.startswith(("query_", "answer_", "doc_")) and v}
         if rejected:
             typer.echo("  counted   " + ", ".join(f"{k} {v:,}" for k, v in rejected.items()))
-        for line in quality_lines(report.quality):
+        for line in harvest_summary_lines(report.quality):
             typer.echo("  " + line)
         typer.echo(f"  output    {config.output_dir}")
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.0f} %"
-
-
-def hierarchical_quality_lines(quality: dict[str, Any]) -> list[str]:
-    """Format a hierarchical run's quality measures (summary compression and grounding, question grounding)."""
-    if not quality or not quality.get("summaries"):
-        return []
-    levels = quality["summaries"]
-    compress = ", ".join(
-        f"{k} {v['compression']['p50']:.2f}" for k, v in levels.items() if v["compression"]["p50"] is not None
-    )
-    questions = quality["questions"]["all"]
-    empty = quality["empty"]
-    return [
-        f"compress  {compress} (summary / source {quality['unit']}, median)",
-        "grounding summaries "
-        + ", ".join(f"{k} {_pct(v['grounding']['mean'])}" for k, v in levels.items())
-        + f"; questions {_pct(questions['question_grounding']['mean'])}, answers "
-        + f"{_pct(questions['answer_grounding']['mean'])} (words found in their material)",
-        f"empty     {empty['summaries']:,} summaries, {empty['questions']:,} questions, {empty['answers']:,} answers",
-    ]
-
-
-def quality_lines(quality: dict[str, Any]) -> list[str]:
-    """Format the harvest quality measures as a few aligned lines (none when there are no measures)."""
-    if not quality or not quality.get("documents"):
-        return []
-    pct = _pct
-    lines = [
-        f"yield     {quality['documents_with_rows']:,} of {quality['documents']:,} documents gave a row "
-        f"({pct(quality['document_yield'])})",
-        f"grounding query words in own document {pct(quality['query_grounding'])}, in another "
-        f"{pct(quality['query_grounding_other'])}; answer words {pct(quality['answer_grounding'])}",
-    ]
-    openers = quality.get("openers") or {}
-    if openers:
-        lines.append("openers   " + ", ".join(f"{k} {pct(v)}" for k, v in list(openers.items())[:6]))
-    return lines
 
 
 @app.command()
@@ -784,23 +729,9 @@ def quality(
     except USER_ERRORS as e:
         raise _fail(f"{e}") from None
     if not quiet:
-        for line in quality_stage_lines(report):
+        for line in report_lines(report):
             typer.echo("  " + line)
         typer.echo(f"  output     {', '.join(str(w) for w in written)}")
-
-
-def quality_stage_lines(report: dict[str, Any]) -> list[str]:
-    """Format what the quality stage kept and removed, by reason, as a few lines."""
-    lines = [f"kept       {report['output_rows']:,} of {report['input_rows']:,} rows"]
-    for reason, count in report.get("removed", {}).items():
-        lines.append(f"removed    {count:,} {reason}")
-    nd = report.get("near_dedup")
-    if nd:
-        lines.append(
-            f"near-dup   {nd['removed']:,} rows in {nd['clusters']:,} clusters ({nd['column']}, {nd['shingle']}-word "
-            f"shingles, Jaccard >= {nd['threshold']}, {nd['bands']}x{nd['rows_per_band']} LSH)"
-        )
-    return lines
 
 
 @app.command()
@@ -824,11 +755,11 @@ def stats(
         for h in summary.harvest:
             if h.from_markers:
                 typer.echo(f"  harvest quality of {h.source}:")
-                for line in quality_lines(h.summary):
+                for line in harvest_summary_lines(h.summary):
                     typer.echo("    " + line)
         for source, report in summary.quality:
             typer.echo(f"  quality stage of {source}:")
-            for line in quality_stage_lines(report):
+            for line in report_lines(report):
                 typer.echo("    " + line)
         typer.echo(f"  report               {output}")
 
@@ -952,7 +883,7 @@ def hierarchical(
         )
         for t in report.targets:
             typer.echo(f"  target {t.target:>9,}  {t.conversations:,} conversations  {t.path}")
-        for line in hierarchical_quality_lines(report.quality):
+        for line in hierarchical_summary_lines(report.quality):
             typer.echo("  " + line)
 
 

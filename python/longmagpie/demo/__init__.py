@@ -120,8 +120,8 @@ def run_demo(
     if use_vllm:
         echo("2/6 harvest: vLLM with SmolLM2-135M-Instruct (a real aligned model), default filters")
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        from longmagpie.cli.commands import quality_lines
         from longmagpie.harvest import HarvestConfig, harvest, read_harvest
+        from longmagpie.measures import summary_lines as quality_lines
         from longmagpie.models import build_smollm2, cached_smollm2_dir
 
         model_dir = build_smollm2(cached_smollm2_dir(), download=True)  # kept for the next run (~40 s to build)

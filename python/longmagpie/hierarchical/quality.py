@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -333,3 +333,23 @@ def _material_words(state: DocState, item: QAItem, chunks: list[_ChunkWords]) ->
         return measures.content_words(_material(state, item))
     except IndexError:  # an unfinished state: the summary it asks about is not written yet
         return frozenset()
+
+
+def summary_lines(quality: Mapping[str, Any]) -> list[str]:
+    """Format a hierarchical run's quality measures (summary compression and grounding, question grounding)."""
+    if not quality or not quality.get("summaries"):
+        return []
+    levels = quality["summaries"]
+    compress = ", ".join(
+        f"{k} {v['compression']['p50']:.2f}" for k, v in levels.items() if v["compression"]["p50"] is not None
+    )
+    questions = quality["questions"]["all"]
+    empty = quality["empty"]
+    return [
+        f"compress  {compress} (summary / source {quality['unit']}, median)",
+        "grounding summaries "
+        + ", ".join(f"{k} {measures.percent(v['grounding']['mean'])}" for k, v in levels.items())
+        + f"; questions {measures.percent(questions['question_grounding']['mean'])}, answers "
+        + f"{measures.percent(questions['answer_grounding']['mean'])} (words found in their material)",
+        f"empty     {empty['summaries']:,} summaries, {empty['questions']:,} questions, {empty['answers']:,} answers",
+    ]

@@ -60,6 +60,22 @@ class PackStats:
         """Return the statistics as a plain dict."""
         return asdict(self)
 
+    def summary_lines(self, seq_len: int) -> list[str]:
+        """Format the run as a few aligned lines (what ``longmagpie pack`` prints)."""
+        lines = [
+            f"samples   {self.input_samples:,} ({self.input_tokens:,} tokens; {self.empty_samples:,} empty skipped)",
+            f"rows      {self.rows:,} of {seq_len:,} tokens, {self.documents:,} documents, "
+            f"up to {self.max_documents_per_row} per row",
+            f"fill      {100 * self.fill_rate:.3f} %",
+        ]
+        if self.truncated_samples or self.dropped_samples or self.split_samples:
+            lines.append(
+                f"overflow  truncated {self.truncated_samples:,} ({self.truncated_tokens:,} tokens), "
+                f"dropped {self.dropped_samples:,} ({self.dropped_tokens:,} tokens), "
+                f"split {self.split_samples:,} into {self.split_pieces:,}"
+            )
+        return lines
+
 
 def to_pyarrow(stream: object) -> pa.Table:
     """Read the core's Arrow C stream into a ``pyarrow.Table`` without copying.

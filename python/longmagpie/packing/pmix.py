@@ -75,6 +75,16 @@ class PmixStats:
         """Return the statistics as a plain dict."""
         return asdict(self)
 
+    def summary_lines(self, seq_len: int) -> list[str]:
+        """Format the run as a few aligned lines (what ``longmagpie pmix`` prints)."""
+        return [
+            f"mixed {self.long_used:,} of {self.long_samples:,} long and {self.short_used:,} of "
+            f"{self.short_samples:,} short",
+            f"  rows      {self.rows:,} of {seq_len:,} tokens, fill {100 * self.fill_rate:.3f} %",
+            f"  long      {self.long_segment_share:.3f} of segments after the prefix, "
+            f"{self.long_token_share:.3f} of tokens",
+        ]
+
 
 def pack_pmix(
     long: Any,

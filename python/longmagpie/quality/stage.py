@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -673,6 +673,20 @@ def _concat_removed(parts: list[pa.Table], kept_schema: pa.Schema) -> pa.Table:
     )
 
 
+def report_lines(report: Mapping[str, Any]) -> list[str]:
+    """Format what the quality stage kept and removed, by reason, as a few lines (``quality`` and ``stats``)."""
+    lines = [f"kept       {report['output_rows']:,} of {report['input_rows']:,} rows"]
+    for reason, count in report.get("removed", {}).items():
+        lines.append(f"removed    {count:,} {reason}")
+    nd = report.get("near_dedup")
+    if nd:
+        lines.append(
+            f"near-dup   {nd['removed']:,} rows in {nd['clusters']:,} clusters ({nd['column']}, {nd['shingle']}-word "
+            f"shingles, Jaccard >= {nd['threshold']}, {nd['bands']}x{nd['rows_per_band']} LSH)"
+        )
+    return lines
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -683,4 +697,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-__all__ = ["INPUT_ROW", "QualityConfig", "QualityResult", "quality", "quality_files", "read_rows", "write_quality"]
+__all__ = [
+    "INPUT_ROW",
+    "QualityConfig",
+    "QualityResult",
+    "quality",
+    "quality_files",
+    "read_rows",
+    "report_lines",
+    "write_quality",
+]
