@@ -35,7 +35,7 @@ def test_every_reader_sees_the_same_files(tmp_path: Path) -> None:
     assert [f.local for f in storage.list_files(tmp_path / "in", (".parquet",))] == visible
     assert parquet_files(tmp_path / "in") == [str(p) for p in visible]  # Ray windows
     assert [Path(f.path) for f in resolve_inputs([tmp_path / "in"])] == visible  # harvest / hierarchical inputs
-    table = files.read_parquet([tmp_path / "in"])  # pack, pmix, export
+    table = files.read_table([tmp_path / "in"])  # pack, pmix, export
     assert (
         table.num_rows == 4
         and table.column("input_ids").to_pylist()

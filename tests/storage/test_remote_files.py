@@ -13,7 +13,7 @@ from support import make_samples, require, rng_lengths
 
 import longmagpie
 from longmagpie.io import storage
-from longmagpie.io.files import read_parquet, write_bytes_atomic, write_parquet_atomic
+from longmagpie.io.files import read_table, write_bytes_atomic, write_parquet_atomic
 
 PACK_COLUMNS = ["input_ids", "assistant_masks", "labels", "source"]
 
@@ -67,15 +67,15 @@ def test_parquet_write_and_read_back_equal_local(s3, tmp_path, scheme):
     uri = f"{base}/packed.parquet"
     write_parquet_atomic(table, uri)
     assert storage.read_bytes(uri) == local.read_bytes()  # byte for byte what the local writer writes
-    back = read_parquet([uri])
+    back = read_table([uri])
     assert back.equals(pq.read_table(local))
-    assert read_parquet([base + "/"], ["input_ids", "nope"]).column_names == ["input_ids"]
+    assert read_table([base + "/"], ["input_ids", "nope"]).column_names == ["input_ids"]
     with pytest.raises(FileExistsError, match=r"packed.parquet exists; pass --overwrite"):
         write_parquet_atomic(table.slice(0, 1), uri)
     write_parquet_atomic(table.slice(0, 1), uri, overwrite=True)
-    assert read_parquet([uri]).num_rows == 1
+    assert read_table([uri]).num_rows == 1
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        read_parquet([f"{base}/missing.parquet"])
+        read_table([f"{base}/missing.parquet"])
     leftovers = [i.name for i in storage.list_files(base, (".tmp", ".parquet"))]
     assert leftovers == ["packed.parquet"]  # no temporary key left behind
 
@@ -86,9 +86,9 @@ def test_pack_inputs_from_s3_equal_local(s3, tmp_path):
     for k, part in enumerate((samples.slice(0, 25), samples.slice(25))):
         pq.write_table(part, tmp_path / f"s{k}.parquet")
         s3.put(f"{bucket}/samples/nested/s{k}.parquet", (tmp_path / f"s{k}.parquet").read_bytes())
-    local = read_parquet([tmp_path / "s0.parquet", tmp_path / "s1.parquet"], PACK_COLUMNS)
-    remote = read_parquet([f"s3://{bucket}/samples"], PACK_COLUMNS)
-    mixed = read_parquet([f"s3://{bucket}/samples/nested/s0.parquet", tmp_path / "s1.parquet"], PACK_COLUMNS)
+    local = read_table([tmp_path / "s0.parquet", tmp_path / "s1.parquet"], PACK_COLUMNS)
+    remote = read_table([f"s3://{bucket}/samples"], PACK_COLUMNS)
+    mixed = read_table([f"s3://{bucket}/samples/nested/s0.parquet", tmp_path / "s1.parquet"], PACK_COLUMNS)
     assert remote.equals(local) and mixed.equals(local)
     packed = longmagpie.pack(remote, seq_len=1024)
     assert packed.equals(longmagpie.pack(local, seq_len=1024))

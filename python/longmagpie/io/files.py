@@ -75,22 +75,10 @@ def _parquet_files(directory: Path) -> list[Path]:
     return found
 
 
-def read_parquet(
-    paths: Sequence[storage.PathArg],
-    columns: Sequence[str] | None = None,
-    *,
-    progress: bool = False,
-    desc: str = "read",
+def _read_parquet(
+    paths: Sequence[storage.PathArg], columns: Sequence[str] | None, progress: bool, desc: str
 ) -> pa.Table:
-    """Read Parquet files or directories of them (paths or URIs) as one table, loading only ``columns`` that exist.
-
-    ``progress`` shows a bar over the rows read (labelled ``desc``).
-
-    Raises:
-        FileNotFoundError: a path does not exist.
-        ValueError: no Parquet data was found, or the files' schemas disagree.
-
-    """
+    """Parquet files or directories of them (paths or URIs) as one table, only the ``columns`` that exist."""
     dataset = parquet_dataset(paths)
     wanted = None if columns is None else [c for c in columns if c in dataset.schema.names]
     if not progress:
@@ -125,21 +113,22 @@ def read_table(
 ) -> pa.Table:
     """Read Parquet files/directories and JSON Lines files (``*.jsonl``/``*.json``) as one table.
 
-    Parquet inputs are read as by :func:`read_parquet`; each JSONL file is read with pyarrow's JSON reader
-    (one object per line, types inferred: integer lists become ``list<int64>``). Only ``columns`` that exist
-    are kept; all inputs must agree on the columns' types.
+    Parquet files and directories (paths or URIs: hidden parts skipped, see :func:`parquet_dataset`) are read as
+    one dataset; each JSONL file is read with pyarrow's JSON reader (one object per line, types inferred: integer
+    lists become ``list<int64>``). Only ``columns`` that exist are kept; all inputs must agree on the columns'
+    types. ``progress`` shows a bar over the rows read (labelled ``desc``).
 
     Raises:
         FileNotFoundError: a path does not exist.
-        ValueError: a JSONL line that is not a JSON object (the file and the reader's message are named), or
-            inputs whose schemas disagree.
+        ValueError: no Parquet data was found, a JSONL line that is not a JSON object (the file and the reader's
+            message are named), or inputs whose schemas disagree.
 
     """
     jsonl = [p for p in paths if is_jsonl(p)]
     if not jsonl:
-        return read_parquet(paths, columns, progress=progress, desc=desc)
+        return _read_parquet(paths, columns, progress, desc)
     parquet = [p for p in paths if not is_jsonl(p)]
-    parts = [read_parquet(parquet, columns, progress=progress, desc=desc)] if parquet else []
+    parts = [_read_parquet(parquet, columns, progress, desc)] if parquet else []
     parts += [_read_jsonl(p, columns) for p in jsonl]
     try:
         return pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
