@@ -1,5 +1,5 @@
 """`longmagpie.export_mds`: MDS with upstream LongMagpie/ProLong columns, one span per document, read back by
-mosaicml-streaming's own StreamingDataset."""
+mosaicml-streaming's own StreamingDataset. (ProLong's own collator over it, numpy 1 and 2: test_prolong_mds.py.)"""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def read_back(path) -> list[dict]:
     return [ds[i] for i in range(len(ds))]
 
 
-def expected(table: pa.Table) -> list[dict]:
+def expected(table: pa.Table, indices_dtype: str = "int64") -> list[dict]:
     out = []
     for row in table.to_pylist():
         ends = np.cumsum(row["seq_lengths"])
@@ -30,7 +30,7 @@ def expected(table: pa.Table) -> list[dict]:
         out.append(
             {
                 "input_ids": np.array(row["input_ids"], dtype=np.uint32),
-                "indices": np.stack([ends - np.array(row["seq_lengths"]), ends], axis=1).astype(np.uint32),
+                "indices": np.stack([ends - np.array(row["seq_lengths"]), ends], axis=1).astype(indices_dtype),
                 "mask": mask,
                 "length": row["length"],
                 "domain": ",".join(dict.fromkeys(row.get("source") or [])),
@@ -56,7 +56,7 @@ def test_round_trip_through_streaming_dataset(tmp_path) -> None:
     assert len(index["shards"]) > 1 and "index.json" in result.files
     shard = index["shards"][0]
     assert shard["column_names"] == ["domain", "indices", "input_ids", "length", "mask"]
-    assert shard["column_encodings"] == ["str", "ndarray:uint32", "ndarray:uint32", "int", "ndarray:uint8"]
+    assert shard["column_encodings"] == ["str", "ndarray:int64", "ndarray:uint32", "int", "ndarray:uint8"]
     assert shard["compression"].startswith("zstd")
     got = read_back(tmp_path / "mds")
     assert_same(got, expected(table))
@@ -76,6 +76,17 @@ def test_pmix_stream_with_labels_and_a_constant_domain(tmp_path) -> None:
     for w in want:
         w["domain"] = "LongMagpie_p-mix"
     assert_same(read_back(tmp_path / "mds"), want)
+
+
+def test_upstream_uint32_indices_on_request(tmp_path) -> None:
+    table = longmagpie.pack(make_samples(rng_lengths(5, 60, 1, 90), source=True), seq_len=256)
+    longmagpie.export_mds(table, tmp_path / "mds", indices_dtype="uint32")
+    shard = json.loads((tmp_path / "mds" / "index.json").read_text())["shards"][0]
+    assert shard["column_encodings"] == ["str", "ndarray:uint32", "ndarray:uint32", "int", "ndarray:uint8"]
+    assert_same(read_back(tmp_path / "mds"), expected(table, "uint32"))
+    with pytest.raises(ValueError, match="indices_dtype must be one of"):
+        longmagpie.export_mds(table, tmp_path / "bad", indices_dtype="int32")
+    assert not (tmp_path / "bad").exists()
 
 
 def test_same_input_same_bytes_and_staged_write(tmp_path) -> None:

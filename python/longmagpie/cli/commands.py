@@ -531,6 +531,9 @@ def export(
     ] = None,
     shard_mb: Annotated[int, typer.Option(help="Most MiB (in memory) per Parquet shard.")] = 512,
     domain: Annotated[str | None, typer.Option(help="MDS domain string (default: the source column).")] = None,
+    indices_dtype: Annotated[
+        str, typer.Option(help="MDS indices encoding: int64 (ProLong under numpy 1 and 2) | uint32 (upstream's).")
+    ] = "int64",
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty OUTPUT.")] = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
@@ -567,7 +570,9 @@ def export(
                 reader, output, split=split, seq_len=seq_len, shard_bytes=shard_mb << 20, overwrite=overwrite
             )
         else:
-            result = longmagpie.export_mds(reader, output, seq_len=seq_len, domain=domain, overwrite=overwrite)
+            result = longmagpie.export_mds(
+                reader, output, seq_len=seq_len, domain=domain, overwrite=overwrite, indices_dtype=indices_dtype
+            )
     except (*USER_ERRORS, pa.ArrowException) as e:
         raise _fail(f"{e}") from None
     if not quiet:

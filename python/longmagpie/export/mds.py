@@ -5,7 +5,7 @@ One sample per packed row:
 | column | MDS encoding | content |
 |---|---|---|
 | ``input_ids`` | ``ndarray:uint32`` | the row's tokens |
-| ``indices`` | ``ndarray:uint32``, shape (documents, 2) | ``[start, end)`` of each document, from ``seq_lengths`` |
+| ``indices`` | ``ndarray:int64`` (upstream: uint32), shape (documents, 2) | ``[start, end)`` of each document |
 | ``mask`` | ``ndarray:uint8`` | 1 = train on the token (``assistant_masks``, and ``labels != -100`` when present) |
 | ``length`` | ``int`` | tokens in the row |
 | ``domain`` | ``str`` | a constant, or the row's sources |
@@ -14,6 +14,16 @@ Upstream LongMagpie's p-mix writes one span per row (``[[0, 65536]]``), so atten
 packed conversations (its plain 64k set has one span per conversation); here every packed document
 (every sample given to ``pack``/``pack_pmix``) gets its own span, which ProLong's collator turns into
 per-document varlen attention with restarted positions.
+
+Why ``indices`` is int64 and not upstream's uint32: ProLong's ``DataCollator`` (``training/dataset.py``)
+does Python-int arithmetic on the decoded numpy scalars, ``b = a + min(b - a, available_tokens)`` and
+``available_tokens -= b - a`` with ``available_tokens = 4_294_967_296`` by default. Under numpy 2
+(NEP 50) a Python int takes the numpy scalar's type, and 2**32 does not fit uint32 (nor int32), so
+uint32 spans raise ``OverflowError`` on the first row; numpy 1, which ProLong pins, promoted by value
+and hid this. int64 spans give the same result on both numpy lines (exact below 2**63), and also keep
+the length sort of its ``SortByLengthDataset`` (``-sum((end - start) ** 2)``) from wrapping, as it
+can in uint32 under numpy 2 in rows of 65536 tokens or more. ``export_mds(..., indices_dtype="uint32")``
+still writes upstream's exact encoding.
 """
 
 from __future__ import annotations
@@ -31,13 +41,17 @@ from longmagpie.export.staging import staged_directory
 from longmagpie.io import storage
 
 #: The columns and encodings of upstream LongMagpie's ``build_sft_data*.py`` (and ProLong's SFT data).
-MDS_COLUMNS = {
+UPSTREAM_MDS_COLUMNS = {
     "input_ids": "ndarray:uint32",
     "indices": "ndarray:uint32",
     "mask": "ndarray:uint8",
     "length": "int",
     "domain": "str",
 }
+#: What :func:`export_mds` writes by default: upstream's columns with ``indices`` as int64 (see the module docstring).
+MDS_COLUMNS = {**UPSTREAM_MDS_COLUMNS, "indices": "ndarray:int64"}
+#: The ``indices_dtype`` values :func:`export_mds` takes.
+INDICES_DTYPES = ("int64", "uint32")
 #: Upstream's shard size (``MDSWriter``'s default ``size_limit``, 64 MiB).
 SIZE_LIMIT = 1 << 26
 
@@ -58,8 +72,10 @@ def _flat(col: pa.Array, dtype: type[np.generic]) -> np.ndarray:
     return pc.list_flatten(col).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
 
 
-def mds_samples(batch: pa.RecordBatch, domain: str | None) -> list[dict[str, Any]]:
+def mds_samples(batch: pa.RecordBatch, domain: str | None, indices_dtype: str = "int64") -> list[dict[str, Any]]:
     """Turn a checked batch of packed rows into MDS samples (see the module docstring)."""
+    if indices_dtype not in INDICES_DTYPES:
+        raise ValueError(f"indices_dtype must be one of {INDICES_DTYPES}, got {indices_dtype!r}")
     n = list_lengths(batch.column("input_ids"))
     starts = np.zeros(len(n) + 1, dtype=np.int64)
     np.cumsum(n, out=starts[1:])
@@ -78,7 +94,7 @@ def mds_samples(batch: pa.RecordBatch, domain: str | None) -> list[dict[str, Any
         lengths = doc_lengths[d : d + nd[r]]
         d += nd[r]
         ends = np.cumsum(lengths)
-        indices = np.stack([ends - lengths, ends], axis=1).astype(np.uint32)
+        indices = np.stack([ends - lengths, ends], axis=1).astype(indices_dtype)
         if domain is not None:
             dom = domain
         elif sources is not None:
@@ -100,14 +116,19 @@ def export_mds(
     compression: str | None = "zstd",
     size_limit: int = SIZE_LIMIT,
     overwrite: bool = False,
+    indices_dtype: str = "int64",
 ) -> ExportResult:
     """Write packed rows as an MDS dataset that ``streaming.StreamingDataset(local=out_dir)`` reads.
 
-    Columns and encodings are those of upstream LongMagpie / ProLong (``input_ids`` uint32,
-    ``indices`` uint32 (n, 2), ``mask`` uint8, ``length`` int, ``domain`` str), so their training
-    code reads the output unchanged; ``indices`` holds one ``[start, end)`` span per document (from
-    ``seq_lengths``), not upstream p-mix's single span per row. The directory is built in a temporary
-    sibling and renamed into place (no partial shards on failure). Needs the ``mds`` extra.
+    Columns are those of upstream LongMagpie / ProLong (``input_ids`` uint32, ``indices`` (n, 2),
+    ``mask`` uint8, ``length`` int, ``domain`` str), so their training code reads the output
+    unchanged; ``indices`` holds one ``[start, end)`` span per document (from ``seq_lengths``), not
+    upstream p-mix's single span per row. ``indices`` is int64 by default, not upstream's uint32:
+    ProLong's collator computes ``available_tokens -= b - a`` with a Python int of 2**32 on the
+    decoded scalars, which numpy 2 (NEP 50) refuses for uint32 (``OverflowError``) and numpy 1
+    accepted; int64 gives the same documents and trained tokens on both (see the module
+    docstring). The directory is built in a temporary sibling and renamed into place (no partial
+    shards on failure). Needs the ``mds`` extra.
 
     Args:
         rows: packed rows, in any form :func:`longmagpie.export_parquet` takes (a table or a stream).
@@ -119,13 +140,17 @@ def export_mds(
             mosaicml-streaming codec).
         size_limit: shard size limit in bytes (upstream: 64 MiB).
         overwrite: replace a non-empty ``out_dir``.
+        indices_dtype: the ``indices`` encoding: ``"int64"`` (``ndarray:int64``, read by ProLong's
+            collator under numpy 1 and 2) or ``"uint32"`` (``ndarray:uint32``, upstream's exact
+            encoding, which ProLong's collator reads only under numpy 1).
 
     Returns:
         An :class:`~longmagpie.export.parquet.ExportResult` (``files`` lists the shards and ``index.json``).
 
     Raises:
         FileExistsError: ``out_dir`` is not empty and ``overwrite`` is false.
-        ValueError: as for :func:`longmagpie.export_parquet`.
+        ValueError: as for :func:`longmagpie.export_parquet`, or ``indices_dtype`` is not in
+            :data:`INDICES_DTYPES`.
         ImportError: mosaicml-streaming is not installed.
 
     """
@@ -134,14 +159,17 @@ def export_mds(
         raise TypeError(f"domain must be a str or None, got {type(domain).__name__}")
     if isinstance(size_limit, bool) or not isinstance(size_limit, int) or size_limit < 1:
         raise ValueError(f"size_limit must be a positive int, got {size_limit!r}")
+    if indices_dtype not in INDICES_DTYPES:
+        raise ValueError(f"indices_dtype must be one of {INDICES_DTYPES}, got {indices_dtype!r}")
+    columns = {**MDS_COLUMNS, "indices": f"ndarray:{indices_dtype}"}
     source = PackedRows(rows, seq_len)
     out = storage.require_local(out_dir, "MDS export")
     with staged_directory(out, overwrite) as tmp:
         with mds_writer(
-            out=str(tmp), columns=MDS_COLUMNS, compression=compression, size_limit=size_limit, progress_bar=False
+            out=str(tmp), columns=columns, compression=compression, size_limit=size_limit, progress_bar=False
         ) as writer:
             for batch in source:
-                for sample in mds_samples(batch, domain):
+                for sample in mds_samples(batch, domain, indices_dtype):
                     writer.write(sample)
         files = tuple(sorted(p.name for p in tmp.iterdir()))
     t = source.totals
