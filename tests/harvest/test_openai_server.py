@@ -34,7 +34,8 @@ def test_openai_engine_generates_token_prompts_and_honours_stops(server, engine,
     assert cut.finish_reason == "stop" and cut.text == qwen_tokenizer.decode(gen[:pos])
 
 
-def test_harvest_through_the_server(server, config_on):
+def test_harvest_through_the_server(server, config_on, caplog):
+    secret = "sk-never-on-disk-5f3a9c"  # the server takes any key; the harvest must send it and write it nowhere
     cfg = config_on(
         make_documents(6),
         shard_rows=3,
@@ -43,13 +44,19 @@ def test_harvest_through_the_server(server, config_on):
         base_url=server,
         served_model_name="tiny",
         concurrency=4,
+        api_key=secret,
     )
-    report = harvest(cfg)
+    with caplog.at_level("DEBUG"):
+        report = harvest(cfg)
     assert report.engine == "openai" and (report.shards_written, report.documents) == (2, 6)
     check_accounting(Counter(report.counts), 2)
     table = read_harvest(cfg.output_dir)
     assert table.num_rows == report.rows > 0
     assert set(table.column("model").to_pylist()) == {cfg.model}
+    # No credential on disk or in the log: shards, manifest, markers, everything the run wrote.
+    written = [p for p in Path(cfg.output_dir).rglob("*") if p.is_file()]
+    assert len(written) >= 5 and not [p for p in written if secret.encode() in p.read_bytes()]
+    assert secret not in caplog.text
 
 
 def test_unreachable_server_is_a_clear_error_and_finished_shards_stay(engine, config_on):
