@@ -1,5 +1,7 @@
-//! Errors of the core. Every variant names the column and, where one is to blame, the row, and says
-//! what to do about it; the binding layer turns them into `ValueError`/`TypeError`.
+//! Errors of the core: [`PackError`] for the packers (`pack`, p-mix), [`AssembleError`] for the
+//! text stages (quality filters, assembly). Every variant names the column and, where one is to
+//! blame, the row, and says what to do about it; the binding layer turns them into
+//! `ValueError`/`TypeError`.
 
 use thiserror::Error;
 
@@ -114,3 +116,53 @@ impl PackError {
 
 /// Result alias of the core.
 pub type Result<T> = std::result::Result<T, PackError>;
+
+/// Errors of the text stages (assembly and the quality filters); each names the column and row, or
+/// the file, and what to do.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AssembleError {
+    /// The tokenizer JSON does not parse.
+    #[error(
+        "cannot load the tokenizer ({0}); pass the tokenizer.json of a Hugging Face fast tokenizer"
+    )]
+    Tokenizer(String),
+    /// A text column holds a null.
+    #[error("{column} row {row} is null; drop or fill such rows before assembling")]
+    Null {
+        /// Column name.
+        column: String,
+        /// Row index.
+        row: usize,
+    },
+    /// A document is empty (or only whitespace).
+    #[error("{column} row {row} is an empty document; drop empty documents before assembling")]
+    EmptyDocument {
+        /// Column name.
+        column: String,
+        /// Row index.
+        row: usize,
+    },
+    /// A sample names a gold document outside the pool.
+    #[error("sample row {row} names gold document {index}, but the pool has {pool} documents")]
+    GoldOutOfRange {
+        /// Sample row.
+        row: usize,
+        /// Index given.
+        index: i64,
+        /// Pool size.
+        pool: usize,
+    },
+    /// The tokenizer failed on a text.
+    #[error("tokenizing {column} row {row} failed: {message}")]
+    Tokenize {
+        /// Column name.
+        column: String,
+        /// Row index.
+        row: usize,
+        /// The tokenizer's message.
+        message: String,
+    },
+    /// A bad option.
+    #[error("{0}")]
+    InvalidArgument(String),
+}

@@ -20,7 +20,8 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-use crate::assemble::{str_column, AssembleError};
+use crate::columns::str_column;
+use crate::error::AssembleError;
 
 type Result<T> = std::result::Result<T, AssembleError>;
 

@@ -1,4 +1,4 @@
-//! Quadratic reference planners, the models that the fast ones in [`crate::plan`] are checked
+//! Quadratic reference planners, the models that the fast ones in [`crate::pack::plan`] are checked
 //! against by the unit tests and the `plan` fuzz target.
 //!
 //! Compiled only for tests and fuzzing (`cfg(any(test, fuzzing))`; cargo-fuzz passes

@@ -9,7 +9,7 @@ use std::ops::Range;
 
 use tokenizers::Tokenizer;
 
-use crate::tokenized::Tokenized;
+use super::tokenized::Tokenized;
 
 /// Builds one token sequence (ids + loss mask) from pieces.
 pub struct Joiner<'t> {

@@ -12,11 +12,10 @@ use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use rayon::prelude::*;
 
-use crate::columns::{BatchView, Layout, ASSISTANT_MASKS, IGNORE_INDEX, INPUT_IDS, LABELS, SOURCE};
+use super::input::{BatchView, Layout, ASSISTANT_MASKS, IGNORE_INDEX, INPUT_IDS, LABELS, SOURCE};
+use super::plan::Plan;
+use super::{kernels, memory};
 use crate::error::{PackError, Result};
-use crate::kernels;
-use crate::memory;
-use crate::plan::Plan;
 
 /// A slice of one input sample placed as one document.
 #[derive(Debug, Clone, Copy)]

@@ -1,7 +1,7 @@
 //! Copy kernels: move one document's values into the output, narrowing to the output type and
 //! checking the range in the same pass (each value is read once; the loops vectorise).
 
-use crate::columns::{IntValues, IGNORE_INDEX};
+use super::input::{IntValues, IGNORE_INDEX};
 
 /// A value narrowed to an output type, and whether it was out of range.
 trait Narrow: Copy {

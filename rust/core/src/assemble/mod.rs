@@ -1,16 +1,22 @@
 //! Multi-document samples, token-aware: the gold document among distractors up to a token
 //! budget, the chat template's fixed spans around them, a loss mask on the answer only.
 //!
-//! Documents are tokenized once (in parallel) when the [`Assembler`] is built; every sample then
-//! copies document tokens and re-tokenizes only small windows around the joins (see
-//! [`crate::joiner`]), which gives exactly the ids of tokenizing the rendered conversation.
+//! Documents are tokenized once (in parallel, [`tokenized`]) when the [`Assembler`] is built; every
+//! sample then copies document tokens and re-tokenizes only small windows around the joins (see
+//! [`joiner`]), which gives exactly the ids of tokenizing the rendered conversation.
 //! Each sample draws from its own ChaCha8 stream keyed by (seed, global row index), so the output
 //! does not depend on batching or thread count.
+
+pub mod joiner;
+pub mod tokenized;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
 use arrow_array::builder::{Int32Builder, StringBuilder};
-use arrow_array::{ArrayRef, Int32Array, Int8Array, ListArray, RecordBatch, StringArray};
+use arrow_array::{ArrayRef, Int32Array, Int8Array, ListArray, RecordBatch};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema};
 use rand_chacha::ChaCha8Rng;
@@ -18,58 +24,11 @@ use rand_core::{Rng, SeedableRng};
 use rayon::prelude::*;
 pub use tokenizers::Tokenizer;
 
-use crate::columns::StrColumn;
-use crate::joiner::{Joiner, Specials};
-use crate::tokenized::{TokenizeFailure, Tokenized};
+pub use crate::error::AssembleError;
 
-/// Errors of assembly; each names the column and row, or the file, and what to do.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AssembleError {
-    /// The tokenizer JSON does not parse.
-    #[error(
-        "cannot load the tokenizer ({0}); pass the tokenizer.json of a Hugging Face fast tokenizer"
-    )]
-    Tokenizer(String),
-    /// A text column holds a null.
-    #[error("{column} row {row} is null; drop or fill such rows before assembling")]
-    Null {
-        /// Column name.
-        column: String,
-        /// Row index.
-        row: usize,
-    },
-    /// A document is empty (or only whitespace).
-    #[error("{column} row {row} is an empty document; drop empty documents before assembling")]
-    EmptyDocument {
-        /// Column name.
-        column: String,
-        /// Row index.
-        row: usize,
-    },
-    /// A sample names a gold document outside the pool.
-    #[error("sample row {row} names gold document {index}, but the pool has {pool} documents")]
-    GoldOutOfRange {
-        /// Sample row.
-        row: usize,
-        /// Index given.
-        index: i64,
-        /// Pool size.
-        pool: usize,
-    },
-    /// The tokenizer failed on a text.
-    #[error("tokenizing {column} row {row} failed: {message}")]
-    Tokenize {
-        /// Column name.
-        column: String,
-        /// Row index.
-        row: usize,
-        /// The tokenizer's message.
-        message: String,
-    },
-    /// A bad option.
-    #[error("{0}")]
-    InvalidArgument(String),
-}
+use crate::columns::{str_column, texts_of};
+use joiner::{Joiner, Specials};
+use tokenized::{TokenizeFailure, Tokenized};
 
 type Result<T> = std::result::Result<T, AssembleError>;
 
@@ -282,40 +241,6 @@ fn encode(tok: &Tokenizer, texts: &[&str], column: &str) -> Result<Tokenized> {
             message,
         }
     })
-}
-
-/// Views a string array (utf8, large_utf8 or utf8_view).
-pub fn str_column<'a>(array: &'a ArrayRef, column: &str) -> Result<StrColumn<'a>> {
-    use arrow_array::Array;
-    let any = array.as_any();
-    if let Some(a) = any.downcast_ref::<StringArray>() {
-        return Ok(StrColumn::Utf8(a));
-    }
-    if let Some(a) = any.downcast_ref::<arrow_array::LargeStringArray>() {
-        return Ok(StrColumn::Large(a));
-    }
-    if let Some(a) = any.downcast_ref::<arrow_array::StringViewArray>() {
-        return Ok(StrColumn::View(a));
-    }
-    if array.data_type() == &DataType::Null {
-        return Ok(StrColumn::Null);
-    }
-    Err(AssembleError::InvalidArgument(format!(
-        "column {column} must hold strings, got {}",
-        crate::columns::type_name(array.data_type())
-    )))
-}
-
-/// All values of a string column, or the first null's row.
-pub fn texts_of<'a>(col: StrColumn<'a>, len: usize, column: &str) -> Result<Vec<&'a str>> {
-    (0..len)
-        .map(|row| {
-            col.get(row).ok_or_else(|| AssembleError::Null {
-                column: column.into(),
-                row,
-            })
-        })
-        .collect()
 }
 
 /// Parses a `tokenizer.json` for encoding without special tokens, post-processing or truncation

@@ -9,12 +9,12 @@ use arrow_array::{Array, ArrayRef, Int32Array, StringArray};
 use proptest::prelude::*;
 use tokenizers::Tokenizer;
 
-use crate::assemble::{
+use super::joiner::{Joiner, Specials};
+use super::tokenized::Tokenized;
+use super::{
     load_tokenizer, AssembleError, AssembleOptions, Assembler, Budget, LongDocuments, SampleBatch,
     TemplateTexts,
 };
-use crate::joiner::{Joiner, Specials};
-use crate::tokenized::Tokenized;
 
 const PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 

@@ -2,22 +2,35 @@
 //!
 //! 1. Views of every input batch are built (zero-copy) and the overflow policy cuts samples into
 //!    *documents* of at most `seq_len` tokens.
-//! 2. A [`plan`] assigns documents to rows from their lengths alone (sequential, deterministic).
+//! 2. A [`plan`](plan()) assigns documents to rows from their lengths alone (sequential,
+//!    deterministic).
 //! 3. Rows are gathered in parallel on a dedicated pool: each document's tokens are copied once,
 //!    straight into pre-sized Arrow buffers, and validated during that copy.
 //!
 //! The output never depends on the number of threads: the plan is sequential and every row is
 //! written to its own fixed place.
+//!
+//! The stage in reading order: [`input`] (views and checks of the input batches),
+//! [`plan`](mod@plan) (rows from lengths), [`gather`] (rows into Arrow, shared by both packers),
+//! then `pack` here and [`pmix`] (long/short mixing, in memory and streamed) on the same parts.
+
+pub mod gather;
+pub mod input;
+mod kernels;
+mod memory;
+mod options;
+pub mod plan;
+pub mod pmix;
 
 use std::str::FromStr;
 
 use arrow_array::RecordBatch;
 use arrow_schema::{Schema, SchemaRef};
 
-use crate::columns::{BatchView, Layout};
 use crate::error::{PackError, Result};
-use crate::gather::{check_discarded, output_schema, Discarded, Gather, Piece};
-use crate::plan::{plan, Strategy};
+use gather::{check_discarded, output_schema, Discarded, Gather, Piece};
+use input::{BatchView, Layout};
+use plan::{plan, Strategy};
 
 /// What to do with a sample longer than `seq_len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +95,7 @@ impl PackOptions {
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(PackError::InvalidArgument(m));
-        crate::options::check_common(self.seq_len, self.num_threads)?;
+        options::check_common(self.seq_len, self.num_threads)?;
         if let Some(p) = self.pad_to {
             if p < self.seq_len || p > i32::MAX as usize {
                 return bad(format!(
@@ -141,7 +154,7 @@ pub struct PackStats {
 pub struct Packed {
     /// Output schema (see [`output_schema`]).
     pub schema: SchemaRef,
-    /// Output rows, in batches of at most [`rows_per_batch`] rows.
+    /// Output rows, in batches of at most [`rows_per_batch`](gather::rows_per_batch) rows.
     pub batches: Vec<RecordBatch>,
     /// What happened.
     pub stats: PackStats,
@@ -168,7 +181,7 @@ pub fn pack(schema: &Schema, batches: &[RecordBatch], opts: &PackOptions) -> Res
     let lengths: Vec<u32> = pieces.iter().map(|p| p.len).collect();
     let the_plan = plan(&lengths, opts.seq_len as u32, opts.strategy);
 
-    let pool = crate::options::thread_pool(opts.num_threads)?;
+    let pool = options::thread_pool(opts.num_threads)?;
     let out_batches = pool.install(|| -> Result<Vec<RecordBatch>> {
         check_discarded(&views, &discarded)?;
         Gather {

@@ -19,11 +19,12 @@ use arrow_schema::{Schema, SchemaRef};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 
-use crate::columns::{BatchView, Layout};
+use super::gather::{check_discarded, rows_per_batch, schema_with, Discarded, Gather, Piece};
+use super::input::{BatchView, Layout};
+use super::options;
+use super::plan::{Plan, SuccessorSet};
+use super::Overflow;
 use crate::error::{PackError, Result};
-use crate::gather::{check_discarded, rows_per_batch, schema_with, Discarded, Gather, Piece};
-use crate::pack::Overflow;
-use crate::plan::{Plan, SuccessorSet};
 
 /// A stream of input record batches (e.g. an Arrow C stream imported from Python).
 pub type BatchSource = Box<dyn Iterator<Item = Result<RecordBatch>> + Send>;
@@ -125,7 +126,7 @@ impl PmixOptions {
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(PackError::InvalidArgument(m));
-        crate::options::check_common(self.seq_len, self.num_threads)?;
+        options::check_common(self.seq_len, self.num_threads)?;
         if !(0.0..=1.0).contains(&self.p_long) {
             return bad(format!("p_long must be in [0, 1] (got {})", self.p_long));
         }
@@ -474,7 +475,7 @@ impl PmixStream {
             has_labels: long_layout.has_labels,
             has_source: long_layout.has_source || short_layout.has_source,
         };
-        let pool = crate::options::thread_pool(opts.num_threads)?;
+        let pool = options::thread_pool(opts.num_threads)?;
         let best_fit = opts.fill == Fill::BestFit;
         let mut me = PmixStream {
             opts: opts.clone(),
