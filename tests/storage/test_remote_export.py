@@ -54,9 +54,9 @@ def test_s3_export_equals_local_byte_for_byte(s3, tmp_path):
     back = ds.dataset(f"{bucket}/datasets/packed/data", filesystem=s3.fs, format="parquet").to_table()
     assert back.equals(table.combine_chunks().replace_schema_metadata(back.schema.metadata))
     assert longmagpie.pack_stats(back) == longmagpie.pack_stats(table)
-    from longmagpie.io.files import read_parquet
+    from longmagpie.io.files import read_table
 
-    assert read_parquet([f"{uri}/data"]).equals(back)
+    assert read_table([f"{uri}/data"]).equals(back)
 
 
 def test_s3_export_loads_with_datasets(s3, tmp_path):
