@@ -38,7 +38,7 @@ from longmagpie._core import __version__
 from longmagpie._metadata import pack_metadata
 from longmagpie.assembly.assembler import AssembleConfig, Assembler, assemble, tokenize
 from longmagpie.assembly.conversations import encode_conversations
-from longmagpie.export import ExportResult, ShardLimits, export_mds, export_parquet
+from longmagpie.export import ExportResult, ShardLimits, export_mds, export_nemo, export_parquet
 from longmagpie.harvest import HarvestConfig, HarvestReport, read_harvest
 from longmagpie.hierarchical import HierarchicalConfig, HierarchicalReport
 from longmagpie.options import PackOptions, PmixOptions
@@ -66,6 +66,7 @@ __all__ = [
     "assemble",
     "encode_conversations",
     "export_mds",
+    "export_nemo",
     "export_parquet",
     "pack",
     "pack_metadata",

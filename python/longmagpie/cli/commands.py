@@ -524,7 +524,9 @@ def export(
     output: Annotated[
         str, typer.Option("--output", "-o", help="Output directory or URI (built aside, then moved into place).")
     ],
-    fmt: Annotated[str, typer.Option("--format", help="parquet (Hugging Face shards + card) | mds.")] = "parquet",
+    fmt: Annotated[
+        str, typer.Option("--format", help="parquet (Hugging Face shards + card) | mds | nemo (Megatron-Bridge).")
+    ] = "parquet",
     split: Annotated[str, typer.Option(help="Split name of the Parquet shards.")] = "train",
     seq_len: Annotated[
         int | None, typer.Option(help="Most tokens per row (default: from the packing metadata).")
@@ -534,11 +536,20 @@ def export(
     indices_dtype: Annotated[
         str, typer.Option(help="MDS indices encoding: int64 (ProLong under numpy 1 and 2) | uint32 (upstream's).")
     ] = "int64",
+    cp_size: Annotated[
+        int, typer.Option(help="nemo: context-parallel size; > 1 pads every document to 2*N model inputs.")
+    ] = 1,
+    pad_seq_to_mult: Annotated[
+        int | None, typer.Option(help="nemo: pad documents to this multiple instead of 2*cp-size.")
+    ] = None,
+    pad_id: Annotated[
+        int | None, typer.Option(help="nemo: the trainer tokenizer's EOS id, used to pad documents.")
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a non-empty OUTPUT.")] = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Write packed rows for trainers: Hugging Face Parquet shards + dataset card, or MDS (ProLong)."""
+    """Write packed rows for trainers: Hugging Face Parquet shards + card, MDS (ProLong), or Megatron-Bridge Parquet."""
     _configure_logging(verbose, quiet)
     import pyarrow as pa
 
@@ -546,8 +557,8 @@ def export(
     from longmagpie._progress import progress_bar
     from longmagpie.io.files import parquet_dataset
 
-    if fmt not in ("parquet", "mds"):
-        raise _fail(f"--format must be parquet or mds (got {fmt!r})")
+    if fmt not in ("parquet", "mds", "nemo"):
+        raise _fail(f"--format must be parquet or mds, or nemo for Megatron-Bridge (got {fmt!r})")
     try:
         dataset = parquet_dataset(inputs)
         if seq_len is None:
@@ -569,9 +580,20 @@ def export(
             result = longmagpie.export_parquet(
                 reader, output, split=split, seq_len=seq_len, shard_bytes=shard_mb << 20, overwrite=overwrite
             )
-        else:
+        elif fmt == "mds":
             result = longmagpie.export_mds(
                 reader, output, seq_len=seq_len, domain=domain, overwrite=overwrite, indices_dtype=indices_dtype
+            )
+        else:
+            result = longmagpie.export_nemo(
+                reader,
+                output,
+                seq_len=seq_len,
+                cp_size=cp_size,
+                pad_seq_to_mult=pad_seq_to_mult,
+                pad_id=pad_id,
+                shard_bytes=shard_mb << 20,
+                overwrite=overwrite,
             )
     except (*USER_ERRORS, pa.ArrowException) as e:
         raise _fail(f"{e}") from None
