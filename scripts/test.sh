@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-step() { printf '\n== %s\n' "$*"; }
+step() { printf '\n== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
 
 step "Rust: format and lint"
 cargo fmt --all -- --check
@@ -70,3 +70,4 @@ PYTHON=.venv-test/bin/python bash scripts/docs.sh
 
 step "Python: the real-model tier (SmolLM2-135M-Instruct on vLLM CPU; its own process, its own engine)"
 LONGMAGPIE_WHEEL="$WHEEL" .venv-test/bin/python -m pytest tests -q -m real_model --durations=0
+step "done"
