@@ -207,3 +207,25 @@ def test_harvest_and_hierarchical_settings_from_a_config_file(tmp_path: Path) ->
     assert result.exit_code == 1 and "local_qas must be >= 0" in result.output
     missing = runner.invoke(app, ["harvest", "--model", "m"])
     assert missing.exit_code == 1 and "give INPUTS" in missing.output
+
+
+def test_pack_plan_only_then_from_plan_gives_packs_file(tmp_path: Path) -> None:
+    src = tmp_path / "samples.parquet"
+    pq.write_table(make_samples([5, 900, 30, 7, 400], labels=True), src)
+    options = ["--seq-len", "512", "--overflow", "split", "--strategy", "ffd"]
+    plan, rows, direct = tmp_path / "plan.parquet", tmp_path / "rows.parquet", tmp_path / "direct.parquet"
+    result = runner.invoke(app, ["pack", str(src), "-o", str(plan), "--plan-only", *options])
+    assert result.exit_code == 0, result.output
+    assert "planned" in result.output and pq.read_schema(plan).names == ["sample_index", "token_offset", "seq_lengths"]
+    assert longmagpie.pack_stats(pq.read_table(plan)).split_samples == 1
+    result = runner.invoke(app, ["pack", str(src), "-o", str(rows), "--from-plan", str(plan)])
+    assert result.exit_code == 0, result.output
+    assert "from the plan" in result.output
+    assert runner.invoke(app, ["pack", str(src), "-o", str(direct), *options]).exit_code == 0
+    assert pq.read_table(rows).equals(pq.read_table(direct), check_metadata=True)
+    result = runner.invoke(app, ["pack", str(src), "-o", str(tmp_path / "x"), "--plan-only", "--from-plan", str(plan)])
+    assert result.exit_code != 0 and "give one of them" in result.output
+    other = tmp_path / "other.parquet"
+    pq.write_table(make_samples([5, 900]), other)
+    result = runner.invoke(app, ["pack", str(other), "-o", str(tmp_path / "y.parquet"), "--from-plan", str(plan)])
+    assert result.exit_code != 0 and "the plan was made for 5 samples" in result.output

@@ -5,6 +5,8 @@ The public API:
 - :func:`pack` packs tokenized samples into fixed-capacity rows, keeping a ``seq_lengths`` boundary
   array per row so training can mask attention between documents.
 - :func:`pack_stream` does the same over streams larger than memory, one window at a time.
+- :func:`pack_plan` plans :func:`pack` from lengths alone (per row: sample, offset, length of each document);
+  :func:`pack_from_plan` makes the rows from a plan and the samples, byte for byte :func:`pack`'s.
 - :class:`PackOptions` and :class:`PmixOptions` hold the packing options, their defaults and checks, once: the
   streaming and Ray entry points take them (or their fields by name); :class:`ShardLimits` is how exports cut
   shards and row groups.
@@ -42,7 +44,7 @@ from longmagpie.export import ExportResult, ShardLimits, export_mds, export_nemo
 from longmagpie.harvest import HarvestConfig, HarvestReport, read_harvest
 from longmagpie.hierarchical import HierarchicalConfig, HierarchicalReport
 from longmagpie.options import PackOptions, PmixOptions
-from longmagpie.packing.pack import PackStats, pack, pack_stats
+from longmagpie.packing.pack import PackStats, pack, pack_from_plan, pack_plan, pack_stats
 from longmagpie.packing.pmix import PmixPackedStream, PmixStats, pack_pmix, pack_pmix_stream, pmix_stats
 from longmagpie.packing.stream import PackedStream, pack_stream
 from longmagpie.testing.synthetic import synthetic_samples
@@ -69,7 +71,9 @@ __all__ = [
     "export_nemo",
     "export_parquet",
     "pack",
+    "pack_from_plan",
     "pack_metadata",
+    "pack_plan",
     "pack_pmix",
     "pack_pmix_stream",
     "pack_stats",

@@ -20,6 +20,8 @@ __all__ = [
     "__version__",
     "encode_segments",
     "pack",
+    "pack_from_plan",
+    "pack_plan",
     "pack_pmix_stream",
     "tokenize",
 ]
@@ -62,6 +64,23 @@ def pack(
 
     ``options`` is read by attribute (any object with ``PackOptions``' fields); ``row_offset`` numbers the first
     input row in error messages.
+    """
+
+def pack_plan(
+    samples: _ArrowTabular,
+    options: PackOptions,
+) -> tuple[_ArrowStreamExportable, dict[str, int | float]]:
+    """Plan ``pack`` from lengths alone; return (an Arrow C stream of the plan's rows, the stats pack would report)."""
+
+def pack_from_plan(
+    samples: _ArrowTabular,
+    plan: _ArrowTabular,
+    options: PackOptions,
+    expected_input: tuple[int, int] | None = None,
+) -> tuple[_ArrowStreamExportable, dict[str, int | float]]:
+    """Make the packed rows of ``plan`` from ``samples``; return (an Arrow C stream of the rows, stats).
+
+    ``expected_input`` (samples, tokens) is checked first.
     """
 
 @final

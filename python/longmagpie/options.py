@@ -31,6 +31,7 @@ Overflow = Literal["error", "truncate", "drop", "split"]
 Fill = Literal["upstream", "best_fit"]
 PmixOverflow = Literal["error", "truncate", "drop"]
 Exhausted = Literal["stop", "short_only", "recycle"]
+LossWeights = Literal["per_sequence", "per_token"]
 
 #: The columns the packers read from their inputs (``input_ids`` is required, the others are carried when present).
 INPUT_COLUMNS = ("input_ids", "assistant_masks", "labels", "source")
@@ -57,6 +58,20 @@ def _choice(label: str, value: object, allowed: Any) -> None:
         raise ValueError(f"unknown {label} {value!r}; expected one of {', '.join(repr(c) for c in choices)}")
 
 
+#: Which tokens :class:`PackOptions`' ``loss_weights`` weigh (the core applies it): a token is trained when its
+#: mask is 1 and its label is not -100, and it is not the first token of its document (no token of the document
+#: predicts it; :class:`~longmagpie.integrations.torch.PackedCollator` ignores its label). Other tokens and
+#: padding weigh 0. With ``"per_sequence"`` the weights of each document with a trained token sum to 1, so
+#: ``sum(w * loss) / sum(w)`` over a batch is the mean over its documents of each document's mean token loss.
+LOSS_WEIGHTS_RULE = "mask 1, label != -100, not a document's first token"
+
+
+def _weights(value: object) -> None:
+    """Check a ``loss_weights`` choice (``None``: no column)."""
+    if value is not None:
+        _choice("loss_weights", value, LossWeights)
+
+
 def _common(seq_len: int, num_threads: int | None) -> None:
     """Make the checks every packer makes (with the core's messages)."""
     if seq_len < 1:
@@ -78,6 +93,10 @@ class PackOptions:
         pad_to: pad every row to this many tokens (at least ``seq_len``) with ``pad_id``, recorded as a segment of
             its own (mask 0, label -100); ``None``: rows keep their real length.
         pad_id: token id of the padding.
+        loss_weights: also write a per-token ``loss_weights`` column (list<float32>): ``"per_sequence"`` puts
+            ``1/N`` on each of a document's ``N`` trained tokens (LongAlign's sequence average: every document
+            weighs the same, however long its answer), ``"per_token"`` puts 1 on every trained token; ``None``
+            writes none. See :data:`LOSS_WEIGHTS_RULE`.
         num_threads: threads that copy tokens (``None``: every core); the output is the same for any value.
 
     Raises:
@@ -91,6 +110,7 @@ class PackOptions:
     overflow: Overflow = "error"
     pad_to: int | None = None
     pad_id: int = 0
+    loss_weights: LossWeights | None = None
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -105,6 +125,7 @@ class PackOptions:
             )
         if not 0 <= self.pad_id < 2**31:
             raise ValueError(f"pad_id must be >= 0 and fit in int32 (got {self.pad_id})")
+        _weights(self.loss_weights)
 
     def params(self) -> dict[str, Any]:
         """Return the options that shape the output, as a dict (what its metadata records; not ``num_threads``)."""
@@ -124,6 +145,7 @@ class PmixOptions:
         overflow: a sample that cannot fit next to its row's prefix: ``"error"``, ``"truncate"`` or ``"drop"``.
         exhausted: an empty pool at a draw: ``"stop"``, ``"short_only"`` or ``"recycle"`` (upstream's reuse).
         max_rows: stop after this many rows.
+        loss_weights: also write a per-token ``loss_weights`` column, as in :class:`PackOptions`.
         num_threads: threads that copy tokens; the output is the same for any value.
 
     Raises:
@@ -140,6 +162,7 @@ class PmixOptions:
     overflow: PmixOverflow = "error"
     exhausted: Exhausted = "stop"
     max_rows: int | None = None
+    loss_weights: LossWeights | None = None
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -171,6 +194,7 @@ class PmixOptions:
             )
         _choice("overflow policy", self.overflow, PmixOverflow)
         _choice("exhausted policy", self.exhausted, Exhausted)
+        _weights(self.loss_weights)
 
     def params(self) -> dict[str, Any]:
         """Return the options that shape the output, as a dict (what its metadata records; not ``num_threads``)."""

@@ -24,8 +24,11 @@ datasets = require("datasets")
 TOPICS = ["tides", "volcanoes", "bread", "glaciers", "comets", "bees", "rivers", "bridges", "copper", "owls"]
 
 
-def chat_samples(tokenizer) -> pa.Table:
-    """Single-turn chats tokenized with the real chat template; assistant_masks marks the answer tokens."""
+def chat_samples(tokenizer, long_answers: bool = False) -> pa.Table:
+    """Single-turn chats tokenized with the real chat template; assistant_masks marks the answer tokens.
+
+    ``long_answers``: answers of 1 to 16 sentences, so that a token mean and a document mean differ.
+    """
     ids, masks = [], []
     for i, topic in enumerate(TOPICS):
         context = " ".join(
@@ -33,7 +36,12 @@ def chat_samples(tokenizer) -> pa.Table:
         )
         messages = [
             {"role": "user", "content": f"{context}\nWhat is one fact about {topic}?"},
-            {"role": "assistant", "content": f"One fact: {topic} are studied in field {i}."},
+            {
+                "role": "assistant",
+                "content": " ".join(
+                    [f"One fact: {topic} are studied in field {i}."] * (1 + 5 * (i % 4) if long_answers else 1)
+                ),
+            },
         ]
         full = list(tokenizer.apply_chat_template(messages, tokenize=True, return_dict=True)["input_ids"])
         prompt = tokenizer.apply_chat_template(
@@ -139,3 +147,46 @@ def find(haystack: list[int], needle: list[int]) -> int:
         if haystack[i : i + len(needle)] == needle:
             return i
     raise AssertionError("row not found in the trainer's batch")
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_weighted_loss_trainer_one_step_averages_documents(tmp_path, qwen_tokenizer_dir, tiny_qwen2_dir) -> None:
+    """The documented recipe for loss_weights: transformers' Trainer (WeightedLossTrainer) + PackedCollator, one step
+    on exported Parquet packed with loss_weights="per_sequence"; its loss is the mean of the documents' mean losses."""
+    from longmagpie.integrations.torch import PackedCollator, WeightedLossTrainer, weighted_loss
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(qwen_tokenizer_dir)
+    samples = chat_samples(tokenizer, long_answers=True)
+    longest = max(len(x) for x in samples.column("input_ids").to_pylist())
+    table = longmagpie.pack(samples, seq_len=3 * longest, loss_weights="per_sequence")
+    longmagpie.export_parquet(table, tmp_path / "packed")
+    train = datasets.load_dataset(str(tmp_path / "packed"), split="train", cache_dir=str(tmp_path / "cache"))
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        tiny_qwen2_dir, dtype=torch.float32, attn_implementation="sdpa"
+    )
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(8.0)
+    initial = copy.deepcopy(model).eval()
+    args = transformers.TrainingArguments(
+        **one_step_args(tmp_path), per_device_train_batch_size=table.num_rows, remove_unused_columns=False
+    )
+    collator = PackedCollator()
+    trainer = WeightedLossTrainer(model=model, args=args, train_dataset=train, data_collator=collator)
+    trainer.train()
+    assert trainer.state.global_step == 1
+    logged = trainer.state.log_history[0]["loss"]
+
+    batch = collator(list(train))  # one batch of every row; a document's loss does not depend on its row
+    with torch.no_grad():
+        logits = initial(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+    ce = torch.nn.functional.cross_entropy(logits[0, :-1], batch["labels"][0, 1:], ignore_index=-100, reduction="none")
+    labels = batch["labels"][0, 1:]
+    cu = batch["cu_seq_lens_q"].tolist()
+    means = [ce[a : b - 1][labels[a : b - 1] != -100].mean() for a, b in itertools.pairwise(cu)]
+    assert len(means) == len(TOPICS)
+    expected = float(torch.stack(means).mean())
+    assert float(weighted_loss(logits, batch["labels"], batch["loss_weights"])) == pytest.approx(expected, rel=1e-5)
+    token_mean = float(masked_loss(logits, batch["labels"]))
+    print(f"trainer loss {logged:.6f}, document mean {expected:.6f}, token mean {token_mean:.6f}")
+    assert logged == pytest.approx(expected, rel=1e-5)
+    assert abs(token_mean - expected) > 10 * 1e-5 * expected  # the control: the token mean is far outside that

@@ -51,6 +51,12 @@ ServedModelOpt = Annotated[
 ConcurrencyOpt = Annotated[int, typer.Option(help="Requests in flight (engine openai).")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="Threads (default: all cores); same output for any.")]
 OverwriteOpt = Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")]
+LossWeightsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Also write per-token loss_weights: per_sequence (1/N on a document's N trained tokens) | per_token."
+    ),
+]
 PackEngineOpt = Annotated[
     str, typer.Option(help="local (one process) | ray (Ray Data; OUTPUT becomes a dataset directory).")
 ]
@@ -299,7 +305,23 @@ def pack(
     threads: ThreadsOpt = PackOptions.num_threads,
     pad_to: Annotated[int | None, typer.Option(help="Pad rows to this length (>= seq-len).")] = None,
     pad_id: Annotated[int, typer.Option(help="Token id of the padding.")] = 0,
+    loss_weights: LossWeightsOpt = PackOptions.loss_weights,
     seed: Annotated[int, typer.Option(help="Seed of the --demo sample.")] = 0,
+    plan_only: Annotated[
+        bool,
+        typer.Option(
+            "--plan-only",
+            help="Write the packing plan (per row: sample_index, token_offset, seq_lengths of each document; no "
+            "tokens) instead of the rows.",
+        ),
+    ] = False,
+    from_plan: Annotated[
+        str | None,
+        typer.Option(
+            help="Make the rows of this plan (a --plan-only output) from INPUTS, byte for byte what pack writes; "
+            "the packing options are the plan's."
+        ),
+    ] = None,
     engine: PackEngineOpt = "local",
     ray_address: RayAddressOpt = None,
     overwrite: OverwriteOpt = False,
@@ -323,13 +345,16 @@ def pack(
             overflow=overflow,  # type: ignore[arg-type]
             pad_to=pad_to,
             pad_id=pad_id,
+            loss_weights=loss_weights,  # type: ignore[arg-type]
             num_threads=threads,
         )
     except USER_ERRORS as e:
         raise _fail(f"{e}") from None
+    if plan_only and from_plan:
+        raise _fail("--plan-only writes a plan, --from-plan reads one: give one of them")
     if engine == "ray":
-        if demo:
-            raise _fail("--engine ray packs Parquet INPUTS (no --demo)")
+        if demo or plan_only or from_plan:
+            raise _fail("--engine ray packs Parquet INPUTS (no --demo, --plan-only or --from-plan)")
         ray_options = dataclasses.replace(options, num_threads=1)  # one copy thread per task: Ray runs one per CPU
         _ray_run(
             lambda ray_mod: ray_mod.ray_pack_to_parquet(list(inputs or []), output, ray_options, overwrite=overwrite),
@@ -348,7 +373,14 @@ def pack(
             samples = read_table(inputs or [], INPUT_COLUMNS, progress=not quiet)
             label = ", ".join(inputs or [])
         t1 = time.perf_counter()
-        packed = longmagpie.pack(samples, **dataclasses.asdict(options))
+        if plan_only:
+            plan_options = {k: v for k, v in dataclasses.asdict(options).items() if k != "num_threads"}
+            packed = longmagpie.pack_plan(samples, **plan_options)
+        elif from_plan:
+            packed = longmagpie.pack_from_plan(samples, read_table([from_plan]), num_threads=threads)
+            seq_len = longmagpie.pack_metadata(packed)["params"]["seq_len"]
+        else:
+            packed = longmagpie.pack(samples, **dataclasses.asdict(options))
         t2 = time.perf_counter()
         write_table_atomic(packed, output, overwrite=overwrite, progress=not quiet)
     except USER_ERRORS as e:
@@ -356,7 +388,8 @@ def pack(
     t3 = time.perf_counter()
     if not quiet:
         s = longmagpie.pack_stats(packed)
-        typer.echo(f"packed {label}")
+        what = f"{'planned' if plan_only else 'packed'} {label}"
+        typer.echo(what + (f" from the plan {from_plan}" if from_plan else ""))
         for line in s.summary_lines(seq_len):
             typer.echo("  " + line)
         rate = s.input_tokens / max(t2 - t1, 1e-9)
@@ -381,6 +414,7 @@ def pmix(
     overflow: Annotated[str, typer.Option(help="error | truncate | drop.")] = PmixOptions.overflow,
     exhausted: Annotated[str, typer.Option(help="stop | short_only | recycle.")] = PmixOptions.exhausted,
     max_rows: Annotated[int | None, typer.Option(help="Stop after this many rows.")] = PmixOptions.max_rows,
+    loss_weights: LossWeightsOpt = PmixOptions.loss_weights,
     threads: ThreadsOpt = PmixOptions.num_threads,
     engine: PackEngineOpt = "local",
     ray_address: RayAddressOpt = None,
@@ -405,6 +439,7 @@ def pmix(
             overflow=overflow,  # type: ignore[arg-type]
             exhausted=exhausted,  # type: ignore[arg-type]
             max_rows=max_rows,
+            loss_weights=loss_weights,  # type: ignore[arg-type]
             num_threads=threads,
         )
     except USER_ERRORS as e:

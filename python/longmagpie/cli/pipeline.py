@@ -63,6 +63,7 @@ from longmagpie.options import (
     INPUT_COLUMNS,
     Exhausted,
     Fill,
+    LossWeights,
     Overflow,
     PackOptions,
     PmixOptions,
@@ -112,6 +113,7 @@ class PackSection(_Section):
     overflow: Overflow = PackOptions.overflow
     pad_to: int | None = Field(PackOptions.pad_to, gt=0)
     pad_id: int = Field(PackOptions.pad_id, ge=0)
+    loss_weights: LossWeights | None = PackOptions.loss_weights
 
 
 class PmixSection(_Section):
@@ -126,6 +128,7 @@ class PmixSection(_Section):
     fill: Fill = PmixOptions.fill
     overflow: PmixOverflow = PmixOptions.overflow
     exhausted: Exhausted = PmixOptions.exhausted
+    loss_weights: LossWeights | None = PmixOptions.loss_weights
 
 
 class QualitySection(_Section):

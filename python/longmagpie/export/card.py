@@ -31,15 +31,16 @@ def check_split(split: str) -> None:
         raise ValueError(f"split {split!r} is not a valid split name (letters, digits and _, e.g. 'train')")
 
 
-def export_params(split: str, seq_len: int | None, limits: tuple[Any, ...], **extra: Any) -> dict[str, Any]:
-    """Return the export settings a card records.
+def export_params(split: str | None, seq_len: int | None, limits: tuple[Any, ...], **extra: Any) -> dict[str, Any]:
+    """Return the export settings a card (or another export's provenance file) records.
 
     ``limits`` is (rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level) as
-    :func:`longmagpie.export_parquet` resolved them.
+    :class:`~longmagpie.export.parquet.ShardLimits` resolved them; ``split`` is left out when ``None`` (an
+    export without splits); ``extra`` settings follow the common ones.
     """
     rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level = limits
     return {
-        "split": split,
+        **({} if split is None else {"split": split}),
         "seq_len": seq_len,
         "rows_per_shard": rows_per_shard,
         "shard_bytes": shard_bytes,

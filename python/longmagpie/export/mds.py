@@ -9,6 +9,7 @@ One sample per packed row:
 | ``mask`` | ``ndarray:uint8`` | 1 = train on the token (``assistant_masks``, and ``labels != -100`` when present) |
 | ``length`` | ``int`` | tokens in the row |
 | ``domain`` | ``str`` | a constant, or the row's sources |
+| ``loss_weights`` | ``ndarray:float32`` | only when the rows have it (``pack(loss_weights=...)``); not upstream's |
 
 Upstream LongMagpie's p-mix writes one span per row (``[[0, 65536]]``), so attention crosses the
 packed conversations (its plain 64k set has one span per conversation); here every packed document
@@ -36,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from longmagpie.export.parquet import ExportResult
-from longmagpie.export.rows import PackedRows, list_lengths, trained
+from longmagpie.export.rows import LOSS_WEIGHTS, PackedRows, list_lengths, trained
 from longmagpie.export.staging import staged_directory
 from longmagpie.io import storage
 
@@ -88,6 +89,7 @@ def mds_samples(batch: pa.RecordBatch, domain: str | None, indices_dtype: str = 
     nd = list_lengths(batch.column("seq_lengths"))
     doc_lengths = _flat(batch.column("seq_lengths"), np.int64)
     sources = batch.column("source").to_pylist() if domain is None and "source" in names else None
+    weights = _flat(batch.column(LOSS_WEIGHTS), np.float32) if LOSS_WEIGHTS in names else None
     out = []
     d = 0
     for r in range(batch.num_rows):
@@ -103,7 +105,10 @@ def mds_samples(batch: pa.RecordBatch, domain: str | None, indices_dtype: str = 
         else:
             dom = ""
         a, b = starts[r], starts[r + 1]
-        out.append({"input_ids": ids[a:b], "indices": indices, "mask": mask[a:b], "length": int(n[r]), "domain": dom})
+        sample = {"input_ids": ids[a:b], "indices": indices, "mask": mask[a:b], "length": int(n[r]), "domain": dom}
+        if weights is not None:
+            sample[LOSS_WEIGHTS] = weights[a:b]
+        out.append(sample)
     return out
 
 
@@ -163,6 +168,8 @@ def export_mds(
         raise ValueError(f"indices_dtype must be one of {INDICES_DTYPES}, got {indices_dtype!r}")
     columns = {**MDS_COLUMNS, "indices": f"ndarray:{indices_dtype}"}
     source = PackedRows(rows, seq_len)
+    if LOSS_WEIGHTS in source.schema.names:
+        columns[LOSS_WEIGHTS] = "ndarray:float32"
     out = storage.require_local(out_dir, "MDS export")
     with staged_directory(out, overwrite) as tmp:
         with mds_writer(

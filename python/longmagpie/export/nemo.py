@@ -22,7 +22,9 @@ boundaries become ``cu_seqlens_q_padded`` (every document's ``L - 1`` must then 
 unpadded ``cu_seqlens_q`` is derived per document as the position of its last input token that is not
 the tokenizer's EOS id. So a CP-ready file pads each document with EOS ids (loss 0) to ``L - 1`` a
 multiple of ``pad_seq_to_mult``, and records nothing else: the trainer needs no extra column. We add a
-``seq_lengths`` column (each document's length before padding), which the trainer does not read.
+``seq_lengths`` column (each document's length before padding), which the trainer does not read, and,
+when the rows carry them (``pack(..., loss_weights=...)``), ``loss_weights`` list<float32> rolled as
+``loss_mask`` is. Megatron-Bridge's loss does not read it: it is there for a loss function of the user's.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from longmagpie import _core
+from longmagpie.export.card import export_params
 from longmagpie.export.parquet import SHARD_BYTES, ExportResult, ShardLimits, ShardWriter
-from longmagpie.export.rows import PackedRows, list_lengths, trained
+from longmagpie.export.rows import LOSS_WEIGHTS, PackedRows, list_lengths, trained
 from longmagpie.export.staging import staged_directory
 from longmagpie.io import storage
 
@@ -52,6 +54,8 @@ NEMO_SCHEMA = pa.schema(
         pa.field("seq_lengths", pa.list_(pa.int32())),
     ]
 )
+#: Written after those when the rows carry ``loss_weights`` (rolled as ``loss_mask``; the trainer does not read it).
+NEMO_WEIGHTS_FIELD = pa.field(LOSS_WEIGHTS, pa.list_(pa.float32()))
 #: The metadata file ``packed_metadata_path`` points to (upstream's key order).
 METADATA_FILE = "metadata.json"
 #: What longmagpie wrote (version, parameters, totals, packing metadata); not read by the trainer.
@@ -148,6 +152,13 @@ def nemo_batch(
     mask = np.zeros(len(ids), dtype=np.int8)
     mask[:-1] = keep[1:]
     mask[doc_start + lengths - 1] = 0
+    weights = None
+    if LOSS_WEIGHTS in batch.schema.names:
+        w = pc.list_flatten(batch.column(LOSS_WEIGHTS)).to_numpy(zero_copy_only=False).astype(np.float32)
+        weights = np.zeros(len(ids), dtype=np.float32)
+        weights[:-1] = w[1:]
+        weights[doc_start + lengths - 1] = 0
+    out_weights = weights
     if multiple == 1:
         padded, out_ids, out_mask = lengths, ids, mask
     else:
@@ -161,6 +172,9 @@ def nemo_batch(
         out_ids[where] = ids
         out_mask = np.zeros(len(out_ids), dtype=np.int8)
         out_mask[where] = mask
+        if weights is not None:
+            out_weights = np.zeros(len(out_ids), dtype=np.float32)
+            out_weights[where] = weights
         _check_logical_lengths(out_ids, out_mask, padded, new_start, nd, first_row, pad_id)
     runtime = _per_row_sum(padded - 1, nd)
     if (bad := np.flatnonzero(runtime > seq_len)).size:
@@ -182,7 +196,11 @@ def nemo_batch(
         _list_array(doc_rel - row_first, nd, pa.int32()),
         _list_array(lengths, nd, pa.int32()),
     ]
-    return pa.RecordBatch.from_arrays(columns, schema=NEMO_SCHEMA)
+    schema = NEMO_SCHEMA
+    if out_weights is not None:
+        columns.append(_list_array(out_weights, row_tokens, pa.float32()))
+        schema = schema.append(NEMO_WEIGHTS_FIELD)
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
 def _check_logical_lengths(
@@ -294,13 +312,7 @@ def export_nemo(
             )
         if isinstance(pad_id, bool) or not isinstance(pad_id, int) or not 0 <= pad_id <= np.iinfo(np.int32).max:
             raise ValueError(f"pad_id must be an int in 0..2**31-1, got {pad_id!r}")
-    limits = ShardLimits(
-        rows_per_shard=rows_per_shard,
-        shard_bytes=shard_bytes,
-        row_group_rows=row_group_rows,
-        row_group_bytes=row_group_bytes,
-        compression_level=compression_level,
-    ).as_tuple()
+    limits = ShardLimits.resolve(rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level)
     source = PackedRows(rows, seq_len)
     if source.seq_len is None:
         raise ValueError(
@@ -314,7 +326,8 @@ def export_nemo(
         )
     out = storage.require_local(out_dir, "a Megatron-Bridge packed dataset")
     acc = _Acc()
-    schema = NEMO_SCHEMA.with_metadata(source.schema.metadata)
+    schema = NEMO_SCHEMA.append(NEMO_WEIGHTS_FIELD) if LOSS_WEIGHTS in source.schema.names else NEMO_SCHEMA
+    schema = schema.with_metadata(source.schema.metadata)
     with staged_directory(out, overwrite) as tmp:
         writer = ShardWriter(tmp, schema, *limits)
         try:
@@ -380,22 +393,16 @@ def _provenance(
     pad_id: int | None,
     limits: tuple[Any, ...],
 ) -> dict[str, Any]:
-    rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level = limits
     return {
         "format": "megatron-bridge packed parquet (GPTSFTPackedParquetDataset)",
-        "longmagpie_version": _core.__version__,
-        "export": {
-            "seq_len": source.seq_len,
-            "cp_size": cp_size,
-            "pad_seq_to_mult": multiple,
-            "pad_id": pad_id if multiple > 1 else None,
-            "rows_per_shard": rows_per_shard,
-            "shard_bytes": shard_bytes,
-            "row_group_rows": row_group_rows,
-            "row_group_bytes": row_group_bytes,
-            "compression": "zstd",
-            "compression_level": compression_level,
-        },
+        "export": export_params(
+            None,
+            source.seq_len,
+            limits,
+            cp_size=cp_size,
+            pad_seq_to_mult=multiple,
+            pad_id=pad_id if multiple > 1 else None,
+        ),
         "totals": {
             "rows": acc.rows,
             "tokens": acc.tokens,

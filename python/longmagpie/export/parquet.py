@@ -194,6 +194,24 @@ class ShardLimits:
         for name in ("rows_per_shard", "row_group_rows", "shard_bytes", "row_group_bytes"):
             _positive(name, getattr(self, name))
 
+    @classmethod
+    def resolve(
+        cls,
+        rows_per_shard: int | None,
+        shard_bytes: int,
+        row_group_rows: int | None,
+        row_group_bytes: int,
+        compression_level: int | None,
+    ) -> tuple[int | None, int, int | None, int, int | None]:
+        """Check an exporter's limit arguments; return them in :class:`ShardWriter`'s order."""
+        return cls(
+            rows_per_shard=rows_per_shard,
+            shard_bytes=shard_bytes,
+            row_group_rows=row_group_rows,
+            row_group_bytes=row_group_bytes,
+            compression_level=compression_level,
+        ).as_tuple()
+
     def as_tuple(self) -> tuple[int | None, int, int | None, int, int | None]:
         """Return the limits in :class:`ShardWriter`'s argument order."""
         return (
@@ -261,13 +279,7 @@ def export_parquet(
 
     """
     check_split(split)
-    limits = ShardLimits(
-        rows_per_shard=rows_per_shard,
-        shard_bytes=shard_bytes,
-        row_group_rows=row_group_rows,
-        row_group_bytes=row_group_bytes,
-        compression_level=compression_level,
-    ).as_tuple()
+    limits = ShardLimits.resolve(rows_per_shard, shard_bytes, row_group_rows, row_group_bytes, compression_level)
     source = PackedRows(rows, seq_len)
     out = storage.local_path(out_dir)
     if out is None:

@@ -17,6 +17,8 @@ from longmagpie._metadata import METADATA_KEY
 REQUIRED = ("input_ids", "seq_lengths")
 #: Optional per-token columns: one value per token of ``input_ids``.
 PER_TOKEN = ("assistant_masks", "labels")
+#: The optional per-token float column (``pack(..., loss_weights=...)``): one weight per token of ``input_ids``.
+LOSS_WEIGHTS = "loss_weights"
 #: Optional per-document columns: one value per entry of ``seq_lengths``.
 PER_DOCUMENT = ("source", "kind")
 
@@ -109,6 +111,10 @@ def check_schema(schema: pa.Schema) -> None:
             t = schema.field(name).type
             if not _is_list(t) or not pa.types.is_integer(t.value_type):
                 raise ValueError(f"column '{name}' must be a list of integers, got {t}")
+    if LOSS_WEIGHTS in schema.names:
+        t = schema.field(LOSS_WEIGHTS).type
+        if not _is_list(t) or not pa.types.is_floating(t.value_type):
+            raise ValueError(f"column '{LOSS_WEIGHTS}' must be a list of floats, got {t}")
 
 
 class PackedRows:
@@ -176,7 +182,7 @@ class PackedRows:
         sums = list_sums(docs)
         if (bad := np.flatnonzero(sums != n)).size:
             fail(int(bad[0]), f"seq_lengths sums to {sums[bad[0]]} but the row has {n[bad[0]]} tokens")
-        for name in (*PER_TOKEN, "length"):
+        for name in (*PER_TOKEN, LOSS_WEIGHTS, "length"):
             if name not in batch.schema.names:
                 continue
             col = batch.column(name)

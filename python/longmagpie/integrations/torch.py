@@ -11,7 +11,10 @@ the keyword arguments transformers' padding-free attention takes:
   ``max_length_q``/``max_length_k`` (int), which FlashAttention's varlen kernels and
   linear-attention layers read directly;
 - ``labels``: the row's ``labels`` (or ``input_ids``) with -100 where ``assistant_masks`` is 0 and
-  on the first token of every document, so no token is predicted across a boundary.
+  on the first token of every document, so no token is predicted across a boundary;
+- ``loss_weights`` (float32, ``(1, T)``, aligned with ``labels``) when the rows carry them
+  (``pack(..., loss_weights="per_sequence")``): :func:`weighted_loss` turns them into the loss, and
+  :class:`WeightedLossTrainer` is a transformers ``Trainer`` that uses it.
 
 :func:`document_attention_mask` builds the explicit block-diagonal causal mask for code that
 passes a 4-D mask itself.
@@ -35,6 +38,12 @@ def _as_array(value: Any, name: str, index: int) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         return value.detach().cpu().numpy().astype(np.int64, copy=False).reshape(-1)
     return np.asarray(value, dtype=np.int64).reshape(-1)
+
+
+def _as_weights(value: Any) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy().astype(np.float32).reshape(-1)
+    return np.asarray(value, dtype=np.float32).reshape(-1)
 
 
 @dataclass
@@ -68,7 +77,12 @@ class PackedCollator:
         """
         if not examples:
             raise ValueError("cannot collate an empty batch")
-        ids_parts, label_parts, doc_lengths = [], [], []
+        ids_parts, label_parts, doc_lengths, weight_parts = [], [], [], []
+        weighted = [ex.get("loss_weights") is not None for ex in examples]
+        if any(weighted) and not all(weighted):
+            raise ValueError(
+                f"example {weighted.index(False)} has no loss_weights but example {weighted.index(True)} has"
+            )
         for i, ex in enumerate(examples):
             ids = _as_array(ex.get("input_ids"), "input_ids", i)
             lengths = _as_array(ex.get("seq_lengths"), "seq_lengths", i)
@@ -86,6 +100,11 @@ class PackedCollator:
                         f"example {i}: assistant_masks has {mask.size} values but input_ids has {ids.size}"
                     )
                 labels[mask == 0] = IGNORE_INDEX
+            if weighted[0]:
+                w = _as_weights(ex["loss_weights"])
+                if w.size != ids.size:
+                    raise ValueError(f"example {i}: loss_weights has {w.size} values but input_ids has {ids.size}")
+                weight_parts.append(w)
             ids_parts.append(ids)
             label_parts.append(labels)
             doc_lengths.append(lengths)
@@ -110,6 +129,10 @@ class PackedCollator:
             "max_length_q": max_len,
             "max_length_k": max_len,
         }
+        if weighted[0]:
+            weights = np.concatenate(weight_parts)
+            weights[labels == IGNORE_INDEX] = 0.0  # no weight on a label that is not trained
+            batch["loss_weights"] = torch.from_numpy(weights)[None]
         if self.return_seq_idx:
             batch["seq_idx"] = torch.from_numpy(doc_of_token.astype(np.int32))[None]
         if self.return_attention_mask:
@@ -133,3 +156,79 @@ def document_attention_mask(seq_lengths: Sequence[int], dtype: torch.dtype | Non
     mask = torch.zeros(allowed.shape, dtype=dtype)
     mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     return mask[None, None]
+
+
+def weighted_loss(
+    logits: torch.Tensor, labels: torch.Tensor, loss_weights: torch.Tensor, normalizer: float | None = None
+) -> torch.Tensor:
+    """Return ``sum(w * ce) / sum(w)`` over next-token predictions: the loss that ``loss_weights`` ask for.
+
+    ``logits`` ``(B, T, V)``, ``labels`` and ``loss_weights`` ``(B, T)`` as :class:`PackedCollator` returns
+    them (unshifted, as transformers takes ``labels``): token ``t`` is predicted from position ``t - 1`` with
+    weight ``loss_weights[t]``; labels of -100 weigh nothing. With ``"per_sequence"`` weights (each document's sum
+    to 1) this is the mean over the batch's documents of each document's mean token loss (LongAlign's sequence
+    average); with ``"per_token"`` weights it is transformers' token mean. ``normalizer`` replaces ``sum(w)``
+    (e.g. the documents of a whole accumulated batch).
+    """
+    shift_logits = logits[..., :-1, :].float()
+    shift_labels = labels[..., 1:].reshape(-1)
+    weights = loss_weights[..., 1:].reshape(-1).to(torch.float32)
+    ce = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.shape[-1]), shift_labels, ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    weights = torch.where(shift_labels == IGNORE_INDEX, torch.zeros_like(weights), weights)
+    total = weights.sum() if normalizer is None else torch.as_tensor(normalizer, dtype=torch.float32)
+    return (ce * weights).sum() / total.clamp_min(torch.finfo(torch.float32).tiny)
+
+
+_WEIGHTED_TRAINER: type | None = None
+
+
+def _weighted_loss_trainer() -> type:
+    """Build :class:`WeightedLossTrainer` on first use (transformers is imported only then)."""
+    global _WEIGHTED_TRAINER
+    if _WEIGHTED_TRAINER is not None:
+        return _WEIGHTED_TRAINER
+    from transformers import Trainer
+
+    class WeightedLossTrainer(Trainer):  # type: ignore[misc]
+        """A transformers ``Trainer`` whose loss is :func:`weighted_loss` over the batch's ``loss_weights``.
+
+        Use it with ``data_collator=PackedCollator()`` on rows packed with ``loss_weights`` (and
+        ``TrainingArguments(remove_unused_columns=False)``, so the ``seq_lengths`` and ``loss_weights`` columns
+        reach the collator). Each micro-batch is normalised by its own weights (its documents, for
+        ``"per_sequence"``), and the Trainer divides by the gradient-accumulation steps (``loss_is_scaled_for_ga``
+        is ``False``), so an accumulated step averages its micro-batches.
+        """
+
+        loss_is_scaled_for_ga = False
+
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            """Run the model without its own loss and return :func:`weighted_loss` (and the outputs if asked)."""
+            if "loss_weights" not in inputs:
+                raise ValueError(
+                    "the batch has no loss_weights: pack with loss_weights='per_sequence' (or 'per_token'), keep the "
+                    "column (remove_unused_columns=False) and collate with longmagpie's PackedCollator"
+                )
+            inputs = dict(inputs)
+            weights = inputs.pop("loss_weights")
+            labels = inputs.pop("labels")
+            outputs = model(**inputs, use_cache=False)
+            loss = weighted_loss(outputs.logits, labels, weights)
+            return (loss, outputs) if return_outputs else loss
+
+    _WEIGHTED_TRAINER = WeightedLossTrainer
+    return WeightedLossTrainer
+
+
+def __getattr__(name: str) -> Any:
+    """``WeightedLossTrainer``: a transformers ``Trainer`` with :func:`weighted_loss`, built when asked for."""
+    if name == "WeightedLossTrainer":
+        return _weighted_loss_trainer()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,8 +9,8 @@ from typing import Any
 import pyarrow as pa
 
 from longmagpie import _core
-from longmagpie._metadata import attach, stats_of
-from longmagpie.options import Overflow, PackOptions, Strategy
+from longmagpie._metadata import attach, pack_metadata, stats_of
+from longmagpie.options import LossWeights, Overflow, PackOptions, Strategy
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,7 @@ def pack(
     num_threads: int | None = PackOptions.num_threads,
     pad_to: int | None = PackOptions.pad_to,
     pad_id: int = PackOptions.pad_id,
+    loss_weights: LossWeights | None = PackOptions.loss_weights,
 ) -> pa.Table:
     """Pack tokenized samples into rows of at most ``seq_len`` tokens, keeping every document boundary.
 
@@ -113,15 +114,19 @@ def pack(
         pad_to: pad every row to this many tokens (at least ``seq_len``) with ``pad_id``; the pad is
             recorded as its own segment in ``seq_lengths`` with mask 0 and label -100.
         pad_id: token id used for padding.
+        loss_weights: also write ``loss_weights`` list<float32>, one weight per token:
+            ``"per_sequence"`` (``1/N`` on each of a document's ``N`` trained tokens, so every document
+            weighs the same in the loss) or ``"per_token"`` (1 on each trained token); see
+            :data:`longmagpie.options.LOSS_WEIGHTS_RULE` for which tokens are trained.
 
     Returns:
         A ``pyarrow.Table`` with one row per packed sequence: ``input_ids`` list<int32>,
         ``seq_lengths`` list<int32> (one entry per document, summing to the row length),
         ``assistant_masks`` list<int8> (all 1 when the input had neither mask nor labels; derived
         as ``labels != -100`` when it had labels only), ``labels`` list<int32> (only if the input
-        had labels), ``length`` int32, and ``source`` list<string> (one per document, only if the
-        input had it). Parameters and :class:`PackStats` are stored in the schema metadata; read
-        them with :func:`pack_stats`.
+        had labels), ``loss_weights`` list<float32> (only with ``loss_weights``), ``length`` int32,
+        and ``source`` list<string> (one per document, only if the input had it). Parameters and
+        :class:`PackStats` are stored in the schema metadata; read them with :func:`pack_stats`.
 
     Raises:
         ValueError: bad values (nulls, negative ids, masks other than 0/1, per-token columns of
@@ -133,7 +138,13 @@ def pack(
     from longmagpie._arrow import as_arrow
 
     options = PackOptions(
-        seq_len=seq_len, strategy=strategy, overflow=overflow, pad_to=pad_to, pad_id=pad_id, num_threads=num_threads
+        seq_len=seq_len,
+        strategy=strategy,
+        overflow=overflow,
+        pad_to=pad_to,
+        pad_id=pad_id,
+        loss_weights=loss_weights,
+        num_threads=num_threads,
     )
     table, stats = _core.pack(as_arrow(samples), options)
     table = to_pyarrow(table)
@@ -150,6 +161,111 @@ def pack(
 
 
 def pack_stats(table: pa.Table | pa.Schema) -> PackStats:
-    """Return the :class:`PackStats` that :func:`pack` recorded for ``table`` (also after a Parquet round trip)."""
-    stats = stats_of(table, "pack")
+    """Return the :class:`PackStats` that :func:`pack` (or :func:`pack_plan`) recorded for ``table``.
+
+    Also after a Parquet round trip.
+    """
+    if pack_metadata(table).get("op") == "pack_plan":
+        stats = stats_of(table, "pack_plan")
+    else:
+        stats = stats_of(table, "pack")
     return PackStats(**{f.name: stats[f.name] for f in fields(PackStats)})
+
+
+#: The statistics of a plan that describe its rows; :func:`pack_from_plan` recomputes them from the rows it makes.
+ROW_STATS = (
+    "rows",
+    "documents",
+    "output_tokens",
+    "pad_tokens",
+    "fill_rate",
+    "max_documents_per_row",
+    "min_row_tokens",
+)
+
+
+def pack_plan(
+    samples: Any,
+    seq_len: int = PackOptions.seq_len,
+    strategy: Strategy = PackOptions.strategy,
+    overflow: Overflow = PackOptions.overflow,
+    pad_to: int | None = PackOptions.pad_to,
+    pad_id: int = PackOptions.pad_id,
+    loss_weights: LossWeights | None = PackOptions.loss_weights,
+) -> pa.Table:
+    """Plan :func:`pack` without copying a token: per packed row, where each of its documents comes from.
+
+    The planner works on lengths alone, so a plan costs a fraction of a pack and a few bytes per document: keep
+    it beside the tokenized samples and make the rows when they are needed (:func:`pack_from_plan`), or plan again
+    for another ``seq_len`` or strategy without rewriting any token.
+
+    Args:
+        samples: what :func:`pack` takes (only ``input_ids`` lengths and the columns present are read).
+        seq_len: row capacity in tokens.
+        strategy: as in :func:`pack`.
+        overflow: as in :func:`pack`.
+        pad_to: recorded for :func:`pack_from_plan`, which pads the rows it makes.
+        pad_id: recorded for :func:`pack_from_plan`.
+        loss_weights: recorded for :func:`pack_from_plan`, which writes them.
+
+    Returns:
+        A ``pyarrow.Table`` with one row per packed row, in :func:`pack`'s order: ``sample_index`` list<int64>
+        (row of ``samples``, 0-based), ``token_offset`` list<int64> (tokens of the sample before the document;
+        non-zero only for ``overflow="split"`` pieces) and ``seq_lengths`` list<int32> (document lengths), one
+        entry per document in row order. Its schema metadata records ``op="pack_plan"``, the options and the
+        :class:`PackStats` that :func:`pack` would report (read them with :func:`pack_stats`).
+
+    Raises:
+        ValueError: bad arguments, nulls, per-token columns of another length than ``input_ids``, or a sample
+            longer than ``seq_len`` with ``overflow="error"`` (the message names the row). Token values
+            (negative ids, masks other than 0/1) are not read here: :func:`pack_from_plan` checks the tokens it
+            copies.
+        TypeError: a column of a type that cannot be read, or an unsupported ``samples`` object.
+
+    """
+    from longmagpie._arrow import as_arrow
+
+    options = PackOptions(
+        seq_len=seq_len, strategy=strategy, overflow=overflow, pad_to=pad_to, pad_id=pad_id, loss_weights=loss_weights
+    )
+    table, stats = _core.pack_plan(as_arrow(samples), options)
+    table = to_pyarrow(table)
+    log.info("planned %d samples into %d rows of %d (%s)", stats["input_samples"], stats["rows"], seq_len, strategy)
+    return attach(table, "pack_plan", options.params(), stats)
+
+
+def pack_from_plan(samples: Any, plan: Any, num_threads: int | None = PackOptions.num_threads) -> pa.Table:
+    """Make the packed rows of ``plan`` (from :func:`pack_plan`) out of the ``samples`` it was made for.
+
+    The rows, their metadata and statistics equal what :func:`pack` with the plan's options writes for the same
+    samples, byte for byte. A plan whose rows were edited (reordered, some left out) is made as it stands: the
+    row statistics are counted on the rows made, the overflow counts stay the plan's.
+
+    Args:
+        samples: the samples :func:`pack_plan` saw (any form :func:`pack` takes). The plan is checked against
+            them: the number of samples and of tokens, and every entry's slice.
+        plan: a plan table with its schema metadata (also read back from Parquet).
+        num_threads: threads that copy tokens; the output is the same for any value.
+
+    Returns:
+        The packed rows, as :func:`pack` returns them.
+
+    Raises:
+        ValueError: a table that is not a plan, samples the plan was not made for, an entry outside its sample,
+            or bad token values (the message names the plan row or the input row, and the fix).
+
+    """
+    from longmagpie._arrow import as_arrow
+
+    plan_table = plan if isinstance(plan, pa.Table) else pa.table(plan)
+    meta = pack_metadata(plan_table)
+    if meta.get("op") != "pack_plan":
+        raise ValueError(
+            f"this table was produced by longmagpie.{meta.get('op')}, not longmagpie.pack_plan: pass a plan"
+        )
+    options = PackOptions(**meta["params"], num_threads=num_threads)
+    recorded = meta["stats"]
+    expected = (recorded["input_samples"], recorded["input_tokens"])
+    table, stats = _core.pack_from_plan(as_arrow(samples), plan_table, options, expected)
+    merged = {**recorded, **{key: stats[key] for key in ROW_STATS}}
+    return attach(to_pyarrow(table), "pack", options.params(), merged)

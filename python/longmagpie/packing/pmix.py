@@ -12,7 +12,7 @@ import pyarrow as pa
 from longmagpie import _core
 from longmagpie._arrow import as_arrow
 from longmagpie._metadata import attach, stats_of
-from longmagpie.options import Exhausted, Fill, PmixOptions, PmixOverflow, require_ints, resolve
+from longmagpie.options import Exhausted, Fill, LossWeights, PmixOptions, PmixOverflow, require_ints, resolve
 from longmagpie.packing.pack import to_pyarrow
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,7 @@ def pack_pmix(
     exhausted: Exhausted = PmixOptions.exhausted,
     max_rows: int | None = PmixOptions.max_rows,
     num_threads: int | None = PmixOptions.num_threads,
+    loss_weights: LossWeights | None = PmixOptions.loss_weights,
 ) -> pa.Table:
     """Mix long-context and short samples into rows of at most ``seq_len`` tokens (p-mix).
 
@@ -126,10 +127,12 @@ def pack_pmix(
             was used once, or after ``max_rows`` rows if given.
         max_rows: stop after this many rows (upstream ``--total_samples``).
         num_threads: threads used to copy tokens; the output is identical for any value.
+        loss_weights: also write ``loss_weights``, as :func:`longmagpie.pack` does.
 
     Returns:
         A ``pyarrow.Table`` with :func:`longmagpie.pack`'s columns (``input_ids``, ``seq_lengths``
-        with one entry per segment, ``assistant_masks``, [``labels``], ``length``, [``source``])
+        with one entry per segment, ``assistant_masks``, [``labels``], [``loss_weights``], ``length``,
+        [``source``])
         plus ``kind`` list<string> (``"long"``/``"short"`` per segment). Parameters and
         :class:`PmixStats` are in the schema metadata: read them with :func:`pmix_stats`.
 
@@ -150,6 +153,7 @@ def pack_pmix(
         exhausted=exhausted,
         max_rows=max_rows,
         num_threads=num_threads,
+        loss_weights=loss_weights,
     )
     # The in-memory call is the streaming engine with one block per pool (window_tokens=None).
     core = _core.pack_pmix_stream(as_arrow(long), as_arrow(short), options)

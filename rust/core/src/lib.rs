@@ -42,4 +42,7 @@ pub use error::{AssembleError, PackError, Result};
 pub use pack::gather::{output_schema, rows_per_batch};
 pub use pack::plan::{plan, Plan, Strategy};
 pub use pack::pmix::{pack_pmix, Exhausted, Fill, PmixOptions, PmixPacked, PmixStats};
-pub use pack::{pack, Overflow, PackOptions, PackStats, Packed};
+pub use pack::{
+    pack, pack_from_plan, pack_plan, plan_schema, LossWeights, Overflow, PackOptions, PackPlan,
+    PackStats, Packed,
+};

@@ -361,3 +361,41 @@ fn bad_options_are_rejected() {
     o.num_threads = Some(0);
     assert!(pack(&b.schema(), &[b], &o).is_err());
 }
+
+#[test]
+fn loss_weights_per_sequence_and_per_token() {
+    use arrow_array::types::Float32Type;
+    use longmagpie_core::LossWeights;
+    // Two documents: mask [0,1,1,1] (3 trained, none first) and [1,1,0] (first not counted: 1).
+    let ids = list_i32(&[vec![1, 2, 3, 4], vec![5, 6, 7]]);
+    let m = list_i32(&[vec![0, 1, 1, 1], vec![1, 1, 0]]);
+    let b = batch(vec![("input_ids", ids), ("assistant_masks", m)]);
+    let weights = |scheme: Option<LossWeights>, pad_to: Option<usize>| -> Vec<Vec<f32>> {
+        let mut o = PackOptions::new(8);
+        o.strategy = Strategy::Sequential;
+        o.loss_weights = scheme;
+        o.pad_to = pad_to;
+        let p = pack(&b.schema(), std::slice::from_ref(&b), &o).expect("packs");
+        let col = p.batches[0]
+            .column_by_name("loss_weights")
+            .expect("loss_weights")
+            .as_list::<i32>()
+            .clone();
+        (0..col.len())
+            .map(|r| col.value(r).as_primitive::<Float32Type>().values().to_vec())
+            .collect()
+    };
+    let third = 1.0f32 / 3.0;
+    assert_eq!(
+        weights(Some(LossWeights::PerSequence), None),
+        vec![vec![0.0, third, third, third, 0.0, 1.0, 0.0]]
+    );
+    assert_eq!(
+        weights(Some(LossWeights::PerToken), Some(9)),
+        vec![vec![0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0]]
+    );
+    let mut o = PackOptions::new(8);
+    o.loss_weights = None;
+    let p = pack(&b.schema(), std::slice::from_ref(&b), &o).expect("packs");
+    assert!(p.batches[0].column_by_name("loss_weights").is_none());
+}

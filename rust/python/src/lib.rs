@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use longmagpie_core::pmix::{BatchSource, PmixStream};
 use longmagpie_core::{
-    pack as core_pack, Exhausted, Fill, Overflow, PackError, PackOptions, PackStats, PmixOptions,
+    pack as core_pack, pack_from_plan as core_pack_from_plan, pack_plan as core_pack_plan,
+    Exhausted, Fill, LossWeights, Overflow, PackError, PackOptions, PackStats, PmixOptions,
     PmixStats, Strategy,
 };
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
@@ -116,6 +117,12 @@ struct PackArgs {
     num_threads: Option<i64>,
     pad_to: Option<i64>,
     pad_id: i64,
+    loss_weights: Option<String>,
+}
+
+fn loss_weights(name: Option<String>) -> PyResult<Option<LossWeights>> {
+    name.map(|n| n.parse::<LossWeights>().map_err(to_py_err))
+        .transpose()
 }
 
 impl PackArgs {
@@ -134,6 +141,7 @@ impl PackArgs {
         opts.pad_id = i32::try_from(pad_id).map_err(|_| {
             PyValueError::new_err(format!("pad_id must fit in int32 (got {pad_id})"))
         })?;
+        opts.loss_weights = loss_weights(self.loss_weights)?;
         Ok(opts)
     }
 }
@@ -157,6 +165,52 @@ fn pack<'py>(
     let table = samples.into_table()?;
     let (batches, schema) = table.into_inner();
     let packed = detached(py, move || core_pack(&schema, &batches, &opts))?;
+    let stats = pack_stats_dict(py, &packed.stats)?;
+    let out = PyTable::try_new(packed.batches, packed.schema)?
+        .into_pyobject(py)?
+        .into_any();
+    Ok((out, stats))
+}
+
+/// Plans `longmagpie.pack` from lengths alone: returns `(plan: pyarrow.Table, stats: dict)`.
+///
+/// `options` is a `longmagpie.options.PackOptions`. See `longmagpie.pack_plan`.
+#[pyfunction]
+fn pack_plan<'py>(
+    py: Python<'py>,
+    samples: AnyRecordBatch,
+    options: PackArgs,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
+    let opts = options.core(0)?;
+    let table = samples.into_table()?;
+    let (batches, schema) = table.into_inner();
+    let planned = detached(py, move || core_pack_plan(&schema, &batches, &opts))?;
+    let stats = pack_stats_dict(py, &planned.stats)?;
+    let out = PyTable::try_new(planned.batches, planned.schema)?
+        .into_pyobject(py)?
+        .into_any();
+    Ok((out, stats))
+}
+
+/// Makes the rows of a plan from the samples it was made for: `(pyarrow.Table, stats: dict)`.
+///
+/// `expected_input` is the (samples, tokens) the plan recorded, checked before anything else. See
+/// `longmagpie.pack_from_plan`.
+#[pyfunction]
+#[pyo3(signature = (samples, plan, options, expected_input=None))]
+fn pack_from_plan<'py>(
+    py: Python<'py>,
+    samples: AnyRecordBatch,
+    plan: AnyRecordBatch,
+    options: PackArgs,
+    expected_input: Option<(u64, u64)>,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
+    let opts = options.core(0)?;
+    let (batches, schema) = samples.into_table()?.into_inner();
+    let (plan_batches, _) = plan.into_table()?.into_inner();
+    let packed = detached(py, move || {
+        core_pack_from_plan(&schema, &batches, &plan_batches, &opts, expected_input)
+    })?;
     let stats = pack_stats_dict(py, &packed.stats)?;
     let out = PyTable::try_new(packed.batches, packed.schema)?
         .into_pyobject(py)?
@@ -224,6 +278,7 @@ struct PmixArgs {
     exhausted: String,
     max_rows: Option<i64>,
     num_threads: Option<i64>,
+    loss_weights: Option<String>,
 }
 
 impl PmixArgs {
@@ -243,6 +298,7 @@ impl PmixArgs {
         opts.window_tokens = window_tokens
             .map(|n| count("window_tokens", n))
             .transpose()?;
+        opts.loss_weights = loss_weights(self.loss_weights)?;
         Ok(opts)
     }
 }
@@ -339,6 +395,8 @@ fn pack_pmix_stream(
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(pack, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_plan, m)?)?;
+    m.add_function(wrap_pyfunction!(pack_from_plan, m)?)?;
     m.add_function(wrap_pyfunction!(pack_pmix_stream, m)?)?;
     m.add_class::<PyPmixStream>()?;
     m.add_class::<Assembler>()?;

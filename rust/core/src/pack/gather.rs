@@ -7,14 +7,14 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{ListBuilder, StringBuilder};
-use arrow_array::{ArrayRef, Int32Array, Int8Array, ListArray, RecordBatch};
+use arrow_array::{ArrayRef, Float32Array, Int32Array, Int8Array, ListArray, RecordBatch};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use rayon::prelude::*;
 
 use super::input::{BatchView, Layout, ASSISTANT_MASKS, IGNORE_INDEX, INPUT_IDS, LABELS, SOURCE};
 use super::plan::Plan;
-use super::{kernels, memory};
+use super::{kernels, memory, LossWeights};
 use crate::error::{PackError, Result};
 
 /// A slice of one input sample placed as one document.
@@ -52,15 +52,18 @@ fn list_field(name: &str, item: DataType) -> Field {
     )
 }
 
+/// Name of the optional per-token loss-weight column (see [`LossWeights`]).
+pub const LOSS_WEIGHTS: &str = "loss_weights";
+
 /// The output schema for an input with the given optional columns:
 /// `input_ids` list<int32>, `seq_lengths` list<int32>, `assistant_masks` list<int8>,
-/// [`labels` list<int32>], `length` int32, [`source` list<string>].
-pub fn output_schema(layout: Layout) -> SchemaRef {
-    schema_with(layout, false)
+/// [`labels` list<int32>], [`loss_weights` list<float32>], `length` int32, [`source` list<string>].
+pub fn output_schema(layout: Layout, loss_weights: bool) -> SchemaRef {
+    schema_with(layout, false, loss_weights)
 }
 
 /// [`output_schema`], plus a per-segment `kind` list<string> (`long`/`short`) for p-mix.
-pub fn schema_with(layout: Layout, with_kind: bool) -> SchemaRef {
+pub fn schema_with(layout: Layout, with_kind: bool, loss_weights: bool) -> SchemaRef {
     let mut fields = vec![
         list_field(INPUT_IDS, DataType::Int32),
         list_field("seq_lengths", DataType::Int32),
@@ -68,6 +71,9 @@ pub fn schema_with(layout: Layout, with_kind: bool) -> SchemaRef {
     ];
     if layout.has_labels {
         fields.push(list_field(LABELS, DataType::Int32));
+    }
+    if loss_weights {
+        fields.push(list_field(LOSS_WEIGHTS, DataType::Float32));
     }
     fields.push(Field::new("length", DataType::Int32, true));
     if layout.has_source {
@@ -187,6 +193,8 @@ pub(crate) struct Gather<'a> {
     pub schema: SchemaRef,
     /// For p-mix: whether each view holds long samples (emits `kind`).
     pub long_views: Option<&'a [bool]>,
+    /// Write `loss_weights` of this scheme.
+    pub loss_weights: Option<LossWeights>,
 }
 
 impl Gather<'_> {
@@ -298,6 +306,10 @@ impl Gather<'_> {
             }
         }
 
+        let weights = self
+            .loss_weights
+            .map(|scheme| loss_weights(scheme, &seg_lengths, &mask, labels.as_deref()));
+
         // Arrow arrays, wrapping the vectors without copying.
         let list = |offsets: Vec<i32>, values: ArrayRef, item: DataType| -> ArrayRef {
             Arc::new(ListArray::new(
@@ -326,9 +338,16 @@ impl Gather<'_> {
         ];
         if let Some(labels) = labels {
             columns.push(list(
-                row_offsets,
+                row_offsets.clone(),
                 Arc::new(Int32Array::from(labels)),
                 DataType::Int32,
+            ));
+        }
+        if let Some(weights) = weights {
+            columns.push(list(
+                row_offsets,
+                Arc::new(Float32Array::from(weights)),
+                DataType::Float32,
             ));
         }
         columns.push(Arc::new(Int32Array::from(lengths)));
@@ -407,4 +426,35 @@ impl Gather<'_> {
         }
         worst
     }
+}
+
+/// The per-token weights of one output batch: segments are the batch's documents (and pads), in
+/// order, laid end to end over `mask` (and `labels`). See [`LossWeights`] for the rule.
+fn loss_weights(
+    scheme: LossWeights,
+    seg_lengths: &[i32],
+    mask: &[i8],
+    labels: Option<&[i32]>,
+) -> Vec<f32> {
+    let mut weights = vec![0f32; mask.len()];
+    let trained = |t: usize| mask[t] == 1 && labels.is_none_or(|l| l[t] != IGNORE_INDEX);
+    let mut start = 0usize;
+    for &n in seg_lengths {
+        let end = start + n as usize;
+        // The first token of a document is predicted by no token of it.
+        let count = (start + 1..end).filter(|&t| trained(t)).count();
+        if count > 0 {
+            let w = match scheme {
+                LossWeights::PerSequence => 1.0 / count as f32,
+                LossWeights::PerToken => 1.0,
+            };
+            for (t, slot) in weights.iter_mut().enumerate().take(end).skip(start + 1) {
+                if trained(t) {
+                    *slot = w;
+                }
+            }
+        }
+        start = end;
+    }
+    weights
 }

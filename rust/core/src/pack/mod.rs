@@ -12,15 +12,18 @@
 //!
 //! The stage in reading order: [`input`] (views and checks of the input batches),
 //! [`plan`](mod@plan) (rows from lengths), [`gather`] (rows into Arrow, shared by both packers),
-//! then `pack` here and [`pmix`] (long/short mixing, in memory and streamed) on the same parts.
+//! then `pack` here and [`pmix`] (long/short mixing, in memory and streamed) on the same parts;
+//! [`rows_plan`] writes a plan as data and makes `pack`'s rows again from it.
 
 pub mod gather;
 pub mod input;
 mod kernels;
 mod memory;
 mod options;
+pub use options::LossWeights;
 pub mod plan;
 pub mod pmix;
+pub mod rows_plan;
 
 use std::str::FromStr;
 
@@ -30,7 +33,8 @@ use arrow_schema::{Schema, SchemaRef};
 use crate::error::{PackError, Result};
 use gather::{check_discarded, output_schema, Discarded, Gather, Piece};
 use input::{BatchView, Layout};
-use plan::{plan, Strategy};
+use plan::{plan, Plan, Strategy};
+pub use rows_plan::{pack_from_plan, pack_plan, plan_schema, PackPlan};
 
 /// What to do with a sample longer than `seq_len`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +81,8 @@ pub struct PackOptions {
     pub pad_id: i32,
     /// Number of the first input row in error messages (a stream's window starts past 0).
     pub row_offset: usize,
+    /// Write a `loss_weights` column of this scheme.
+    pub loss_weights: Option<LossWeights>,
 }
 
 impl PackOptions {
@@ -90,6 +96,7 @@ impl PackOptions {
             pad_to: None,
             pad_id: 0,
             row_offset: 0,
+            loss_weights: None,
         }
     }
 
@@ -162,9 +169,74 @@ pub struct Packed {
 
 /// Packs `batches` (all with `schema`) into rows of at most `opts.seq_len` real tokens.
 pub fn pack(schema: &Schema, batches: &[RecordBatch], opts: &PackOptions) -> Result<Packed> {
+    let Prepared {
+        layout,
+        views,
+        pieces,
+        discarded,
+        plan: the_plan,
+        stats,
+    } = prepare(schema, batches, opts)?;
+    gather_rows(&views, &pieces, &discarded, &the_plan, layout, opts, stats)
+}
+
+/// Gathers the planned rows (after checking the tokens the overflow policy leaves out) and counts
+/// them: the end of [`pack`] and [`pack_from_plan`].
+fn gather_rows(
+    views: &[BatchView],
+    pieces: &[Piece],
+    discarded: &[Discarded],
+    the_plan: &Plan,
+    layout: Layout,
+    opts: &PackOptions,
+    mut stats: PackStats,
+) -> Result<Packed> {
+    let out_schema = output_schema(layout, opts.loss_weights.is_some());
+    let pool = options::thread_pool(opts.num_threads)?;
+    let out_batches = pool.install(|| -> Result<Vec<RecordBatch>> {
+        check_discarded(views, discarded)?;
+        Gather {
+            views,
+            pieces,
+            plan: the_plan,
+            seq_len: opts.seq_len,
+            pad_to: opts.pad_to,
+            pad_id: opts.pad_id,
+            layout,
+            schema: out_schema.clone(),
+            long_views: None,
+            loss_weights: opts.loss_weights,
+        }
+        .run()
+    })?;
+    let lengths: Vec<u32> = pieces.iter().map(|p| p.len).collect();
+    row_stats(&mut stats, the_plan, &lengths, opts);
+    Ok(Packed {
+        schema: out_schema,
+        batches: out_batches,
+        stats,
+    })
+}
+
+/// What [`pack`] and [`pack_plan`] share: the input views, the documents and their plan.
+struct Prepared<'a> {
+    layout: Layout,
+    views: Vec<BatchView<'a>>,
+    pieces: Vec<Piece>,
+    discarded: Vec<Discarded>,
+    plan: Plan,
+    /// Input and overflow counts (the row counts are [`row_stats`]'s).
+    stats: PackStats,
+}
+
+/// Checks the options and the input's shape, applies the overflow policy and plans the rows.
+fn prepare<'a>(
+    schema: &Schema,
+    batches: &'a [RecordBatch],
+    opts: &PackOptions,
+) -> Result<Prepared<'a>> {
     opts.validate()?;
     let layout = Layout::of(schema)?;
-    let out_schema = output_schema(layout);
     let mut views = Vec::with_capacity(batches.len());
     let mut first_row = opts.row_offset;
     for b in batches {
@@ -179,28 +251,26 @@ pub fn pack(schema: &Schema, batches: &[RecordBatch], opts: &PackOptions) -> Res
     let mut stats = PackStats::default();
     let (pieces, discarded) = cut(&views, opts, &mut stats)?;
     let lengths: Vec<u32> = pieces.iter().map(|p| p.len).collect();
-    let the_plan = plan(&lengths, opts.seq_len as u32, opts.strategy);
+    let plan = plan(&lengths, opts.seq_len as u32, opts.strategy);
+    Ok(Prepared {
+        layout,
+        views,
+        pieces,
+        discarded,
+        plan,
+        stats,
+    })
+}
 
-    let pool = options::thread_pool(opts.num_threads)?;
-    let out_batches = pool.install(|| -> Result<Vec<RecordBatch>> {
-        check_discarded(&views, &discarded)?;
-        Gather {
-            views: &views,
-            pieces: &pieces,
-            plan: &the_plan,
-            seq_len: opts.seq_len,
-            pad_to: opts.pad_to,
-            pad_id: opts.pad_id,
-            layout,
-            schema: out_schema.clone(),
-            long_views: None,
-        }
-        .run()
-    })?;
-
+/// Fills the row statistics of `stats` from the plan and the documents' `lengths`.
+fn row_stats(stats: &mut PackStats, the_plan: &Plan, lengths: &[u32], opts: &PackOptions) {
     stats.rows = the_plan.rows() as u64;
-    stats.documents = pieces.len() as u64;
-    stats.output_tokens = lengths.iter().map(|&l| l as u64).sum();
+    stats.documents = the_plan.items.len() as u64;
+    stats.output_tokens = the_plan
+        .items
+        .iter()
+        .map(|&i| lengths[i as usize] as u64)
+        .sum();
     if let Some(p) = opts.pad_to {
         stats.pad_tokens = stats.rows * p as u64 - stats.output_tokens;
     }
@@ -215,11 +285,6 @@ pub fn pack(schema: &Schema, batches: &[RecordBatch], opts: &PackOptions) -> Res
         }
         stats.min_row_tokens = min_tokens;
     }
-    Ok(Packed {
-        schema: out_schema,
-        batches: out_batches,
-        stats,
-    })
 }
 
 /// Applies the overflow policy: documents to place, and token ranges to validate only.

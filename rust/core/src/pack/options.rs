@@ -26,3 +26,30 @@ pub(crate) fn thread_pool(num_threads: Option<usize>) -> Result<rayon::ThreadPoo
         .build()
         .map_err(|e| PackError::InvalidArgument(format!("cannot start threads: {e}")))
 }
+
+/// Per-token loss weights the packers can write beside the rows (`loss_weights` list<float32>).
+///
+/// A token is *trained* when its mask is 1 and its label is not -100, and it is not the first
+/// token of its document (no token of the document predicts it; the collator ignores its label).
+/// Untrained tokens and padding weigh 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossWeights {
+    /// `1 / N` on each of a document's `N` trained tokens (LongAlign's sequence average): every
+    /// document with a trained token weighs 1 in total, however long its answer.
+    PerSequence,
+    /// 1 on every trained token (the token mean, written out).
+    PerToken,
+}
+
+impl std::str::FromStr for LossWeights {
+    type Err = PackError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "per_sequence" => Ok(LossWeights::PerSequence),
+            "per_token" => Ok(LossWeights::PerToken),
+            other => Err(PackError::InvalidArgument(format!(
+                "unknown loss_weights '{other}'; expected one of 'per_sequence', 'per_token'"
+            ))),
+        }
+    }
+}

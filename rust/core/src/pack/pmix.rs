@@ -23,6 +23,7 @@ use super::gather::{check_discarded, rows_per_batch, schema_with, Discarded, Gat
 use super::input::{BatchView, Layout};
 use super::options;
 use super::plan::{Plan, SuccessorSet};
+use super::LossWeights;
 use super::Overflow;
 use crate::error::{PackError, Result};
 
@@ -105,6 +106,8 @@ pub struct PmixOptions {
     /// Shuffle window per pool, in tokens: samples are loaded in blocks of about this many tokens
     /// (cut at sample boundaries) and shuffled within the block. `None` = the whole input.
     pub window_tokens: Option<usize>,
+    /// Write a `loss_weights` column of this scheme.
+    pub loss_weights: Option<LossWeights>,
 }
 
 impl PmixOptions {
@@ -121,6 +124,7 @@ impl PmixOptions {
             max_rows: None,
             num_threads: None,
             window_tokens: None,
+            loss_weights: None,
         }
     }
 
@@ -490,7 +494,7 @@ impl PmixStream {
             carry: None,
             stats: PmixStats::default(),
             layout,
-            schema: schema_with(layout, true),
+            schema: schema_with(layout, true, opts.loss_weights.is_some()),
             long_exhausted: false,
             finished: false,
             rows_done: 0,
@@ -944,6 +948,7 @@ impl PmixStream {
             layout: self.layout,
             schema: self.schema.clone(),
             long_views: Some(&is_long),
+            loss_weights: self.opts.loss_weights,
         };
         let batches = self.pool.install(|| -> Result<Vec<RecordBatch>> {
             check_discarded(&views, &discarded)?;
