@@ -13,7 +13,8 @@
 //! whole pipeline (cut + plan + parallel gather into Arrow) on ~100 M tokens per mix: 1 M samples
 //! of the long mix would be ~8.6 B tokens (~43 GB of `input_ids` + masks, twice that with the
 //! output), far too big for the 24 GiB / 2-core machine this runs on, so `pack` uses ~11.6 k long
-//! samples or ~189 k short ones instead. Both groups report throughput as elements: samples for
+//! samples or ~189 k short ones instead; its last configuration adds `loss_weights="per_sequence"`
+//! (compare it with `threads=all`). Both groups report throughput as elements: samples for
 //! `plan`, tokens for `pack`. The fill rate of every configuration is printed once on stderr.
 
 mod common;
@@ -25,7 +26,7 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use common::{flat_group, quick_mode, token_batch, SplitMix64};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use longmagpie_core::{pack, plan, Overflow, PackOptions, Strategy};
+use longmagpie_core::{pack, plan, LossWeights, Overflow, PackOptions, Strategy};
 
 /// Row capacity of every benchmark.
 const CAP: u32 = 65_536;
@@ -156,15 +157,25 @@ fn bench_pack(c: &mut Criterion) {
         // Built on first use, so a filter that skips this mix skips the allocation too.
         let batch: OnceLock<RecordBatch> = OnceLock::new();
         group.throughput(Throughput::Elements(tokens));
-        for threads in [Some(1), None] {
+        // The last configuration also writes per-sequence loss weights: its ratio to the one before
+        // is what the `loss_weights` column costs.
+        for (threads, weights) in [
+            (Some(1), None),
+            (None, None),
+            (None, Some(LossWeights::PerSequence)),
+        ] {
             let mut opts = PackOptions::new(CAP as usize);
             opts.strategy = Strategy::Bfd;
             opts.overflow = Overflow::Error;
             opts.num_threads = threads;
-            let label = match threads {
+            opts.loss_weights = weights;
+            let mut label = match threads {
                 Some(t) => format!("threads={t}"),
                 None => "threads=all".to_string(),
             };
+            if weights.is_some() {
+                label.push_str("/loss_weights");
+            }
             let id = BenchmarkId::new(format!("bfd/{label}"), format!("{}/{tokens}", mix.name()));
             let mut printed = false;
             group.bench_function(id, |b| {
