@@ -306,9 +306,16 @@ impl Gather<'_> {
             }
         }
 
-        let weights = self
-            .loss_weights
-            .map(|scheme| loss_weights(scheme, &seg_lengths, &mask, labels.as_deref()));
+        let weights = self.loss_weights.map(|scheme| {
+            loss_weights(
+                scheme,
+                &row_offsets,
+                &seg_offsets,
+                &seg_lengths,
+                &mask,
+                labels.as_deref(),
+            )
+        });
 
         // Arrow arrays, wrapping the vectors without copying.
         let list = |offsets: Vec<i32>, values: ArrayRef, item: DataType| -> ArrayRef {
@@ -428,33 +435,82 @@ impl Gather<'_> {
     }
 }
 
-/// The per-token weights of one output batch: segments are the batch's documents (and pads), in
-/// order, laid end to end over `mask` (and `labels`). See [`LossWeights`] for the rule.
+/// The per-token weights of one output batch, rows in parallel: row `r` spans
+/// `row_offsets[r]..row_offsets[r + 1]` of `mask` (and `labels`) and holds the segments
+/// `seg_lengths[seg_offsets[r]..seg_offsets[r + 1]]` (documents, then a pad), end to end. See
+/// [`LossWeights`] for the rule.
 fn loss_weights(
     scheme: LossWeights,
+    row_offsets: &[i32],
+    seg_offsets: &[i32],
     seg_lengths: &[i32],
     mask: &[i8],
     labels: Option<&[i32]>,
 ) -> Vec<f32> {
-    let mut weights = vec![0f32; mask.len()];
-    let trained = |t: usize| mask[t] == 1 && labels.is_none_or(|l| l[t] != IGNORE_INDEX);
+    let mut weights = memory::zeroed_vec::<f32>(mask.len());
+    let mut rows: Vec<(usize, &mut [f32])> =
+        Vec::with_capacity(row_offsets.len().saturating_sub(1));
+    let mut rest = weights.as_mut_slice();
+    for r in 0..row_offsets.len().saturating_sub(1) {
+        let n = (row_offsets[r + 1] - row_offsets[r]) as usize;
+        let (row, tail) = rest.split_at_mut(n);
+        rows.push((r, row));
+        rest = tail;
+    }
+    rows.into_par_iter().for_each(|(r, row)| {
+        let base = row_offsets[r] as usize;
+        let segments = &seg_lengths[seg_offsets[r] as usize..seg_offsets[r + 1] as usize];
+        let row_labels = labels.map(|l| &l[base..base + row.len()]);
+        segment_weights(
+            scheme,
+            segments,
+            &mask[base..base + row.len()],
+            row_labels,
+            row,
+        );
+    });
+    weights
+}
+
+/// The weights of one row, segment by segment: one pass writes 1.0 on trained tokens (and counts
+/// them), a second scales them; both are straight loops over slices, which the compiler vectorises.
+fn segment_weights(
+    scheme: LossWeights,
+    segments: &[i32],
+    mask: &[i8],
+    labels: Option<&[i32]>,
+    out: &mut [f32],
+) {
     let mut start = 0usize;
-    for &n in seg_lengths {
+    for &n in segments {
         let end = start + n as usize;
-        // The first token of a document is predicted by no token of it.
-        let count = (start + 1..end).filter(|&t| trained(t)).count();
-        if count > 0 {
-            let w = match scheme {
-                LossWeights::PerSequence => 1.0 / count as f32,
-                LossWeights::PerToken => 1.0,
-            };
-            for (t, slot) in weights.iter_mut().enumerate().take(end).skip(start + 1) {
-                if trained(t) {
-                    *slot = w;
+        // The first token of a document is predicted by no token of it: it stays 0.
+        let first = (start + 1).min(end);
+        let w = &mut out[first..end];
+        let m = &mask[first..end];
+        let mut count = 0.0f32;
+        match labels {
+            Some(l) => {
+                for ((w, &m), &l) in w.iter_mut().zip(m).zip(&l[first..end]) {
+                    let t = f32::from(u8::from(m == 1 && l != IGNORE_INDEX));
+                    *w = t;
+                    count += t;
                 }
+            }
+            None => {
+                for (w, &m) in w.iter_mut().zip(m) {
+                    let t = f32::from(u8::from(m == 1));
+                    *w = t;
+                    count += t;
+                }
+            }
+        }
+        if scheme == LossWeights::PerSequence && count > 0.0 {
+            let scale = 1.0 / count;
+            for w in w.iter_mut() {
+                *w *= scale;
             }
         }
         start = end;
     }
-    weights
 }

@@ -16,6 +16,7 @@ pub(crate) fn zeroed_vec<T: Copy + Default + IsZero>(n: usize) -> Vec<T> {
 pub(crate) trait IsZero {}
 impl IsZero for i8 {}
 impl IsZero for i32 {}
+impl IsZero for f32 {}
 
 const HUGE: usize = 2 << 20;
 
