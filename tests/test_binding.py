@@ -157,6 +157,7 @@ def test_pack_takes_the_options_object_and_reads_it_by_name() -> None:
     @dataclasses.dataclass
     class Lookalike:  # any object with the fields: the binding reads attributes, never positions
         loss_weights: str | None = None
+        pad_documents_to: int | None = None
         pad_id: int = 0
         pad_to: int | None = None
         num_threads: int | None = None

@@ -18,6 +18,8 @@ The defaults, and why:
   recipe (``build_sft_data_p_mix.py``: ``--choose_rate 0.4``, one short sample opening each row, a row closed
   when the drawn sample does not fit), except that each sample is used at most once unless ``"recycle"`` asks
   for upstream's reuse. ``fill = "best_fit"`` fills tighter and is one option away.
+- ``pad_documents_to = None`` for both: documents are not padded unless context parallelism asks for it
+  (``2 * cp``); padding costs row space, so it is a choice to make.
 """
 
 from __future__ import annotations
@@ -72,6 +74,28 @@ def _weights(value: object) -> None:
         _choice("loss_weights", value, LossWeights)
 
 
+#: What :class:`PackOptions`' ``pad_documents_to`` does (the core applies it): each document is followed by
+#: padding (``pad_id``, mask 0, label -100, loss weight 0) up to a multiple of the option, inside its own entry of
+#: ``seq_lengths`` (which still tiles the row, so document-masked attention and position ids need no change); a
+#: ``seq_lengths_unpadded`` column gives each entry's real tokens (0 for a row's ``pad_to`` segment). The planner
+#: places the padded lengths, so no row exceeds ``seq_len``.
+PAD_DOCUMENTS_RULE = "each document padded to a multiple inside its seq_lengths entry; seq_lengths_unpadded = real"
+
+
+def _pad_documents(multiple: int | None, seq_len: int, pad_to: int | None) -> None:
+    """Check ``pad_documents_to`` against the row sizes (with the core's messages)."""
+    if multiple is None:
+        return
+    if multiple < 1:
+        raise ValueError(f"pad_documents_to must be >= 1 (got {multiple})")
+    for name, n in (("seq_len", seq_len), ("pad_to", pad_to)):
+        if n is not None and n % multiple:
+            raise ValueError(
+                f"pad_documents_to={multiple} must divide {name}={n}, so that a padded document still fits and rows "
+                f"stay a multiple of it; pass a {name} that is a multiple of {multiple}"
+            )
+
+
 def _common(seq_len: int, num_threads: int | None) -> None:
     """Make the checks every packer makes (with the core's messages)."""
     if seq_len < 1:
@@ -97,6 +121,9 @@ class PackOptions:
             ``1/N`` on each of a document's ``N`` trained tokens (LongAlign's sequence average: every document
             weighs the same, however long its answer), ``"per_token"`` puts 1 on every trained token; ``None``
             writes none. See :data:`LOSS_WEIGHTS_RULE`.
+        pad_documents_to: pad every document to a multiple of this many tokens (``2 * cp`` for context
+            parallelism; it must divide ``seq_len`` and ``pad_to``), and write ``seq_lengths_unpadded``; ``None``:
+            documents are not padded. See :data:`PAD_DOCUMENTS_RULE`.
         num_threads: threads that copy tokens (``None``: every core); the output is the same for any value.
 
     Raises:
@@ -111,11 +138,18 @@ class PackOptions:
     pad_to: int | None = None
     pad_id: int = 0
     loss_weights: LossWeights | None = None
+    pad_documents_to: int | None = None
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
         """Check every value."""
-        require_ints(seq_len=self.seq_len, pad_to=self.pad_to, pad_id=self.pad_id, num_threads=self.num_threads)
+        require_ints(
+            seq_len=self.seq_len,
+            pad_to=self.pad_to,
+            pad_id=self.pad_id,
+            pad_documents_to=self.pad_documents_to,
+            num_threads=self.num_threads,
+        )
         _common(self.seq_len, self.num_threads)
         _choice("strategy", self.strategy, Strategy)
         _choice("overflow policy", self.overflow, Overflow)
@@ -126,6 +160,7 @@ class PackOptions:
         if not 0 <= self.pad_id < 2**31:
             raise ValueError(f"pad_id must be >= 0 and fit in int32 (got {self.pad_id})")
         _weights(self.loss_weights)
+        _pad_documents(self.pad_documents_to, self.seq_len, self.pad_to)
 
     def params(self) -> dict[str, Any]:
         """Return the options that shape the output, as a dict (what its metadata records; not ``num_threads``)."""
@@ -146,6 +181,8 @@ class PmixOptions:
         exhausted: an empty pool at a draw: ``"stop"``, ``"short_only"`` or ``"recycle"`` (upstream's reuse).
         max_rows: stop after this many rows.
         loss_weights: also write a per-token ``loss_weights`` column, as in :class:`PackOptions`.
+        pad_documents_to: pad every segment to a multiple of this many tokens (with id 0), as in
+            :class:`PackOptions`; it must divide ``seq_len``.
         num_threads: threads that copy tokens; the output is the same for any value.
 
     Raises:
@@ -163,6 +200,7 @@ class PmixOptions:
     exhausted: Exhausted = "stop"
     max_rows: int | None = None
     loss_weights: LossWeights | None = None
+    pad_documents_to: int | None = None
     num_threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -175,6 +213,7 @@ class PmixOptions:
             n_short_prefix=self.n_short_prefix,
             seed=self.seed,
             max_rows=self.max_rows,
+            pad_documents_to=self.pad_documents_to,
             num_threads=self.num_threads,
         )
         _common(self.seq_len, self.num_threads)
@@ -195,6 +234,7 @@ class PmixOptions:
         _choice("overflow policy", self.overflow, PmixOverflow)
         _choice("exhausted policy", self.exhausted, Exhausted)
         _weights(self.loss_weights)
+        _pad_documents(self.pad_documents_to, self.seq_len, None)
 
     def params(self) -> dict[str, Any]:
         """Return the options that shape the output, as a dict (what its metadata records; not ``num_threads``)."""

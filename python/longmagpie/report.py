@@ -304,12 +304,14 @@ def _add_samples(s: RunSummary, label: str, lengths: np.ndarray) -> None:
 
 def _add_packed(s: RunSummary, f: Path, schema: pa.Schema, stage_name: str) -> None:
     read_kind = stage_name == "pmix" and "kind" in schema.names
-    t = pq.read_table(f, columns=["seq_lengths", "length"] + (["kind"] if read_kind else []))
+    real = "seq_lengths_unpadded" if "seq_lengths_unpadded" in schema.names else "seq_lengths"
+    extra = (["kind"] if read_kind else []) + ([real] if real != "seq_lengths" else [])
+    t = pq.read_table(f, columns=["seq_lengths", "length", *extra])
     seq_len = _seq_len_of(schema)
     lengths = t.column("length").to_numpy()
     fill = lengths / (seq_len or max(int(lengths.max(initial=1)), 1))
     docs = _list_lengths(t.column("seq_lengths"))
-    flat_len = pc.list_flatten(t.column("seq_lengths")).to_numpy()
+    flat_len = pc.list_flatten(t.column(real)).to_numpy()  # documents' own tokens, without pad_documents_to
     stage = s.stages.setdefault(stage_name, StageSummary(stage_name))
     stage.files += 1
     stage.rows += t.num_rows

@@ -121,3 +121,25 @@ def test_collator_batch_isolates_documents_across_rows(packed, family, attn) -> 
             wrong = model(**{k: v for k, v in bad.items() if k != "labels"}, use_cache=False).logits[0]
         assert per_document_error(wrong, alone(model, rows[0]["input_ids"], rows[0]["seq_lengths"]),
                                   rows[0]["seq_lengths"]) > 1e-3  # fmt: skip
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_documents_padded_for_context_parallelism_keep_their_logits(attn) -> None:
+    """Rows packed with pad_documents_to: each document's padding sits after it inside its segment, so through the
+    collator every real token's logits are those of its document run alone, unpadded."""
+    model = tiny_model("qwen2", attn)
+    long, short = random_samples(5, 6, 30, 90), random_samples(6, 20, 3, 30)
+    table = longmagpie.pack(pa.concat_tables([long, short]), seq_len=256, pad_documents_to=8, pad_id=1)
+    rows = table.to_pylist()[:3]
+    assert any(p != r for row in rows for p, r in zip(row["seq_lengths"], row["seq_lengths_unpadded"], strict=True))
+    batch = PackedCollator()(rows)
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}, use_cache=False).logits[0]
+    at = 0
+    for row in rows:
+        start = 0
+        for padded, real in zip(row["seq_lengths"], row["seq_lengths_unpadded"], strict=True):
+            (want,) = alone(model, row["input_ids"][start : start + real], [real])
+            torch.testing.assert_close(logits[at : at + real], want, **TOL)
+            assert (batch["labels"][0, at + real : at + padded] == -100).all(), "padding is not trained"
+            at, start = at + padded, start + padded

@@ -57,6 +57,13 @@ LossWeightsOpt = Annotated[
         help="Also write per-token loss_weights: per_sequence (1/N on a document's N trained tokens) | per_token."
     ),
 ]
+PadDocumentsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="Pad every document to a multiple of this many tokens (2 x context-parallel size; must divide "
+        "seq-len) and write seq_lengths_unpadded."
+    ),
+]
 PackEngineOpt = Annotated[
     str, typer.Option(help="local (one process) | ray (Ray Data; OUTPUT becomes a dataset directory).")
 ]
@@ -306,6 +313,7 @@ def pack(
     pad_to: Annotated[int | None, typer.Option(help="Pad rows to this length (>= seq-len).")] = None,
     pad_id: Annotated[int, typer.Option(help="Token id of the padding.")] = 0,
     loss_weights: LossWeightsOpt = PackOptions.loss_weights,
+    pad_documents_to: PadDocumentsOpt = PackOptions.pad_documents_to,
     seed: Annotated[int, typer.Option(help="Seed of the --demo sample.")] = 0,
     plan_only: Annotated[
         bool,
@@ -346,6 +354,7 @@ def pack(
             pad_to=pad_to,
             pad_id=pad_id,
             loss_weights=loss_weights,  # type: ignore[arg-type]
+            pad_documents_to=pad_documents_to,
             num_threads=threads,
         )
     except USER_ERRORS as e:
@@ -415,6 +424,7 @@ def pmix(
     exhausted: Annotated[str, typer.Option(help="stop | short_only | recycle.")] = PmixOptions.exhausted,
     max_rows: Annotated[int | None, typer.Option(help="Stop after this many rows.")] = PmixOptions.max_rows,
     loss_weights: LossWeightsOpt = PmixOptions.loss_weights,
+    pad_documents_to: PadDocumentsOpt = PmixOptions.pad_documents_to,
     threads: ThreadsOpt = PmixOptions.num_threads,
     engine: PackEngineOpt = "local",
     ray_address: RayAddressOpt = None,
@@ -440,6 +450,7 @@ def pmix(
             exhausted=exhausted,  # type: ignore[arg-type]
             max_rows=max_rows,
             loss_weights=loss_weights,  # type: ignore[arg-type]
+            pad_documents_to=pad_documents_to,
             num_threads=threads,
         )
     except USER_ERRORS as e:

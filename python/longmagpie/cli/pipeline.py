@@ -114,6 +114,7 @@ class PackSection(_Section):
     pad_to: int | None = Field(PackOptions.pad_to, gt=0)
     pad_id: int = Field(PackOptions.pad_id, ge=0)
     loss_weights: LossWeights | None = PackOptions.loss_weights
+    pad_documents_to: int | None = Field(PackOptions.pad_documents_to, gt=0)
 
 
 class PmixSection(_Section):
@@ -129,6 +130,7 @@ class PmixSection(_Section):
     overflow: PmixOverflow = PmixOptions.overflow
     exhausted: Exhausted = PmixOptions.exhausted
     loss_weights: LossWeights | None = PmixOptions.loss_weights
+    pad_documents_to: int | None = Field(PmixOptions.pad_documents_to, gt=0)
 
 
 class QualitySection(_Section):

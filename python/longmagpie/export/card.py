@@ -18,7 +18,12 @@ COLUMN_MEANING = {
     "seq_lengths": "tokens per document, in order; sums to the row length. Attention must not cross these "
     "boundaries: positions restart at 0 and each document's first token has no label",
     "assistant_masks": "1 = the token is trained on (assistant tokens), 0 = context",
+    "seq_lengths_unpadded": "real tokens of each `seq_lengths` entry (written with `pad_documents_to`): each "
+    "document is followed by padding up to a multiple, inside its entry (mask 0, label -100); 0 marks a row's "
+    "padding segment. Padded and unpadded boundaries for context parallelism",
     "labels": "per-token labels, -100 = ignored",
+    "loss_weights": "per-token loss weights (0 on untrained tokens and padding); with `per_sequence` each "
+    "document's weights sum to 1",
     "length": "tokens in the row",
     "source": "source of each document (one entry per `seq_lengths` entry)",
     "kind": "p-mix kind of each segment: `long` or `short`",

@@ -25,6 +25,10 @@ multiple of ``pad_seq_to_mult``, and records nothing else: the trainer needs no 
 ``seq_lengths`` column (each document's length before padding), which the trainer does not read, and,
 when the rows carry them (``pack(..., loss_weights=...)``), ``loss_weights`` list<float32> rolled as
 ``loss_mask`` is. Megatron-Bridge's loss does not read it: it is there for a loss function of the user's.
+
+Rows packed with ``pad_documents_to`` (whose documents carry padding of their own, counted by
+``seq_lengths_unpadded``) are exported without that padding, then padded by the rule above: Megatron-Bridge pads
+``L - 1``, not ``L``, with EOS ids, and finds the unpadded boundaries from them.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import pyarrow.compute as pc
 
 from longmagpie.export.card import export_params
 from longmagpie.export.parquet import SHARD_BYTES, ExportResult, ShardLimits, ShardWriter
-from longmagpie.export.rows import LOSS_WEIGHTS, PackedRows, list_lengths, trained
+from longmagpie.export.rows import LOSS_WEIGHTS, PackedRows, list_lengths, strip_document_padding, trained
 from longmagpie.export.staging import staged_directory
 from longmagpie.io import storage
 
@@ -135,6 +139,8 @@ def nemo_batch(
             names the row and the fix).
 
     """
+    # Rows padded at pack time (pad_documents_to) lose that padding: Megatron-Bridge pads by its own rule below.
+    batch = strip_document_padding(batch)
     n = list_lengths(batch.column("input_ids"))
     nd = list_lengths(batch.column("seq_lengths"))
     if (bad := np.flatnonzero(nd == 0)).size:

@@ -19,8 +19,10 @@ REQUIRED = ("input_ids", "seq_lengths")
 PER_TOKEN = ("assistant_masks", "labels")
 #: The optional per-token float column (``pack(..., loss_weights=...)``): one weight per token of ``input_ids``.
 LOSS_WEIGHTS = "loss_weights"
+#: The real tokens of each ``seq_lengths`` entry, written with ``pad_documents_to`` (0 for a ``pad_to`` segment).
+SEQ_LENGTHS_UNPADDED = "seq_lengths_unpadded"
 #: Optional per-document columns: one value per entry of ``seq_lengths``.
-PER_DOCUMENT = ("source", "kind")
+PER_DOCUMENT = ("source", "kind", SEQ_LENGTHS_UNPADDED)
 
 
 @dataclass
@@ -106,7 +108,7 @@ def check_schema(schema: pa.Schema) -> None:
                 f"the rows have no '{name}' column (columns: {schema.names}); export takes the output of "
                 "longmagpie.pack / pack_pmix / pack_stream / pack_pmix_stream"
             )
-    for name in (*REQUIRED, *PER_TOKEN):
+    for name in (*REQUIRED, *PER_TOKEN, SEQ_LENGTHS_UNPADDED):
         if name in schema.names:
             t = schema.field(name).type
             if not _is_list(t) or not pa.types.is_integer(t.value_type):
@@ -194,6 +196,11 @@ class PackedRows:
                 have = list_lengths(batch.column(name))
                 if (bad := np.flatnonzero(have != nd)).size:
                     fail(int(bad[0]), f"'{name}' has {have[bad[0]]} entries but seq_lengths has {nd[bad[0]]}")
+        if SEQ_LENGTHS_UNPADDED in batch.schema.names:
+            real = pc.list_flatten(batch.column(SEQ_LENGTHS_UNPADDED)).to_numpy(zero_copy_only=False)
+            if (bad := np.flatnonzero((real < 0) | (real > flat))).size:
+                row = int(np.searchsorted(np.cumsum(nd), int(bad[0]), side="right"))
+                fail(row, f"'{SEQ_LENGTHS_UNPADDED}' has an entry outside 0..its seq_lengths entry")
         t = self.totals
         t.rows += batch.num_rows
         t.tokens += int(n.sum())
@@ -215,6 +222,52 @@ class PackedRows:
             op = "pack_pmix_stream" if isinstance(self.source, PmixPackedStream) else "pack_stream"
             return {"op": op, "params": {"seq_len": self.seq_len}, "stats": stats.as_dict()}
         return None
+
+
+def strip_document_padding(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Return ``batch`` without the padding ``pad_documents_to`` put after each document (a checked batch).
+
+    Each document keeps its real tokens (``seq_lengths_unpadded``) in every per-token column; a segment with no
+    real token (a row's ``pad_to`` segment) is kept whole, as it is without document padding. ``seq_lengths``
+    becomes the kept lengths and ``seq_lengths_unpadded`` is dropped. A batch without that column is returned as
+    it is. For exporters that pad documents their own way (NeMo).
+    """
+    names = batch.schema.names
+    if SEQ_LENGTHS_UNPADDED not in names:
+        return batch
+    padded = pc.list_flatten(batch.column("seq_lengths")).to_numpy(zero_copy_only=False).astype(np.int64)
+    real = pc.list_flatten(batch.column(SEQ_LENGTHS_UNPADDED)).to_numpy(zero_copy_only=False).astype(np.int64)
+    kept = np.where(real > 0, real, padded)
+    nd = list_lengths(batch.column("seq_lengths"))
+    starts = np.zeros(len(padded), dtype=np.int64)
+    np.cumsum(padded[:-1], out=starts[1:])
+    # Flat positions of the kept tokens: for each segment, its first `kept` positions.
+    seg_of = np.repeat(np.arange(len(kept)), kept)
+    first_kept = np.zeros(len(kept), dtype=np.int64)
+    np.cumsum(kept[:-1], out=first_kept[1:])
+    take = pa.array(starts[seg_of] + np.arange(int(kept.sum())) - first_kept[seg_of])
+    rows_of = np.repeat(np.arange(len(nd)), nd)
+    row_tokens = np.bincount(rows_of, weights=kept, minlength=len(nd)).astype(np.int64)
+
+    def rebuild(values: pa.Array, counts: np.ndarray) -> pa.Array:
+        offsets = np.zeros(len(counts) + 1, dtype=np.int32)
+        np.cumsum(counts, out=offsets[1:])
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+
+    columns, fields = [], []
+    for field in batch.schema:
+        if field.name == SEQ_LENGTHS_UNPADDED:
+            continue
+        col = batch.column(field.name)
+        if field.name == "seq_lengths":
+            col = rebuild(pa.array(kept, field.type.value_type), nd)
+        elif field.name in (*REQUIRED, *PER_TOKEN, LOSS_WEIGHTS):
+            col = rebuild(pc.list_flatten(col).take(take), row_tokens)
+        elif field.name == "length":
+            col = pa.array(row_tokens, field.type)
+        columns.append(col.cast(field.type))
+        fields.append(field)
+    return pa.RecordBatch.from_arrays(columns, schema=pa.schema(fields, metadata=batch.schema.metadata))
 
 
 def declared_seq_len(schema: pa.Schema) -> int | None:

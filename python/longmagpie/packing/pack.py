@@ -26,7 +26,8 @@ class PackStats:
         rows: output rows.
         documents: documents placed (one per kept sample; more for split samples).
         output_tokens: real tokens in the output.
-        pad_tokens: padding added by ``pad_to``.
+        pad_tokens: padding added by ``pad_to`` (after a row's last document).
+        document_pad_tokens: padding added by ``pad_documents_to`` (after each document, inside its segment).
         fill_rate: ``output_tokens / (rows * seq_len)`` (0 when there are no rows).
         truncated_samples: samples cut to ``seq_len`` (``overflow="truncate"``).
         truncated_tokens: tokens removed by truncation.
@@ -46,6 +47,7 @@ class PackStats:
     documents: int
     output_tokens: int
     pad_tokens: int
+    document_pad_tokens: int
     fill_rate: float
     truncated_samples: int
     truncated_tokens: int
@@ -68,6 +70,8 @@ class PackStats:
             f"up to {self.max_documents_per_row} per row",
             f"fill      {100 * self.fill_rate:.3f} %",
         ]
+        if self.document_pad_tokens:
+            lines.append(f"padding   {self.document_pad_tokens:,} tokens after documents (pad_documents_to)")
         if self.truncated_samples or self.dropped_samples or self.split_samples:
             lines.append(
                 f"overflow  truncated {self.truncated_samples:,} ({self.truncated_tokens:,} tokens), "
@@ -95,6 +99,7 @@ def pack(
     pad_to: int | None = PackOptions.pad_to,
     pad_id: int = PackOptions.pad_id,
     loss_weights: LossWeights | None = PackOptions.loss_weights,
+    pad_documents_to: int | None = PackOptions.pad_documents_to,
 ) -> pa.Table:
     """Pack tokenized samples into rows of at most ``seq_len`` tokens, keeping every document boundary.
 
@@ -118,10 +123,15 @@ def pack(
             ``"per_sequence"`` (``1/N`` on each of a document's ``N`` trained tokens, so every document
             weighs the same in the loss) or ``"per_token"`` (1 on each trained token); see
             :data:`longmagpie.options.LOSS_WEIGHTS_RULE` for which tokens are trained.
+        pad_documents_to: pad every document with ``pad_id`` (mask 0, label -100) to a multiple of this
+            many tokens, e.g. ``2 * cp`` for context parallelism; it must divide ``seq_len`` (and ``pad_to``).
+            The planner places the padded lengths; see :data:`longmagpie.options.PAD_DOCUMENTS_RULE`.
 
     Returns:
         A ``pyarrow.Table`` with one row per packed sequence: ``input_ids`` list<int32>,
-        ``seq_lengths`` list<int32> (one entry per document, summing to the row length),
+        ``seq_lengths`` list<int32> (one entry per document, summing to the row length; with
+        ``pad_documents_to`` each entry includes its document's padding), ``seq_lengths_unpadded``
+        list<int32> (only with ``pad_documents_to``: each entry's real tokens, 0 for the ``pad_to`` segment),
         ``assistant_masks`` list<int8> (all 1 when the input had neither mask nor labels; derived
         as ``labels != -100`` when it had labels only), ``labels`` list<int32> (only if the input
         had labels), ``loss_weights`` list<float32> (only with ``loss_weights``), ``length`` int32,
@@ -144,6 +154,7 @@ def pack(
         pad_to=pad_to,
         pad_id=pad_id,
         loss_weights=loss_weights,
+        pad_documents_to=pad_documents_to,
         num_threads=num_threads,
     )
     table, stats = _core.pack(as_arrow(samples), options)
@@ -178,6 +189,7 @@ ROW_STATS = (
     "documents",
     "output_tokens",
     "pad_tokens",
+    "document_pad_tokens",
     "fill_rate",
     "max_documents_per_row",
     "min_row_tokens",
@@ -192,6 +204,7 @@ def pack_plan(
     pad_to: int | None = PackOptions.pad_to,
     pad_id: int = PackOptions.pad_id,
     loss_weights: LossWeights | None = PackOptions.loss_weights,
+    pad_documents_to: int | None = PackOptions.pad_documents_to,
 ) -> pa.Table:
     """Plan :func:`pack` without copying a token: per packed row, where each of its documents comes from.
 
@@ -207,6 +220,7 @@ def pack_plan(
         pad_to: recorded for :func:`pack_from_plan`, which pads the rows it makes.
         pad_id: recorded for :func:`pack_from_plan`.
         loss_weights: recorded for :func:`pack_from_plan`, which writes them.
+        pad_documents_to: as in :func:`pack` (the plan places padded documents; its ``seq_lengths`` are real).
 
     Returns:
         A ``pyarrow.Table`` with one row per packed row, in :func:`pack`'s order: ``sample_index`` list<int64>
@@ -226,7 +240,13 @@ def pack_plan(
     from longmagpie._arrow import as_arrow
 
     options = PackOptions(
-        seq_len=seq_len, strategy=strategy, overflow=overflow, pad_to=pad_to, pad_id=pad_id, loss_weights=loss_weights
+        seq_len=seq_len,
+        strategy=strategy,
+        overflow=overflow,
+        pad_to=pad_to,
+        pad_id=pad_id,
+        loss_weights=loss_weights,
+        pad_documents_to=pad_documents_to,
     )
     table, stats = _core.pack_plan(as_arrow(samples), options)
     table = to_pyarrow(table)

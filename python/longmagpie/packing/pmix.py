@@ -25,6 +25,7 @@ class PmixStats:
     Attributes:
         rows: output rows.
         output_tokens: tokens in the output.
+        document_pad_tokens: padding added by ``pad_documents_to`` (after each segment, inside it).
         fill_rate: ``output_tokens / (rows * seq_len)``.
         long_samples / short_samples: input rows of each pool.
         long_input_tokens / short_input_tokens: input tokens of each pool.
@@ -46,6 +47,7 @@ class PmixStats:
 
     rows: int
     output_tokens: int
+    document_pad_tokens: int
     fill_rate: float
     long_samples: int
     short_samples: int
@@ -99,6 +101,7 @@ def pack_pmix(
     max_rows: int | None = PmixOptions.max_rows,
     num_threads: int | None = PmixOptions.num_threads,
     loss_weights: LossWeights | None = PmixOptions.loss_weights,
+    pad_documents_to: int | None = PmixOptions.pad_documents_to,
 ) -> pa.Table:
     """Mix long-context and short samples into rows of at most ``seq_len`` tokens (p-mix).
 
@@ -128,10 +131,13 @@ def pack_pmix(
         max_rows: stop after this many rows (upstream ``--total_samples``).
         num_threads: threads used to copy tokens; the output is identical for any value.
         loss_weights: also write ``loss_weights``, as :func:`longmagpie.pack` does.
+        pad_documents_to: pad every segment (with id 0, mask 0, label -100) to a multiple of this many
+            tokens and write ``seq_lengths_unpadded``, as :func:`longmagpie.pack` does.
 
     Returns:
         A ``pyarrow.Table`` with :func:`longmagpie.pack`'s columns (``input_ids``, ``seq_lengths``
-        with one entry per segment, ``assistant_masks``, [``labels``], [``loss_weights``], ``length``,
+        with one entry per segment, [``seq_lengths_unpadded``], ``assistant_masks``, [``labels``],
+        [``loss_weights``], ``length``,
         [``source``])
         plus ``kind`` list<string> (``"long"``/``"short"`` per segment). Parameters and
         :class:`PmixStats` are in the schema metadata: read them with :func:`pmix_stats`.
@@ -154,6 +160,7 @@ def pack_pmix(
         max_rows=max_rows,
         num_threads=num_threads,
         loss_weights=loss_weights,
+        pad_documents_to=pad_documents_to,
     )
     # The in-memory call is the streaming engine with one block per pool (window_tokens=None).
     core = _core.pack_pmix_stream(as_arrow(long), as_arrow(short), options)

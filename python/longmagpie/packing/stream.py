@@ -25,8 +25,8 @@ from longmagpie.packing.pack import PackStats, to_pyarrow
 DEFAULT_WINDOW_TOKENS = 2**27
 
 _SUMMED = ("input_samples", "input_tokens", "empty_samples", "rows", "documents", "output_tokens", "pad_tokens",
-           "truncated_samples", "truncated_tokens", "dropped_samples", "dropped_tokens", "split_samples",
-           "split_pieces")  # fmt: skip
+           "document_pad_tokens", "truncated_samples", "truncated_tokens", "dropped_samples", "dropped_tokens",
+           "split_samples", "split_pieces")  # fmt: skip
 
 
 def record_batches(source: Any) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
@@ -188,7 +188,8 @@ def pack_stream(
         options: the packing options, as for :func:`longmagpie.pack` (default ``PackOptions()``).
         window_tokens: tokens per window; memory grows with it, fill improves with it.
         **overrides: :class:`~longmagpie.options.PackOptions` fields by name (``seq_len=4096``,
-            ``strategy=...``, ``overflow=...``, ``pad_to=...``, ``pad_id=...``, ``num_threads=...``), applied
+            ``strategy=...``, ``overflow=...``, ``pad_to=...``, ``pad_id=...``, ``pad_documents_to=...``,
+            ``num_threads=...``), applied
             over ``options``.
 
     Returns:

@@ -94,6 +94,7 @@ fn pack_stats_dict<'py>(py: Python<'py>, s: &PackStats) -> PyResult<Bound<'py, P
             documents,
             output_tokens,
             pad_tokens,
+            document_pad_tokens,
             fill_rate,
             truncated_samples,
             truncated_tokens,
@@ -118,6 +119,7 @@ struct PackArgs {
     pad_to: Option<i64>,
     pad_id: i64,
     loss_weights: Option<String>,
+    pad_documents_to: Option<i64>,
 }
 
 fn loss_weights(name: Option<String>) -> PyResult<Option<LossWeights>> {
@@ -142,8 +144,13 @@ impl PackArgs {
             PyValueError::new_err(format!("pad_id must fit in int32 (got {pad_id})"))
         })?;
         opts.loss_weights = loss_weights(self.loss_weights)?;
+        opts.pad_documents_to = pad_documents(self.pad_documents_to)?;
         Ok(opts)
     }
+}
+
+fn pad_documents(multiple: Option<i64>) -> PyResult<Option<usize>> {
+    multiple.map(|n| count("pad_documents_to", n)).transpose()
 }
 
 /// Packs tokenized samples into rows of at most `options.seq_len` tokens.
@@ -225,6 +232,7 @@ fn pmix_stats_dict<'py>(py: Python<'py>, s: &PmixStats) -> PyResult<Bound<'py, P
         PmixStats {
             rows,
             output_tokens,
+            document_pad_tokens,
             fill_rate,
             long_samples,
             short_samples,
@@ -279,6 +287,7 @@ struct PmixArgs {
     max_rows: Option<i64>,
     num_threads: Option<i64>,
     loss_weights: Option<String>,
+    pad_documents_to: Option<i64>,
 }
 
 impl PmixArgs {
@@ -299,6 +308,7 @@ impl PmixArgs {
             .map(|n| count("window_tokens", n))
             .transpose()?;
         opts.loss_weights = loss_weights(self.loss_weights)?;
+        opts.pad_documents_to = pad_documents(self.pad_documents_to)?;
         Ok(opts)
     }
 }

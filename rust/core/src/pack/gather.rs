@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::input::{BatchView, Layout, ASSISTANT_MASKS, IGNORE_INDEX, INPUT_IDS, LABELS, SOURCE};
 use super::plan::Plan;
-use super::{kernels, memory, LossWeights};
+use super::{kernels, memory, options, LossWeights};
 use crate::error::{PackError, Result};
 
 /// A slice of one input sample placed as one document.
@@ -55,20 +55,33 @@ fn list_field(name: &str, item: DataType) -> Field {
 /// Name of the optional per-token loss-weight column (see [`LossWeights`]).
 pub const LOSS_WEIGHTS: &str = "loss_weights";
 
+/// Name of the real (unpadded) segment lengths written with `pad_documents_to`: one entry per
+/// entry of `seq_lengths`, the document's own tokens (0 for a row's trailing pad segment).
+pub const SEQ_LENGTHS_UNPADDED: &str = "seq_lengths_unpadded";
+
 /// The output schema for an input with the given optional columns:
-/// `input_ids` list<int32>, `seq_lengths` list<int32>, `assistant_masks` list<int8>,
-/// [`labels` list<int32>], [`loss_weights` list<float32>], `length` int32, [`source` list<string>].
-pub fn output_schema(layout: Layout, loss_weights: bool) -> SchemaRef {
-    schema_with(layout, false, loss_weights)
+/// `input_ids` list<int32>, `seq_lengths` list<int32>, [`seq_lengths_unpadded` list<int32>],
+/// `assistant_masks` list<int8>, [`labels` list<int32>], [`loss_weights` list<float32>],
+/// `length` int32, [`source` list<string>].
+pub fn output_schema(layout: Layout, loss_weights: bool, unpadded: bool) -> SchemaRef {
+    schema_with(layout, false, loss_weights, unpadded)
 }
 
 /// [`output_schema`], plus a per-segment `kind` list<string> (`long`/`short`) for p-mix.
-pub fn schema_with(layout: Layout, with_kind: bool, loss_weights: bool) -> SchemaRef {
+pub fn schema_with(
+    layout: Layout,
+    with_kind: bool,
+    loss_weights: bool,
+    unpadded: bool,
+) -> SchemaRef {
     let mut fields = vec![
         list_field(INPUT_IDS, DataType::Int32),
         list_field("seq_lengths", DataType::Int32),
-        list_field(ASSISTANT_MASKS, DataType::Int8),
     ];
+    if unpadded {
+        fields.push(list_field(SEQ_LENGTHS_UNPADDED, DataType::Int32));
+    }
+    fields.push(list_field(ASSISTANT_MASKS, DataType::Int8));
     if layout.has_labels {
         fields.push(list_field(LABELS, DataType::Int32));
     }
@@ -195,9 +208,22 @@ pub(crate) struct Gather<'a> {
     pub long_views: Option<&'a [bool]>,
     /// Write `loss_weights` of this scheme.
     pub loss_weights: Option<LossWeights>,
+    /// Pad each document to a multiple of this many tokens (and write `seq_lengths_unpadded`).
+    pub pad_documents_to: Option<u32>,
 }
 
 impl Gather<'_> {
+    /// Tokens piece `i` occupies in its row (its length, padded to `pad_documents_to`).
+    #[inline]
+    fn slot(&self, i: u32) -> usize {
+        options::slot(self.pieces[i as usize].len, self.pad_documents_to) as usize
+    }
+
+    /// Tokens the documents of plan row `r` occupy (the row before `pad_to`).
+    fn used(&self, r: usize) -> usize {
+        self.plan.row(r).iter().map(|&i| self.slot(i)).sum()
+    }
+
     /// Gathers every row into record batches of at most [`rows_per_batch`] rows.
     pub fn run(&self) -> Result<Vec<RecordBatch>> {
         let per_batch = rows_per_batch(self.pad_to.unwrap_or(self.seq_len));
@@ -221,17 +247,24 @@ impl Gather<'_> {
         let mut seg_offsets = Vec::with_capacity(rows.len() + 1);
         seg_offsets.push(0i32);
         let mut seg_lengths = Vec::new();
+        let mut unpadded = self.pad_documents_to.map(|_| Vec::new());
         let mut lengths = Vec::with_capacity(rows.len());
         for r in rows.clone() {
             let mut row_len = 0usize;
             for &i in the_plan.row(r) {
-                let l = pieces[i as usize].len as usize;
+                let l = self.slot(i);
                 seg_lengths.push(l as i32);
+                if let Some(u) = unpadded.as_mut() {
+                    u.push(pieces[i as usize].len as i32);
+                }
                 row_len += l;
             }
             if let Some(p) = self.pad_to {
                 if p > row_len {
                     seg_lengths.push((p - row_len) as i32);
+                    if let Some(u) = unpadded.as_mut() {
+                        u.push(0);
+                    }
                     row_len = p;
                 }
             }
@@ -257,7 +290,11 @@ impl Gather<'_> {
             let mut pos = start;
             for &i in the_plan.row(r) {
                 order.push((i, pos));
-                pos += pieces[i as usize].len as usize;
+                let (len, slot) = (pieces[i as usize].len as usize, self.slot(i));
+                if slot > len {
+                    pads.push((pos + len, slot - len));
+                }
+                pos += slot;
             }
             let end = start + lengths[k] as usize;
             if pos < end {
@@ -337,12 +374,19 @@ impl Gather<'_> {
                 Arc::new(Int32Array::from(seg_lengths)),
                 DataType::Int32,
             ),
-            list(
-                row_offsets.clone(),
-                Arc::new(Int8Array::from(mask)),
-                DataType::Int8,
-            ),
         ];
+        if let Some(u) = unpadded {
+            columns.push(list(
+                seg_offsets.clone(),
+                Arc::new(Int32Array::from(u)),
+                DataType::Int32,
+            ));
+        }
+        columns.push(list(
+            row_offsets.clone(),
+            Arc::new(Int8Array::from(mask)),
+            DataType::Int8,
+        ));
         if let Some(labels) = labels {
             columns.push(list(
                 row_offsets.clone(),
@@ -361,16 +405,13 @@ impl Gather<'_> {
         if layout.has_source {
             let mut builder = ListBuilder::new(StringBuilder::new());
             for r in rows.clone() {
-                let row_docs = the_plan.row(r);
-                let mut row_tokens = 0usize;
-                for &i in row_docs {
+                for &i in the_plan.row(r) {
                     let p = &pieces[i as usize];
-                    row_tokens += p.len as usize;
                     let v = &views[p.batch as usize];
                     let s = v.source.as_ref().and_then(|s| s.get(p.row as usize));
                     builder.values().append_option(s);
                 }
-                if self.pad_to.is_some_and(|t| t > row_tokens) {
+                if self.pad_to.is_some_and(|t| t > self.used(r)) {
                     builder.values().append_null();
                 }
                 builder.append(true);
@@ -386,12 +427,7 @@ impl Gather<'_> {
                         .values()
                         .append_value(if long { "long" } else { "short" });
                 }
-                let row_tokens: usize = the_plan
-                    .row(r)
-                    .iter()
-                    .map(|&i| pieces[i as usize].len as usize)
-                    .sum();
-                if self.pad_to.is_some_and(|t| t > row_tokens) {
+                if self.pad_to.is_some_and(|t| t > self.used(r)) {
                     builder.values().append_value("pad");
                 }
                 builder.append(true);

@@ -83,6 +83,10 @@ pub struct PackOptions {
     pub row_offset: usize,
     /// Write a `loss_weights` column of this scheme.
     pub loss_weights: Option<LossWeights>,
+    /// Pad every document to a multiple of this many tokens (context parallelism needs `2 * cp`):
+    /// the planner places padded lengths, the padding follows each document inside its segment
+    /// (mask 0, label -100), and a `seq_lengths_unpadded` column gives the real lengths.
+    pub pad_documents_to: Option<usize>,
 }
 
 impl PackOptions {
@@ -97,6 +101,7 @@ impl PackOptions {
             pad_id: 0,
             row_offset: 0,
             loss_weights: None,
+            pad_documents_to: None,
         }
     }
 
@@ -115,7 +120,12 @@ impl PackOptions {
         if self.pad_id < 0 {
             return bad(format!("pad_id must be >= 0 (got {})", self.pad_id));
         }
-        Ok(())
+        options::check_pad_documents(self.pad_documents_to, self.seq_len, self.pad_to)
+    }
+
+    /// `pad_documents_to` as the planner and the gather take it.
+    pub(crate) fn document_multiple(&self) -> Option<u32> {
+        self.pad_documents_to.map(|m| m as u32)
     }
 }
 
@@ -134,8 +144,10 @@ pub struct PackStats {
     pub documents: u64,
     /// Real tokens in the output.
     pub output_tokens: u64,
-    /// Padding tokens added by `pad_to`.
+    /// Padding tokens added by `pad_to` (after the last document of a row).
     pub pad_tokens: u64,
+    /// Padding tokens added by `pad_documents_to` (after each document, inside its segment).
+    pub document_pad_tokens: u64,
     /// `output_tokens / (rows * seq_len)`; 0 when there are no rows.
     pub fill_rate: f64,
     /// Samples cut to `seq_len` by `overflow = truncate`.
@@ -191,7 +203,11 @@ fn gather_rows(
     opts: &PackOptions,
     mut stats: PackStats,
 ) -> Result<Packed> {
-    let out_schema = output_schema(layout, opts.loss_weights.is_some());
+    let out_schema = output_schema(
+        layout,
+        opts.loss_weights.is_some(),
+        opts.pad_documents_to.is_some(),
+    );
     let pool = options::thread_pool(opts.num_threads)?;
     let out_batches = pool.install(|| -> Result<Vec<RecordBatch>> {
         check_discarded(views, discarded)?;
@@ -206,6 +222,7 @@ fn gather_rows(
             schema: out_schema.clone(),
             long_views: None,
             loss_weights: opts.loss_weights,
+            pad_documents_to: opts.document_multiple(),
         }
         .run()
     })?;
@@ -250,7 +267,11 @@ fn prepare<'a>(
     }
     let mut stats = PackStats::default();
     let (pieces, discarded) = cut(&views, opts, &mut stats)?;
-    let lengths: Vec<u32> = pieces.iter().map(|p| p.len).collect();
+    let multiple = opts.document_multiple();
+    let lengths: Vec<u32> = pieces
+        .iter()
+        .map(|p| options::slot(p.len, multiple))
+        .collect();
     let plan = plan(&lengths, opts.seq_len as u32, opts.strategy);
     Ok(Prepared {
         layout,
@@ -262,7 +283,7 @@ fn prepare<'a>(
     })
 }
 
-/// Fills the row statistics of `stats` from the plan and the documents' `lengths`.
+/// Fills the row statistics of `stats` from the plan and the documents' real `lengths`.
 fn row_stats(stats: &mut PackStats, the_plan: &Plan, lengths: &[u32], opts: &PackOptions) {
     stats.rows = the_plan.rows() as u64;
     stats.documents = the_plan.items.len() as u64;
@@ -271,8 +292,15 @@ fn row_stats(stats: &mut PackStats, the_plan: &Plan, lengths: &[u32], opts: &Pac
         .iter()
         .map(|&i| lengths[i as usize] as u64)
         .sum();
+    let multiple = opts.document_multiple();
+    let slots: u64 = the_plan
+        .items
+        .iter()
+        .map(|&i| options::slot(lengths[i as usize], multiple) as u64)
+        .sum();
+    stats.document_pad_tokens = slots - stats.output_tokens;
     if let Some(p) = opts.pad_to {
-        stats.pad_tokens = stats.rows * p as u64 - stats.output_tokens;
+        stats.pad_tokens = stats.rows * p as u64 - slots;
     }
     if stats.rows > 0 {
         stats.fill_rate = stats.output_tokens as f64 / (stats.rows as f64 * opts.seq_len as f64);

@@ -53,3 +53,41 @@ impl std::str::FromStr for LossWeights {
         }
     }
 }
+
+/// Checks `pad_documents_to` against the row sizes: a positive multiple that divides `seq_len` (so
+/// a padded document still fits a row) and `pad_to` when given (so the row stays a multiple too).
+pub(crate) fn check_pad_documents(
+    pad_documents_to: Option<usize>,
+    seq_len: usize,
+    pad_to: Option<usize>,
+) -> Result<()> {
+    let Some(m) = pad_documents_to else {
+        return Ok(());
+    };
+    if m == 0 || m > u32::MAX as usize {
+        return Err(PackError::InvalidArgument(format!(
+            "pad_documents_to must be >= 1 (got {m})"
+        )));
+    }
+    for (name, n) in [("seq_len", Some(seq_len)), ("pad_to", pad_to)] {
+        if let Some(n) = n {
+            if n % m != 0 {
+                return Err(PackError::InvalidArgument(format!(
+                    "pad_documents_to={m} must divide {name}={n}, so that a padded document still fits and rows \
+                     stay a multiple of it; pass a {name} that is a multiple of {m}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Tokens a document of `len` tokens occupies in a row: `len` rounded up to a multiple of
+/// `pad_documents_to` (its padding follows it, in its own segment of `seq_lengths`).
+#[inline]
+pub(crate) fn slot(len: u32, pad_documents_to: Option<u32>) -> u32 {
+    match pad_documents_to {
+        Some(m) if m > 1 => len.div_ceil(m) * m,
+        _ => len,
+    }
+}

@@ -108,6 +108,8 @@ pub struct PmixOptions {
     pub window_tokens: Option<usize>,
     /// Write a `loss_weights` column of this scheme.
     pub loss_weights: Option<LossWeights>,
+    /// Pad every segment to a multiple of this many tokens, as `pack`'s option of that name.
+    pub pad_documents_to: Option<usize>,
 }
 
 impl PmixOptions {
@@ -125,6 +127,7 @@ impl PmixOptions {
             num_threads: None,
             window_tokens: None,
             loss_weights: None,
+            pad_documents_to: None,
         }
     }
 
@@ -152,7 +155,12 @@ impl PmixOptions {
         if self.max_rows == Some(0) {
             return bad("max_rows must be >= 1 (or None)".into());
         }
-        Ok(())
+        options::check_pad_documents(self.pad_documents_to, self.seq_len, None)
+    }
+
+    /// Tokens a segment of `len` tokens occupies in a row (see `pad_documents_to`).
+    fn slot(&self, len: u32) -> usize {
+        options::slot(len, self.pad_documents_to.map(|m| m as u32)) as usize
     }
 }
 
@@ -163,6 +171,8 @@ pub struct PmixStats {
     pub rows: u64,
     /// Real tokens in the output.
     pub output_tokens: u64,
+    /// Padding tokens added by `pad_documents_to` (after each segment, inside it).
+    pub document_pad_tokens: u64,
     /// `output_tokens / (rows * seq_len)`.
     pub fill_rate: f64,
     /// Rows of the long input.
@@ -352,10 +362,12 @@ struct Pool {
     live_loaded: u64,
     /// Samples placed at least once, over all blocks.
     used_count: u64,
+    /// `pad_documents_to`: the best-fit index sorts samples by padded length.
+    multiple: Option<u32>,
 }
 
 impl Pool {
-    fn new(layout: Layout, batches: BatchSource, best_fit: bool) -> Self {
+    fn new(layout: Layout, batches: BatchSource, best_fit: bool, multiple: Option<u32>) -> Self {
         Pool {
             source: Source {
                 layout,
@@ -375,6 +387,7 @@ impl Pool {
             index: best_fit.then(|| FitIndex::new(&[], &[], 0)),
             live_loaded: 0,
             used_count: 0,
+            multiple,
         }
     }
 
@@ -386,7 +399,19 @@ impl Pool {
         self.pos = 0;
         self.used.iter_mut().for_each(|u| *u = false);
         if self.index.is_some() {
-            self.index = Some(FitIndex::new(&self.order, &self.len, seq_len));
+            // Best fit finds the largest sample whose padded length fits the room.
+            let index = match self.multiple {
+                Some(m) => {
+                    let slots: Vec<u32> = self
+                        .len
+                        .iter()
+                        .map(|&l| options::slot(l, Some(m)))
+                        .collect();
+                    FitIndex::new(&self.order, &slots, seq_len)
+                }
+                None => FitIndex::new(&self.order, &self.len, seq_len),
+            };
+            self.index = Some(index);
         }
     }
 
@@ -481,12 +506,13 @@ impl PmixStream {
         };
         let pool = options::thread_pool(opts.num_threads)?;
         let best_fit = opts.fill == Fill::BestFit;
+        let multiple = opts.pad_documents_to.map(|m| m as u32);
         let mut me = PmixStream {
             opts: opts.clone(),
             window: opts.window_tokens.unwrap_or(usize::MAX),
             draws: Draws::new(opts.seed),
-            long: Pool::new(long_layout, long, false),
-            short: Pool::new(short_layout, short, best_fit),
+            long: Pool::new(long_layout, long, false, multiple),
+            short: Pool::new(short_layout, short, best_fit, multiple),
             store: Vec::new(),
             pieces: Vec::new(),
             row_offsets: vec![0],
@@ -494,7 +520,12 @@ impl PmixStream {
             carry: None,
             stats: PmixStats::default(),
             layout,
-            schema: schema_with(layout, true, opts.loss_weights.is_some()),
+            schema: schema_with(
+                layout,
+                true,
+                opts.loss_weights.is_some(),
+                opts.pad_documents_to.is_some(),
+            ),
             long_exhausted: false,
             finished: false,
             rows_done: 0,
@@ -740,6 +771,7 @@ impl PmixStream {
             Kind::Short => self.stats.short_tokens += take as u64,
         }
         self.pieces.push(piece(c.sid, c.row as usize, 0, take));
+        self.stats.document_pad_tokens += (self.opts.slot(take as u32) - take) as u64;
         let full = c.len as usize;
         if take < full {
             self.stats.truncated_samples += 1;
@@ -812,16 +844,18 @@ impl PmixStream {
                     self.stats.short_segments -= 1;
                     self.stats.prefix_segments -= 1;
                     self.stats.short_tokens -= c.len as u64;
+                    self.stats.document_pad_tokens -=
+                        (self.opts.slot(c.len) - c.len as usize) as u64;
                 }
                 self.pieces.truncate(start);
                 return Ok(false);
             };
             let c = self.claim(Kind::Short, s);
-            let n = c.len as usize;
-            if n <= cap - used {
+            let (n, slot) = (c.len as usize, self.opts.slot(c.len));
+            if slot <= cap - used {
                 self.place(c, n);
                 placed_prefix.push(c);
-                used += n;
+                used += slot;
             } else if self.overflow(c, cap - used)? {
                 used = cap;
             } else {
@@ -846,10 +880,10 @@ impl PmixStream {
                     self.claim(kind, s)
                 }
             };
-            let n = c.len as usize;
-            if n <= cap - used {
+            let (n, slot) = (c.len as usize, self.opts.slot(c.len));
+            if slot <= cap - used {
                 self.place(c, n);
-                used += n;
+                used += slot;
                 body += 1;
                 if used == cap {
                     return Ok(true);
@@ -871,7 +905,7 @@ impl PmixStream {
                     let c = self.claim(Kind::Short, b);
                     self.place(c, c.len as usize);
                     self.stats.best_fit_segments += 1;
-                    used += c.len as usize;
+                    used += self.opts.slot(c.len);
                 }
                 return Ok(true);
             }
@@ -949,6 +983,7 @@ impl PmixStream {
             schema: self.schema.clone(),
             long_views: Some(&is_long),
             loss_weights: self.opts.loss_weights,
+            pad_documents_to: self.opts.pad_documents_to.map(|m| m as u32),
         };
         let batches = self.pool.install(|| -> Result<Vec<RecordBatch>> {
             check_discarded(&views, &discarded)?;

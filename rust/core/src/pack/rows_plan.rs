@@ -24,7 +24,8 @@ use crate::error::{PackError, Result};
 pub const PLAN_SAMPLE_INDEX: &str = "sample_index";
 /// Plan column: tokens of the sample before the document (non-zero for `split` pieces only).
 pub const PLAN_TOKEN_OFFSET: &str = "token_offset";
-/// Plan column: tokens of each document (as in the packed rows' `seq_lengths`, without padding).
+/// Plan column: tokens of each document (its real length, without any padding: the packed rows'
+/// `seq_lengths` without `pad_to`, their `seq_lengths_unpadded` with `pad_documents_to`).
 pub const PLAN_SEQ_LENGTHS: &str = "seq_lengths";
 
 /// Plan items per output batch, so `list` offsets never overflow.
@@ -222,7 +223,7 @@ pub fn pack_from_plan(
                         offset as i128 + n as i128
                     )));
                 }
-                row_tokens += n as u64;
+                row_tokens += super::options::slot(n as u32, opts.document_multiple()) as u64;
                 pieces.push(Piece {
                     batch: b as u32,
                     row: row as u32,
@@ -231,9 +232,12 @@ pub fn pack_from_plan(
                 });
             }
             if row_tokens > opts.seq_len as u64 {
+                let padded = opts.pad_documents_to.map_or(String::new(), |m| {
+                    format!(" (documents padded to multiples of {m})")
+                });
                 return Err(PackError::InvalidArgument(format!(
-                    "plan row {plan_row}: {row_tokens} tokens do not fit in seq_len={}; make the rows with the \
-                     seq_len the plan was made for (or plan again for this one)",
+                    "plan row {plan_row}: {row_tokens} tokens{padded} do not fit in seq_len={}; make the rows with \
+                     the seq_len the plan was made for (or plan again for this one)",
                     opts.seq_len
                 )));
             }
