@@ -119,7 +119,7 @@ def test_directory_with_another_fingerprint_is_refused(engine, config_on, tmp_pa
     harvest(cfg, engine=engine)
     before = shard_bytes(Path(cfg.output_dir))
     changed = HarvestConfig(**{**cfg.__dict__, "seed": 1, "query_max_tokens": 8})
-    with pytest.raises(ValueError, match="differs in: config, seed"):
+    with pytest.raises(ValueError, match=r"differs in: config\.query_max_tokens, (config\.seed, )?seed"):
         harvest(changed, engine=engine)
     assert shard_bytes(Path(cfg.output_dir)) == before
     # settings of the execution only (progress, concurrency, engine) do not change the fingerprint

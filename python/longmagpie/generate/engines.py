@@ -24,7 +24,12 @@ from longmagpie.generate.settings import EngineSettings
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One completion to generate from a token-id prompt."""
+    """One completion to generate from a token-id prompt.
+
+    ``constraint`` asks for structured output where the engine has it (vLLM's ``StructuredOutputsParams``: one
+    of ``{"json": schema}``, ``{"choice": [...]}``, ``{"regex": ...}``); the caller still parses the text strictly.
+    ``prompt_logprobs`` asks for the log-probability of every prompt token (the result's ``prompt_logprobs``).
+    """
 
     prompt_ids: list[int]
     max_tokens: int
@@ -33,6 +38,8 @@ class GenerationRequest:
     seed: int
     stop_token_ids: list[int]
     stop: list[str] = field(default_factory=list)
+    constraint: Mapping[str, Any] | None = None
+    prompt_logprobs: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,12 +47,40 @@ class GenerationResult:
     """The completion: text (special tokens kept, the stop token left out), its token count, why it ended.
 
     ``token_ids`` are the generated ids (a stop token included), empty where a server does not return them.
+    ``prompt_logprobs`` (when the request asked for them) is the log-probability of each prompt token given the
+    ones before it (``None`` for the first).
     """
 
     text: str
     num_tokens: int
     finish_reason: str
     token_ids: tuple[int, ...] = ()
+    prompt_logprobs: tuple[float | None, ...] = ()
+
+
+def prompt_token_logprobs(prompt_ids: Sequence[int], entries: Sequence[Any] | None) -> tuple[float | None, ...]:
+    """Read each prompt token's log-probability from an engine's per-position entries.
+
+    ``entries[i]`` maps token ids (ints, or strings after JSON) to a vLLM ``Logprob`` or a ``{"logprob": ...}``
+    dict, ``None`` for the first position; the value for ``prompt_ids[i]`` is taken.
+
+    Raises:
+        RuntimeError: the engine returned no entries, or an entry without the prompt token.
+
+    """
+    if entries is None or len(entries) != len(prompt_ids):
+        got = "none" if entries is None else len(entries)
+        raise RuntimeError(f"the engine returned {got} prompt log-probabilities for a prompt of {len(prompt_ids)}")
+    out: list[float | None] = []
+    for i, (token, entry) in enumerate(zip(prompt_ids, entries, strict=True)):
+        if entry is None:
+            out.append(None)
+            continue
+        value = entry.get(token, entry.get(str(token))) if isinstance(entry, Mapping) else None
+        if value is None:
+            raise RuntimeError(f"the engine's log-probabilities at prompt position {i} lack its token {token}")
+        out.append(float(value["logprob"] if isinstance(value, Mapping) else value.logprob))
+    return tuple(out)
 
 
 class Engine(Protocol):
@@ -126,6 +161,7 @@ def vllm_inputs(requests: Sequence[GenerationRequest]) -> tuple[list[Any], list[
     """Turn ``requests`` into what ``vllm.LLM.generate`` takes: ``TokensPrompt``s and ``SamplingParams``."""
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
+    from vllm.sampling_params import StructuredOutputsParams
 
     prompts = [TokensPrompt(prompt_token_ids=list(r.prompt_ids)) for r in requests]
     params = [
@@ -137,6 +173,8 @@ def vllm_inputs(requests: Sequence[GenerationRequest]) -> tuple[list[Any], list[
             stop_token_ids=list(r.stop_token_ids),
             stop=list(r.stop) or None,
             skip_special_tokens=False,
+            structured_outputs=StructuredOutputsParams(**dict(r.constraint)) if r.constraint else None,
+            prompt_logprobs=0 if r.prompt_logprobs else None,
         )
         for r in requests
     ]
@@ -183,7 +221,8 @@ class VllmEngine:
         for req, out in zip(requests, outputs, strict=True):
             c = out.outputs[0]
             reason = _finish_reason(c.token_ids, req, c.finish_reason)
-            results.append(GenerationResult(c.text, len(c.token_ids), reason, tuple(int(t) for t in c.token_ids)))
+            lp = prompt_token_logprobs(req.prompt_ids, out.prompt_logprobs) if req.prompt_logprobs else ()
+            results.append(GenerationResult(c.text, len(c.token_ids), reason, tuple(int(t) for t in c.token_ids), lp))
         return results
 
     def close(self) -> None:
@@ -269,12 +308,17 @@ class OpenAIEngine:
         }
         if req.stop:
             body["stop"] = list(req.stop)
+        if req.constraint:
+            body["structured_outputs"] = dict(req.constraint)  # vLLM's server extension
+        if req.prompt_logprobs:
+            body["prompt_logprobs"] = 0  # vLLM's server extension
         out = self._request("POST", "/completions", body)
         choice = out["choices"][0]
         tokens = choice.get("token_ids")
         n = len(tokens) if tokens is not None else int(out.get("usage", {}).get("completion_tokens", 0))
         reason = _finish_reason(tokens or [], req, choice.get("finish_reason"))
-        return GenerationResult(choice.get("text") or "", n, reason, tuple(int(t) for t in tokens or ()))
+        lp = prompt_token_logprobs(req.prompt_ids, choice.get("prompt_logprobs")) if req.prompt_logprobs else ()
+        return GenerationResult(choice.get("text") or "", n, reason, tuple(int(t) for t in tokens or ()), lp)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         """All requests, ``concurrency`` at a time; results in request order."""
@@ -350,6 +394,8 @@ class RayEngine:
                     "stop_token_ids": list(r.stop_token_ids),
                     "skip_special_tokens": False,
                     **({"stop": list(r.stop)} if r.stop else {}),
+                    **({"structured_outputs": dict(r.constraint)} if r.constraint else {}),
+                    **({"prompt_logprobs": 0} if r.prompt_logprobs else {}),
                 },
             }
             for i, r in enumerate(requests)
@@ -363,7 +409,8 @@ class RayEngine:
             row = by_idx[i]
             tokens = [int(t) for t in row.get("generated_tokens") or []]
             reason = _finish_reason(tokens, req, None)
-            results.append(GenerationResult(row.get("generated_text") or "", len(tokens), reason, tuple(tokens)))
+            lp = prompt_token_logprobs(req.prompt_ids, row.get("prompt_logprobs")) if req.prompt_logprobs else ()
+            results.append(GenerationResult(row.get("generated_text") or "", len(tokens), reason, tuple(tokens), lp))
         return results
 
     def close(self) -> None:
@@ -375,6 +422,13 @@ def request_seed(seed: int, doc_id: str, sample: int, pass_name: str) -> int:
     """Derive the seed of one request: a hash of the run seed, the document id, the sample index and the pass."""
     h = hashlib.blake2b(f"{seed}\x1f{doc_id}\x1f{sample}\x1f{pass_name}".encode(), digest_size=4)
     return int.from_bytes(h.digest(), "little") & 0x7FFFFFFF
+
+
+def engine_for(config: Any) -> Engine:
+    """Start the engine a generation config (harvest, hierarchical, judge) names, on its own model and context."""
+    return build_engine(
+        config, config.model, tokenizer=config.tokenizer, max_model_len=config.max_model_len, seed=config.seed
+    )
 
 
 def build_engine(

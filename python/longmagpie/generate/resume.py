@@ -46,7 +46,7 @@ def open_output(out_dir: Path, fp: str, parts: Mapping[str, Any]) -> None:
         old = json.loads(manifest.read_text())
         if old.get("fingerprint") != fp:
             before, now = old.get("parts", {}), json.loads(json.dumps(parts, default=str))
-            changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
+            changed = _changed(before, now)
             raise ValueError(
                 f"{out_dir} holds a harvest with another fingerprint (differs in: {', '.join(changed) or '?'}); "
                 "use a new output directory, or restore the settings of that run to resume it"
@@ -62,6 +62,20 @@ def open_output(out_dir: Path, fp: str, parts: Mapping[str, Any]) -> None:
         )
     body = {"format": FORMAT_VERSION, "fingerprint": fp, "parts": parts}
     write_bytes_atomic(manifest, json.dumps(body, indent=1, sort_keys=True, default=str).encode())
+
+
+def _changed(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    """Name the parts that differ; inside a part that is a mapping on both sides, its settings (``config.seed``)."""
+    out = []
+    for k in sorted(set(before) | set(now)):
+        a, b = before.get(k), now.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{s}" for s in sorted(set(a) | set(b)) if a.get(s) != b.get(s)]
+        else:
+            out.append(k)
+    return out
 
 
 def shard_paths(out_dir: Path, key: str) -> tuple[Path, Path]:

@@ -12,12 +12,13 @@ from longmagpie.generate.engines import (
     RayEngine,
     ServerUnreachableError,
     VllmEngine,
+    build_engine,
 )
 from longmagpie.harvest.config import HarvestConfig
 from longmagpie.harvest.filters import AnswerFilter, QueryFilter, normalize_query, query_hash
 from longmagpie.harvest.output import ROW_SCHEMA, read_harvest
 from longmagpie.harvest.prompt_ids import PromptTokenizer, middle_truncate
-from longmagpie.harvest.run import HarvestEvent, HarvestReport, build_engine, harvest, harvest_quality
+from longmagpie.harvest.run import HarvestEvent, HarvestReport, harvest, harvest_quality
 from longmagpie.templates.prompts import PRESETS, PromptPieces, pieces_from_template, preset, resolve_pieces
 
 __all__ = [

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from longmagpie import measures
 from longmagpie.assembly.tokenizer import load_tokenizer
-from longmagpie.generate.engines import Engine, GenerationRequest, GenerationResult, build_engine, request_seed
+from longmagpie.generate.engines import Engine, GenerationRequest, GenerationResult, engine_for, request_seed
 from longmagpie.generate.reasoning import opens_reasoning
 from longmagpie.generate.resume import fingerprint, open_output, read_marker, write_shard
 from longmagpie.generate.sources import Document, Shard, check_columns, plan_shards, read_shard, resolve_inputs
@@ -106,7 +106,8 @@ def _hash_dir_files(path: Path, names: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-def _model_identity(model: str) -> dict[str, Any]:
+def model_identity(model: str) -> dict[str, Any]:
+    """Return what identifies a model in a fingerprint: its name, or its directory's config hash and weight files."""
     path = Path(model)
     if not path.is_dir():
         return {"name": model}
@@ -190,7 +191,7 @@ def _prepare(config: HarvestConfig) -> tuple[_Plan, list[Shard], dict[str, Any]]
 
     parts = {
         "config": settings,
-        "model": _model_identity(config.model),
+        "model": model_identity(config.model),
         "tokenizer": _tokenizer_identity(tok_source, tokenizer),
         "template": dataclasses.asdict(pieces),
         "stop_token_ids": stops,
@@ -446,13 +447,7 @@ def harvest(
                 emit("shard_skipped", shard)
                 continue
             if engine is None and own_engine is None:
-                own_engine = build_engine(
-                    config,
-                    config.model,
-                    tokenizer=config.tokenizer,
-                    max_model_len=config.max_model_len,
-                    seed=config.seed,
-                )
+                own_engine = engine_for(config)
             active = engine if engine is not None else own_engine
             assert active is not None
             emit("shard_start", shard, shard.stop - shard.start)

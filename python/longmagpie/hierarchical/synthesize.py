@@ -20,7 +20,7 @@ from typing import Any
 
 from longmagpie._progress import progress_bar
 from longmagpie.assembly.tokenizer import load_tokenizer
-from longmagpie.generate.engines import Engine, build_engine
+from longmagpie.generate.engines import Engine, engine_for
 from longmagpie.generate.resume import fingerprint, open_output
 from longmagpie.generate.sources import check_columns, plan_shards, read_shard, resolve_inputs
 from longmagpie.hierarchical.concatenate import Concatenator, DocQAs, conversations_table
@@ -187,13 +187,7 @@ def synthesize(
                     gen.check_context()  # before the engine starts
                     checked = True
                 if gen.engine is None:
-                    gen.engine = build_engine(
-                        config,
-                        config.model,
-                        tokenizer=config.tokenizer,
-                        max_model_len=config.max_model_len,
-                        seed=config.seed,
-                    )
+                    gen.engine = engine_for(config)
                 log.info(
                     "documents %d-%d: generating (%d resumed so far)",
                     len(doc_ids) - len(states),
