@@ -160,6 +160,7 @@ class RunSummary:
     samples: list[SampleRow] = field(default_factory=list)
     hierarchical: dict[int, HierarchicalTarget] = field(default_factory=dict)
     quality: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    judge: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     totals: dict[str, int] = field(default_factory=dict)
 
     def add_total(self, key: str, value: int) -> None:
@@ -232,6 +233,18 @@ def _marker_of(f: Path) -> Path:
     return f.with_name(f.name[: -len(".parquet")] + ".done.json")
 
 
+def _judge_dir(f: Path) -> Path | None:
+    """Return the judge output directory ``f`` is a shard of (its manifest names a judge run), else ``None``."""
+    manifest = f.parent / "manifest.json"
+    if not (_SHARD.fullmatch(f.name) and manifest.is_file()):
+        return None
+    try:
+        parts = json.loads(manifest.read_text()).get("parts", {})
+    except (OSError, ValueError):
+        return None
+    return f.parent if isinstance(parts, dict) and "judge" in parts else None
+
+
 def _is_harvest_shard(f: Path) -> bool:
     return bool(_SHARD.fullmatch(f.name)) and (_marker_of(f).is_file() or (f.parent / "manifest.json").is_file())
 
@@ -252,7 +265,12 @@ def summarize(paths: list[Path]) -> RunSummary:
         files += _parquet_files(p)
     harvest_groups: dict[str, list[Path]] = {}
     unfinished: Counter[str] = Counter()
+    judge_dirs: dict[Path, None] = {}
     for f in dict.fromkeys(files):
+        judged = _judge_dir(f)
+        if judged is not None:  # judged rows: counted by the judge's summary, not as harvested rows again
+            judge_dirs[judged] = None
+            continue
         try:
             schema = pq.read_schema(f)
         except (pa.ArrowInvalid, OSError) as err:
@@ -282,6 +300,13 @@ def summarize(paths: list[Path]) -> RunSummary:
             _add_hierarchical(s, f)
         elif kind in _STAGE_OF_KIND:
             _add_packed(s, f, schema, _STAGE_OF_KIND[kind])
+    for d in judge_dirs:
+        from longmagpie.quality.judge import judge_summary
+
+        summary = judge_summary(d)
+        s.judge.append((str(d), summary))
+        s.add_total("judge kept rows", int(summary.get("kept", 0)))
+        s.add_total("judge removed rows", sum(int(v) for v in (summary.get("removed") or {}).values()))
     per_source = []
     for key, group in harvest_groups.items():
         h = _harvest_quality(key, group)
@@ -823,6 +848,19 @@ def _quality_html(s: RunSummary) -> str:
     return "".join(parts)
 
 
+def _judge_html(s: RunSummary) -> str:
+    """Render the judge step: parse rates, score means, removals by reason, categories, agreement."""
+    if not s.judge:
+        return ""
+    from longmagpie.quality.judge import summary_lines
+
+    parts = ["<h2>Judge</h2>"]
+    for source, summary in s.judge:
+        parts.append(f"<h3>{html.escape(source)}</h3>")
+        parts.append("".join(f"<p>{html.escape(line)}</p>" for line in summary_lines(summary)))
+    return "".join(parts)
+
+
 def render_html(s: RunSummary, title: str = "longmagpie run report") -> str:
     """Render the report as one HTML page with inline PNGs (every text taken from the data is escaped)."""
     rows = "".join(
@@ -852,7 +890,7 @@ figure{{margin:1.5em 0}}img{{max-width:100%}}
 <h2>Inputs</h2><ul>{files or "<li>no longmagpie tables found</li>"}</ul>
 {_samples_html(s.samples)}
 <h2>Totals</h2><table>{rows}</table>
-{_stages_html(s)}{_hierarchical_html(s)}{_quality_html(s)}{_harvest_html(s)}
+{_stages_html(s)}{_hierarchical_html(s)}{_quality_html(s)}{_judge_html(s)}{_harvest_html(s)}
 <h2>Plots</h2>{figures or "<p>nothing to plot</p>"}
 </body></html>
 """

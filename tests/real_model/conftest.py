@@ -56,6 +56,18 @@ def smol_engine(smollm2_dir: Path) -> Iterator[Any]:
     engine.close()
 
 
+@pytest.fixture(scope="session")
+def smol_harvest(smol_engine: Any, smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The real-model harvest of the demo documents (default filters), run once for every test that reads it."""
+    from longmagpie.harvest import HarvestConfig, harvest, read_harvest
+
+    tmp = tmp_path_factory.mktemp("smol-harvest")
+    docs = demo_documents()
+    cfg = HarvestConfig(**documents_run(tmp, docs, smollm2_dir), shard_rows=4, **HARVEST)
+    report = harvest(cfg, engine=smol_engine)
+    return {"config": cfg, "report": report, "table": read_harvest(cfg.output_dir), "docs": docs}
+
+
 def demo_documents(n: int = N_DOCUMENTS) -> list[dict[str, str]]:
     """The ``n`` shortest documents shipped with the demo (by characters), in their file order."""
     from longmagpie.demo import DATA

@@ -18,9 +18,7 @@ from typing import Any
 import pytest
 
 from longmagpie import measures
-from longmagpie.harvest import HarvestConfig, harvest, harvest_quality, read_harvest
-
-from .conftest import HARVEST, demo_documents, documents_run
+from longmagpie.harvest import HarvestConfig, harvest_quality
 
 #: Floors, measured (README "Real data"): the run below gives a yield of {YIELD} and a lift of {LIFT}.
 MIN_DOCUMENT_YIELD = 0.6
@@ -29,12 +27,8 @@ MIN_OWN_GROUNDING = 0.4
 
 
 @pytest.fixture(scope="module")
-def run(smol_engine: Any, smollm2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    tmp = tmp_path_factory.mktemp("smol-harvest")
-    docs = demo_documents()
-    cfg = HarvestConfig(**documents_run(tmp, docs, smollm2_dir), shard_rows=4, **HARVEST)
-    report = harvest(cfg, engine=smol_engine)
-    return {"config": cfg, "report": report, "table": read_harvest(cfg.output_dir), "docs": docs}
+def run(smol_harvest: dict[str, Any]) -> dict[str, Any]:
+    return smol_harvest
 
 
 def test_filters_are_the_defaults(run: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from longmagpie.hierarchical.config import HierarchicalConfig
 from longmagpie.hierarchical.quality import summary_lines as hierarchical_summary_lines
 from longmagpie.measures import summary_lines as harvest_summary_lines
 from longmagpie.options import INPUT_COLUMNS, PackOptions, PmixOptions
+from longmagpie.quality.judge import JudgeConfig
 from longmagpie.quality.stage import QualityConfig, report_lines
 
 app = typer.Typer(
@@ -132,6 +133,7 @@ _G = _config_defaults(GenerationConfig)  # the settings harvest and hierarchical
 _H = _config_defaults(HarvestConfig)
 _Y = _config_defaults(HierarchicalConfig)
 _Q = _config_defaults(QualityConfig)
+_J = _config_defaults(JudgeConfig)
 
 #: CLI parameters that are not config fields, and CLI names of config fields.
 _NOT_SETTINGS = {"ctx", "config_file", "quiet", "verbose", "engine_kwargs"}
@@ -763,11 +765,45 @@ def quality(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the MinHash permutations and of the balance draws.")] = _Q["seed"],
     threads: ThreadsOpt = _Q["num_threads"],
+    judge_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Then judge the kept rows with this model (tags, faithfulness, thresholds); OUTPUT becomes a "
+            "resumable directory."
+        ),
+    ] = None,
+    judge_engine: Annotated[str, typer.Option(help="Judge engine: vllm | openai | ray.")] = _J["engine"],
+    judge_base_url: Annotated[str, typer.Option(help="Judge server (engine openai).")] = _J["base_url"],
+    judge_tokenizer: Annotated[str | None, typer.Option(help="Judge tokenizer if not the model's.")] = None,
+    judge_max_model_len: Annotated[int, typer.Option(help="Judge context length.")] = _J["max_model_len"],
+    judge_engine_kwargs: Annotated[
+        str | None, typer.Option(help="Extra vLLM engine arguments as JSON, e.g. '{\"kv_cache_memory_bytes\": 1e9}'.")
+    ] = None,
+    judge_shard_rows: Annotated[int, typer.Option(help="Rows per resumable judge shard.")] = _J["shard_rows"],
+    tags: Annotated[bool, typer.Option(help="Judge: tag quality, difficulty and category.")] = _J["tags"],
+    faithfulness: Annotated[
+        bool, typer.Option(help="Judge: score each answer's statements against its document.")
+    ] = _J["faithfulness"],
+    likelihood: Annotated[
+        bool, typer.Option(help="Judge: read its likelihood signals (support gain, question gain, end log-prob).")
+    ] = _J["likelihood"],
+    min_quality: Annotated[int | None, typer.Option(help="Judge: remove rows of quality below this (1-5).")] = None,
+    min_difficulty: Annotated[
+        int | None, typer.Option(help="Judge: remove rows of difficulty below this (1-5).")
+    ] = None,
+    categories: Annotated[str | None, typer.Option(help="Judge: keep only these categories, comma-separated.")] = None,
+    min_faithfulness: Annotated[
+        float | None, typer.Option(help="Judge: remove rows whose faithfulness is below this, in [0, 1].")
+    ] = None,
+    keep_all: Annotated[bool, typer.Option(help="Judge: remove nothing; write every row with its scores.")] = False,
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
 ) -> None:
-    """Filter harvest rows: decontaminate, detect languages, remove near-duplicate questions, cap question forms."""
+    """Filter harvest rows: decontaminate, detect languages, remove near-duplicates, cap forms; then judge them.
+
+    With --judge-model, the kept rows are then tagged, scored and filtered by a judge model (resumable).
+    """
     _configure_logging(verbose, quiet)
     from longmagpie.io import storage
     from longmagpie.quality import quality as run_quality
@@ -790,6 +826,33 @@ def quality(
         )
     except USER_ERRORS as e:
         raise _fail(f"{e}") from None
+    if judge_model is not None:
+        _judge_command(
+            inputs,
+            output,
+            config,
+            {
+                "model": judge_model,
+                "tokenizer": judge_tokenizer,
+                "engine": judge_engine,
+                "base_url": judge_base_url,
+                "max_model_len": judge_max_model_len,
+                "engine_kwargs": judge_engine_kwargs,
+                "shard_rows": judge_shard_rows,
+                "tags": tags,
+                "faithfulness": faithfulness,
+                "likelihood": likelihood,
+                "min_quality": min_quality,
+                "min_difficulty": min_difficulty,
+                "categories": tuple(x.strip() for x in categories.split(",") if x.strip()) if categories else None,
+                "min_faithfulness": min_faithfulness,
+                "keep_all": keep_all,
+                "seed": seed,
+                "progress": not quiet,
+            },
+            quiet,
+        )
+        return
     _refuse_existing(output, overwrite)
     try:
         if storage.local_path(output) is not None:  # streamed: memory holds a batch and the indexes
@@ -805,6 +868,47 @@ def quality(
         for line in report_lines(report):
             typer.echo("  " + line)
         typer.echo(f"  output     {', '.join(str(w) for w in written)}")
+
+
+def _judge_command(
+    inputs: list[str], output: str, config: QualityConfig, settings: dict[str, Any], quiet: bool
+) -> None:
+    """``quality --judge-model``: the model-free steps into OUTPUT/.prefilter, then the judge over its kept rows."""
+    import json
+
+    from longmagpie.quality.judge import judge, summary_lines
+    from longmagpie.quality.stage import quality_files
+
+    if settings["engine_kwargs"] is not None:
+        try:
+            settings["engine_kwargs"] = json.loads(settings["engine_kwargs"])
+        except json.JSONDecodeError as e:
+            raise _fail(f"--judge-engine-kwargs is not JSON ({e})") from None
+    else:
+        settings["engine_kwargs"] = {}
+    out = Path(output)
+    model_free = config.dedup or config.detect_language or bool(config.decontaminate) or config.max_share is not None
+    judge_inputs = list(inputs)
+    try:  # every judge setting is checked before any input is read
+        judge_config = JudgeConfig(inputs=tuple(judge_inputs), output_dir=str(out), **settings)
+        if model_free:  # deterministic and cheap: done again on every run, byte for byte the same
+            prefilter = out / ".prefilter"
+            report, _ = quality_files(list(inputs), prefilter, config, overwrite=True, as_directory=True)
+            if not quiet:
+                for line in report_lines(report):
+                    typer.echo("  " + line)
+            judge_config = dataclasses.replace(judge_config, inputs=(str(prefilter),))
+        result = judge(judge_config)
+    except USER_ERRORS as e:
+        raise _fail(f"{e}") from None
+    if not quiet:
+        for line in summary_lines(result.summary):
+            typer.echo("  " + line)
+        typer.echo(
+            f"  shards     {result.shards_written} judged, {result.shards_skipped} done earlier "
+            f"(of {result.shards_total})"
+        )
+        typer.echo(f"  output     {out}")
 
 
 @app.command()
@@ -834,6 +938,13 @@ def stats(
             typer.echo(f"  quality stage of {source}:")
             for line in report_lines(report):
                 typer.echo("    " + line)
+        if summary.judge:
+            from longmagpie.quality.judge import summary_lines as judge_lines
+
+            for source, judged in summary.judge:
+                typer.echo(f"  judge of {source}:")
+                for line in judge_lines(judged):
+                    typer.echo("    " + line)
         typer.echo(f"  report               {output}")
 
 

@@ -21,6 +21,10 @@ Example::
     [quality]                      # optional: near-duplicates, decontamination, language, balance
     decontaminate = ["evals/mmlu.jsonl"]
 
+    [quality.judge]                # optional: a judge model tags and scores the kept rows (JudgeConfig's keys)
+    model = "models/Qwen2.5-7B-Instruct"
+    min_faithfulness = 0.5
+
     [assemble]
     target_tokens = [8192, 65536]
 
@@ -153,10 +157,11 @@ class QualitySection(_Section):
     language_columns: list[str] = Field(default_factory=lambda: list(QualityConfig.language_columns))
     max_share: float | None = Field(QualityConfig.max_share, gt=0, le=1)
     balance_by: Literal["query_form", "context_bucket"] = QualityConfig.balance_by  # type: ignore[assignment]
+    judge: dict[str, Any] | None = None
 
     def config(self, seed: int, num_threads: int | None) -> QualityConfig:
-        """Return the :class:`~longmagpie.quality.QualityConfig` of this section."""
-        fields = self.model_dump()
+        """Return the :class:`~longmagpie.quality.QualityConfig` of this section (without its judge)."""
+        fields = self.model_dump(exclude={"judge"})
         return QualityConfig(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}, seed=seed, num_threads=num_threads
         )
@@ -216,9 +221,23 @@ class PipelineConfig(_Section):
         # [harvest] / [hierarchical] are built now, so that a bad key or value fails before any stage runs
         try:
             self.generation_config()
+            self.judge_config()
         except ValueError as err:  # its own words ("[harvest]: ..."), not after pydantic's "Value error, "
             raise PydanticCustomError("generation_section", "{message}", {"message": str(err)}) from None
         return self
+
+    def judge_config(self) -> Any:
+        """Return the :class:`~longmagpie.quality.judge.JudgeConfig` of ``[quality.judge]`` (``None`` without it).
+
+        Its keys are ``JudgeConfig``'s; the pipeline sets ``inputs`` (the quality stage's kept rows),
+        ``output_dir`` (``<output_dir>/judge``) and ``seed``.
+        """
+        if self.quality is None or self.quality.judge is None:
+            return None
+        from longmagpie.quality.judge import JudgeConfig
+
+        settings = {**self.quality.judge, "inputs": [str(Path(self.output_dir) / "quality")]}
+        return _section_config("quality.judge", JudgeConfig, settings, self.output_dir, self.seed, "judge")
 
     def generation_config(self) -> GenerationConfig | None:
         """Return the config of the ``[harvest]`` or ``[hierarchical]`` section (``None`` without either).
@@ -247,10 +266,10 @@ class PipelineConfig(_Section):
 
 
 def _section_config(
-    section: str, cls: type[GenerationConfig], settings: dict[str, Any], output_dir: str, seed: int
-) -> GenerationConfig:
-    """Build ``cls`` from a ``pipeline.toml`` section, in ``output_dir/<section>`` with the pipeline's seed."""
-    fields = {**settings, "output_dir": str(Path(output_dir) / section), "seed": seed}
+    section: str, cls: type[Any], settings: dict[str, Any], output_dir: str, seed: int, folder: str | None = None
+) -> Any:
+    """Build ``cls`` from a ``pipeline.toml`` section, in ``output_dir/<folder or section>``, with the run's seed."""
+    fields = {**settings, "output_dir": str(Path(output_dir) / (folder or section)), "seed": seed}
     try:
         check_settings(cls, fields)
         missing = [
@@ -493,14 +512,27 @@ def _longmagpie_stages(config: PipelineConfig, out: Path, stage: Stage) -> Path:
             inputs = [str(x) for x in a.samples] if a.samples else [str(qa_path)]
             quality_files(inputs, quality_dir, q, overwrite=True, as_directory=True)
 
-        settings = config.quality.model_dump(mode="json")
+        settings = config.quality.model_dump(mode="json", exclude={"judge"})
         settings["decontaminate_sha256"] = [_file_hash(f) for f in config.quality.decontaminate]
         stage("quality", settings, quality)
+    judge_config = config.judge_config()
+    if judge_config is not None:
+
+        def judge() -> None:
+            from longmagpie.quality.judge import judge as run_judge
+
+            run_judge(judge_config, replace_other=True)  # the stage reruns: an earlier stage or a setting changed
+
+        stage("judge", _result_settings(config.quality.judge or {}), judge)  # type: ignore[union-attr]
 
     def assemble() -> None:
         from longmagpie.quality.stage import KEPT_FILE
 
-        if config.quality is not None:
+        if judge_config is not None:
+            from longmagpie.quality.judge import judged_rows
+
+            samples = judged_rows(judge_config.output_dir)
+        elif config.quality is not None:
             samples = read_table([str(quality_dir / KEPT_FILE)])
         else:
             samples = rows()
