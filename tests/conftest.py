@@ -28,6 +28,9 @@ from longmagpie.templates.families import LLAMA3_SPECIALS
 
 # vLLM's engine in this process (start in seconds, not ~30 s); read when vllm is first imported, in a fixture
 os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+# No model hub here: a name that looks like a Hub id ("m", "org/name") fails at once instead of after
+# huggingface_hub's five retries with back-off (53 s a call, measured; child processes inherit it).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 # Hypothesis: "dev" (default) for a quick loop, "ci" (scripts/test.sh) for more examples; explicit per-test
 # settings still win.

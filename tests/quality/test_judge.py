@@ -371,3 +371,27 @@ def test_preference_pairs_are_trl_conversational_and_resume(tmp_path, tiny_qwen2
     (tmp_path / "out" / "shard-00000.done.json").unlink()
     judge(config, engine=engine)
     assert {p.name: p.read_bytes() for p in sorted((tmp_path / "out" / PREFERENCE_DIR).glob("*.parquet"))} == before
+
+
+def test_the_judge_runs_through_an_openai_server_with_its_key_on_no_disk(tmp_path, tiny_qwen2_dir, server) -> None:
+    """Structured output and prompt log-probabilities through vLLM's server (its extensions of the API)."""
+    secret = "sk-judge-never-on-disk-81c2"
+    pq.write_table(rows(2), tmp_path / "rows.parquet")
+    config = JudgeConfig(
+        inputs=(str(tmp_path / "rows.parquet"),),
+        output_dir=str(tmp_path / "out"),
+        model=str(tiny_qwen2_dir),
+        engine="openai",
+        base_url=server,
+        served_model_name="tiny",
+        api_key=secret,
+        **SMALL,
+    )
+    report = judge(config)
+    c = report.counts
+    assert c["tags_parsed"] + c.get("tags_unparsed", 0) == 2 and c["verdicts_parsed"] == c["verdicts_requested"]
+    kept = judged_rows(tmp_path / "out")
+    assert kept.column("support_gain").null_count == 0 and kept.column("end_logprob").null_count == 0
+    for f in (tmp_path / "out").rglob("*"):
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f

@@ -17,8 +17,9 @@ For each row (``context``, ``query``, ``answer``, as the harvester writes them):
    how much more likely the judge finds a statement after its top passages than alone (mean log-probability per
    token, in nats); ``question_gain`` the same for the question after the document; ``end_logprob`` the
    log-probability that the answer's turn ends where it does, after the document and the question. They need the
-   engine's prompt log-probabilities (vLLM offline and its server; Ray Data), cost one prefill each, and separate
-   bad rows even with a 135M judge where its verdicts do not (docs/quality.md, "The judge: measured").
+   engine's prompt log-probabilities (vLLM offline and its server, tested; Ray Data, untested), cost one prefill
+   each, and separate bad rows even with a 135M judge where its verdicts do not (docs/quality.md, "The judge:
+   measured").
 4. **Thresholds** (``min_quality``, ``min_difficulty``, ``categories``, ``min_faithfulness``): a row that fails one is
    removed with the reason of the first it fails (``judge:quality``, ..., ``judge:unparsed_tags`` when a tag
    threshold is set and the tags did not parse), counted; ``keep_all`` keeps every row with its scores.
