@@ -395,3 +395,12 @@ def test_the_judge_runs_through_an_openai_server_with_its_key_on_no_disk(tmp_pat
     for f in (tmp_path / "out").rglob("*"):
         if f.is_file():
             assert secret.encode() not in f.read_bytes(), f
+
+
+def test_a_shard_reads_only_its_rows_whatever_the_row_groups(tmp_path) -> None:
+    from longmagpie.quality.judge import _InputFile, _read_rows, _Shard
+
+    pq.write_table(pa.table({"x": list(range(1000))}), tmp_path / "rg.parquet", row_group_size=64)
+    f = _InputFile(tmp_path / "rg.parquet", 1000)
+    for start, stop in [(0, 10), (60, 70), (63, 200), (990, 1000), (0, 1000), (500, 501)]:
+        assert _read_rows(_Shard(0, f, start, stop)).column("x").to_pylist() == list(range(start, stop))

@@ -796,6 +796,15 @@ def quality(
         float | None, typer.Option(help="Judge: remove rows whose faithfulness is below this, in [0, 1].")
     ] = None,
     keep_all: Annotated[bool, typer.Option(help="Judge: remove nothing; write every row with its scores.")] = False,
+    n_answers: Annotated[
+        int, typer.Option(help="Judge: sample this many answers per question (2+) and write preference pairs.")
+    ] = _J["n_answers"],
+    preference_by: Annotated[
+        str,
+        typer.Option(
+            help="Judge: the score preference pairs are chosen by: faithfulness | support_gain | end_logprob."
+        ),
+    ] = _J["preference_by"],
     overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = 0,
@@ -847,6 +856,8 @@ def quality(
                 "categories": tuple(x.strip() for x in categories.split(",") if x.strip()) if categories else None,
                 "min_faithfulness": min_faithfulness,
                 "keep_all": keep_all,
+                "n_answers": n_answers,
+                "preference_by": preference_by,
                 "seed": seed,
                 "progress": not quiet,
             },

@@ -17,7 +17,7 @@ For each row (``context``, ``query``, ``answer``, as the harvester writes them):
    how much more likely the judge finds a statement after its top passages than alone (mean log-probability per
    token, in nats); ``question_gain`` the same for the question after the document; ``end_logprob`` the
    log-probability that the answer's turn ends where it does, after the document and the question. They need the
-   engine's prompt log-probabilities (vLLM offline and its server, tested; Ray Data, untested), cost one prefill
+   engine's prompt log-probabilities (vLLM offline and its server, tested; Ray Data, checked once), cost one prefill
    each, and separate bad rows even with a 135M judge where its verdicts do not (docs/quality.md, "The judge:
    measured").
 4. **Thresholds** (``min_quality``, ``min_difficulty``, ``categories``, ``min_faithfulness``): a row that fails one is
@@ -662,8 +662,19 @@ def _check_schema(path: Path, schema: pa.Schema) -> None:
 
 
 def _read_rows(shard: _Shard) -> pa.Table:
-    table = pq.read_table(shard.file.path)
-    return table.slice(shard.start, shard.stop - shard.start)
+    """Read rows ``[start, stop)`` of the shard's file: only the row groups that hold them are read."""
+    pf = pq.ParquetFile(shard.file.path)
+    groups, first, at = [], None, 0
+    for g in range(pf.metadata.num_row_groups):
+        n = pf.metadata.row_group(g).num_rows
+        if at < shard.stop and at + n > shard.start:
+            groups.append(g)
+            first = at if first is None else first
+        at += n
+    if not groups:
+        return pf.schema_arrow.empty_table()
+    table = pf.read_row_groups(groups)
+    return table.slice(shard.start - (first or 0), shard.stop - shard.start)
 
 
 # ---------------------------------------------------------------------------------------------------------------
