@@ -1,9 +1,11 @@
 """The judge on a real model: SmolLM2-135M-Instruct judges real harvest rows and planted bad copies of them.
 
-Asserted: every judgement parses (the engine constrains it) and is in range, statements are the answer's own, a
-rerun writes the same bytes, and each planted kind scores lower than the originals on the likelihood signal that
+Asserted: every judgement parses (the engine constrains it) and is in range, statements are the answer's own, and
+each planted kind scores lower than the originals on the likelihood signal that
 targets it (floors at about a quarter of the drops measured by ``benches/bench_judge.py``; docs/quality.md, "The
 judge: measured"). The asked scores are measured, not asserted: a 135M judge calls every statement supported.
+That a killed and rerun judge writes the same bytes is tested on the tiny model (tests/quality/test_judge.py): it
+holds for any engine that is deterministic, which the real harvest's resume test checks for this one.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ JUDGE: dict[str, Any] = {
     "max_model_len": ENGINE_MAX_MODEL_LEN,
     "max_doc_tokens": 512,  # bounded CI time (the bench shows 1024)
     "max_statements": 2,
-    "shard_rows": 4,
+    "shard_rows": 8,
     "keep_all": True,
     "engine_kwargs": dict(ENGINE_KWARGS),
     "progress": False,
@@ -80,13 +82,3 @@ def test_the_asked_scores_are_measured(judged: dict[str, Any]) -> None:
     for score in ("faithfulness", "quality"):
         sep = separation(judged["rows"], score)
         assert sep["original"]["rows"] > 0 and all(isinstance(sep[k]["drop"], float) for k in sep if k != "original")
-
-
-def test_a_rerun_writes_the_same_bytes(judged: dict[str, Any], smol_engine: Any) -> None:
-    cfg: JudgeConfig = judged["config"]
-    out = Path(cfg.output_dir)
-    before = {p.name: p.read_bytes() for p in sorted(out.glob("shard-*.parquet"))}
-    (out / "shard-00003.done.json").unlink()  # as if killed before the last marker was written
-    again = judge(cfg, engine=smol_engine)
-    assert (again.shards_written, again.shards_skipped) == (1, 3)
-    assert {p.name: p.read_bytes() for p in sorted(out.glob("shard-*.parquet"))} == before
