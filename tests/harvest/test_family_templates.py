@@ -214,3 +214,44 @@ def test_phi3_templates_write_no_bos(family_tokenizer):
         fam = FAMILY_TEMPLATES[name]
         text = render(family_tokenizer(fam), fam, conversation("user"))
         assert text.startswith("<|user|>\n") and "<s>" not in text
+
+
+@pytest.mark.parametrize("placement", ["system", "user"])
+@pytest.mark.parametrize("name", FAMILIES)
+def test_follow_up_pieces_equal_the_official_template_of_a_conversation(family_tokenizer, name, placement):
+    """A three-exchange conversation's prompts: the preset's follow-up pieces and the cut ones render as the template.
+
+    Where the preset has no follow-up pieces, cutting them from the official template is refused too: the template
+    does not render later turns as a continuation of the first (Mistral moves a system message to the last turn).
+    """
+    from longmagpie.templates.prompts import follow_up_from_template
+
+    fam = FAMILY_TEMPLATES[name]
+    tok = family_tokenizer(fam)
+    family = preset(fam.preset)
+    if placement == "system" and not fam.system_role:
+        return
+    pieces = family.pieces(placement)
+    exchanges = [(QUERY, "It rises near the Rheinquellhorn."), ("And where does it end?", "In the North Sea.")]
+    follow = "How long is it?"
+    messages = conversation(placement, query=exchanges[0][0])
+    messages.append({"role": "assistant", "content": exchanges[0][1]})
+    for q, a in exchanges[1:]:
+        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    messages.append({"role": "user", "content": follow})
+    if family.turn is None or (placement == "system" and not family.follow_up_system):
+        with pytest.raises(ValueError, match="has no follow-up turns"):
+            family.follow_up(placement)
+        with pytest.raises(ValueError, match="does not render a follow-up turn"):
+            follow_up_from_template(tok, pieces, template_kwargs=fam.template_kwargs)
+        return
+    official = render(tok, fam, messages)
+    ups = family.follow_up(placement)
+    assert follow_up_from_template(tok, pieces, template_kwargs=fam.template_kwargs) == ups
+    assert ups.answer_prompt(pieces, DOC, exchanges, follow) == official
+    assert ups.query_prompt(pieces, DOC, exchanges) == official[: official.rindex(follow)]
+    prompts = PromptTokenizer(tok, pieces, 10_000)
+    official_ids = tok.apply_chat_template(
+        messages, tokenize=True, add_generation_prompt=True, return_dict=False, **fam.template_kwargs
+    )
+    assert prompts.follow_up_answer_prompt(ups, DOC, exchanges, follow) == list(official_ids)

@@ -66,12 +66,53 @@ class PromptPieces:
 
 
 @dataclass(frozen=True)
+class FollowUpPieces:
+    """The literal text of later turns (multi-turn harvest), for one template and placement.
+
+    A conversation of ``k`` exchanges followed by a follow-up question is rendered as::
+
+        follow-up query prompt  = head + DOCUMENT + mid + Q1 + answered + A1 + turn + ... + Ak + turn
+        follow-up answer prompt = ... + turn + Q(k+1) + tail
+
+    Attributes:
+        answered: text between a past question and its answer (usually the pieces' ``tail``; Qwen3's template
+            drops the empty think block from past answers, so there it is shorter).
+        turn: text after an answer up to the next question (the end of the assistant turn and a user opener).
+
+    """
+
+    answered: str
+    turn: str
+
+    def query_prompt(self, pieces: PromptPieces, document: str, exchanges: Sequence[tuple[str, str]]) -> str:
+        """Render the text after which the model writes the next question of a conversation about ``document``."""
+        if not exchanges:
+            return pieces.query_prompt(document)
+        parts = [pieces.head, document, pieces.mid]
+        for query, answer in exchanges:
+            parts += [query, self.answered, answer, self.turn]
+        return "".join(parts)
+
+    def answer_prompt(
+        self, pieces: PromptPieces, document: str, exchanges: Sequence[tuple[str, str]], query: str
+    ) -> str:
+        """Render the text after which the model answers ``query``, the conversation's next question."""
+        if not exchanges:
+            return pieces.answer_prompt(document, query)
+        return self.query_prompt(pieces, document, exchanges) + query + pieces.tail
+
+
+@dataclass(frozen=True)
 class FamilyPreset:
     """Literal chat-template pieces of one model family (see the README's preset table).
 
     ``system_head``/``system_mid`` is the system turn opened and closed followed by the user opener (``None``
     for families without a system role); ``user_head`` opens a user turn (after the default system turn if
-    the family injects one); ``tail`` closes the user turn and opens the assistant turn.
+    the family injects one); ``tail`` closes the user turn and opens the assistant turn. ``turn`` closes an
+    assistant turn and opens the next user turn, ``answered`` opens a past answer (default ``tail``; DeepSeek-R1
+    and Qwen3 drop their think block from past answers); ``follow_up_system`` is ``False`` where a template does
+    not render a follow-up turn after a system-placed document as a continuation of the first turn (Mistral moves
+    the system message into the last user turn).
     """
 
     name: str
@@ -81,6 +122,9 @@ class FamilyPreset:
     system_head: str | None = None
     system_mid: str | None = None
     aliases: tuple[str, ...] = field(default=())
+    turn: str | None = None
+    answered: str | None = None
+    follow_up_system: bool = True
 
     def pieces(self, placement: Placement, user_separator: str = "\n\n") -> PromptPieces:
         """Return the prompt pieces of this family for ``placement``."""
@@ -92,6 +136,22 @@ class FamilyPreset:
                 )
             return PromptPieces(self.name, "system", self.system_head, self.system_mid, self.tail, self.stop_tokens)
         return PromptPieces(self.name, "user", self.user_head, user_separator, self.tail, self.stop_tokens)
+
+    def follow_up(self, placement: Placement = "system") -> FollowUpPieces:
+        """Return the pieces of later turns (multi-turn harvest) for ``placement``.
+
+        Raises:
+            ValueError: the family has no follow-up pieces for it; the message says what to use instead.
+
+        """
+        if self.turn is None or (placement == "system" and not self.follow_up_system):
+            hint = " (try placement='user')" if self.turn is not None else ""
+            raise ValueError(
+                f"template preset {self.name!r} has no follow-up turns with {placement} placement (its template does "
+                f"not render a later turn as a continuation of the first){hint}: use turns=1, or template='auto' "
+                "with a chat template that does"
+            )
+        return FollowUpPieces(self.tail if self.answered is None else self.answered, self.turn)
 
 
 _CHATML_STOPS = ("<|im_end|>", "<|im_start|>", "<|endoftext|>")
@@ -116,6 +176,8 @@ def _chatml(name: str, default_system: str | None, tail_extra: str = "", aliases
         tail="<|im_end|>\n<|im_start|>assistant\n" + tail_extra,
         stop_tokens=_CHATML_STOPS,
         aliases=aliases,
+        turn="<|im_end|>\n<|im_start|>user\n",
+        answered="<|im_end|>\n<|im_start|>assistant\n",  # a past answer has no think block (Qwen3)
     )
 
 
@@ -133,6 +195,7 @@ PRESETS: dict[str, FamilyPreset] = {
             user_head="<|begin_of_text|>" + _LLAMA3_USER,
             tail=_LLAMA3_TAIL,
             stop_tokens=_LLAMA3_STOPS,
+            turn="<|eot_id|>" + _LLAMA3_USER,
         ),
         FamilyPreset(  # Llama 3.1/3.2/3.3: the official template always writes the date preamble (3.1's default date;
             # 3.2's template writes today's date unless given date_string, pinned here for reproducible prompts)
@@ -143,6 +206,7 @@ PRESETS: dict[str, FamilyPreset] = {
             tail=_LLAMA3_TAIL,
             stop_tokens=_LLAMA3_STOPS,
             aliases=("llama3.1", "llama32", "llama3.2", "llama33", "llama3.3"),
+            turn="<|eot_id|>" + _LLAMA3_USER,
         ),
         FamilyPreset(  # Gemma 1/2: the official template raises on a system message
             name="gemma",
@@ -150,6 +214,7 @@ PRESETS: dict[str, FamilyPreset] = {
             tail="<end_of_turn>\n<start_of_turn>model\n",
             stop_tokens=_GEMMA_STOPS,
             aliases=("gemma2",),
+            turn="<end_of_turn>\n<start_of_turn>user\n",
         ),
         FamilyPreset(  # Gemma 3 folds the system message into the first user turn, followed by a blank line
             name="gemma3",
@@ -158,6 +223,7 @@ PRESETS: dict[str, FamilyPreset] = {
             user_head="<bos><start_of_turn>user\n",
             tail="<end_of_turn>\n<start_of_turn>model\n",
             stop_tokens=_GEMMA_STOPS,
+            turn="<end_of_turn>\n<start_of_turn>user\n",
         ),
         FamilyPreset(  # Mistral-7B-Instruct-v0.3: the system message opens the (last) user turn
             name="mistral",
@@ -167,6 +233,9 @@ PRESETS: dict[str, FamilyPreset] = {
             tail="[/INST]",
             stop_tokens=_MISTRAL_STOPS,
             aliases=("mistral-v0.3",),
+            turn="</s>[INST] ",
+            answered="[/INST] ",
+            follow_up_system=False,
         ),
         FamilyPreset(  # Mistral-Nemo-Instruct-2407: as v0.3, no space after [INST]
             name="mistral-nemo",
@@ -176,6 +245,8 @@ PRESETS: dict[str, FamilyPreset] = {
             tail="[/INST]",
             stop_tokens=_MISTRAL_STOPS,
             aliases=("nemo",),
+            turn="</s>[INST]",
+            follow_up_system=False,
         ),
         FamilyPreset(  # Phi-3/3.5-mini: the official template writes no BOS
             name="phi3",
@@ -185,6 +256,7 @@ PRESETS: dict[str, FamilyPreset] = {
             tail="<|end|>\n<|assistant|>\n",
             stop_tokens=("<|end|>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>"),
             aliases=("phi3.5",),
+            turn="<|end|>\n<|user|>\n",
         ),
         FamilyPreset(
             name="phi4",
@@ -193,6 +265,7 @@ PRESETS: dict[str, FamilyPreset] = {
             user_head="<|im_start|>user<|im_sep|>",
             tail="<|im_end|><|im_start|>assistant<|im_sep|>",
             stop_tokens=("<|im_end|>", "<|endoftext|>", "<|im_start|>"),
+            turn="<|im_end|><|im_start|>user<|im_sep|>",
         ),
         FamilyPreset(  # DeepSeek-V3: system text right after BOS, no generation-time think block
             name="deepseek",
@@ -202,6 +275,7 @@ PRESETS: dict[str, FamilyPreset] = {
             tail="<｜Assistant｜>",
             stop_tokens=_DEEPSEEK_STOPS,
             aliases=("deepseek-v3", "deepseek3"),
+            turn="<｜end▁of▁sentence｜><｜User｜>",
         ),
         FamilyPreset(  # DeepSeek-V3.1 with thinking off (its template's default): the think block opens closed
             name="deepseek-v3.1",
@@ -211,6 +285,7 @@ PRESETS: dict[str, FamilyPreset] = {
             tail="<｜Assistant｜></think>",
             stop_tokens=_DEEPSEEK_STOPS,
             aliases=("deepseek-v31", "deepseek3.1"),
+            turn="<｜end▁of▁sentence｜><｜User｜>",
         ),
         FamilyPreset(  # DeepSeek-R1 and its Qwen/Llama distills: the assistant turn opens a think block
             name="deepseek-r1",
@@ -220,6 +295,8 @@ PRESETS: dict[str, FamilyPreset] = {
             tail="<｜Assistant｜><think>\n",
             stop_tokens=_DEEPSEEK_STOPS,
             aliases=("deepseek-r1-distill", "r1"),
+            turn="<｜end▁of▁sentence｜><｜User｜>",
+            answered="<｜Assistant｜>",  # a past answer has no think block
         ),
     ]
 }
@@ -301,6 +378,94 @@ def pieces_from_template(
         if tok and tok not in stops:
             stops = (*stops, tok)
     return PromptPieces(name, placement, head, mid, tail, stops)
+
+
+_ANSWER_SENTINEL = "LMANSWERSENTINEL5b8d06"
+
+
+def follow_up_from_template(
+    tokenizer: Any,
+    pieces: PromptPieces,
+    *,
+    chat_template: str | None = None,
+    user_separator: str = "\n\n",
+    template_kwargs: Mapping[str, Any] | None = None,
+) -> FollowUpPieces:
+    """Derive the pieces of later turns from a chat template: render sentinel conversations and cut at them.
+
+    Conversations of two and three exchanges are rendered (document placed as ``pieces.placement`` says); each must
+    start with the first turn's pieces and repeat the same ``answered`` and ``turn`` text between its questions
+    and answers, and end with the first turn's ``tail``. Otherwise a conversation's later turns would not continue
+    the prompt of its first, and the error says so.
+
+    Raises:
+        ValueError: the template renders later turns otherwise (moves the system message, rewrites past answers).
+
+    """
+    template = chat_template or getattr(tokenizer, "chat_template", None)
+    kwargs = {"date_string": LLAMA31_DEFAULT_DATE, **(template_kwargs or {})}
+    queries = [f"{_QUERY_SENTINEL}{k}" for k in range(3)]
+    answers = [f"{_ANSWER_SENTINEL}{k}" for k in range(2)]
+
+    def messages(n: int) -> list[dict[str, str]]:
+        if pieces.placement == "system":
+            out = [{"role": "system", "content": _DOC_SENTINEL}, {"role": "user", "content": queries[0]}]
+        else:
+            out = [{"role": "user", "content": _DOC_SENTINEL + user_separator + queries[0]}]
+        for k in range(n):
+            out += [{"role": "assistant", "content": answers[k]}, {"role": "user", "content": queries[k + 1]}]
+        return out
+
+    found: FollowUpPieces | None = None
+    for n in (1, 2):
+        try:
+            text = _render(tokenizer, template, messages(n), kwargs)
+        except Exception as err:  # jinja raise_exception and friends
+            raise ValueError(f"the chat template cannot render a follow-up turn: {err}") from err
+        start = pieces.head + _DOC_SENTINEL + pieces.mid + queries[0]
+        ok = text.startswith(start)
+        rest = text[len(start) :]
+        cuts: list[tuple[str, str]] = []
+        for k in range(n):
+            answered, seen_answer, rest = rest.partition(answers[k])
+            turn, seen_query, rest = rest.partition(queries[k + 1])
+            ok = ok and bool(seen_answer) and bool(seen_query)
+            cuts.append((answered, turn))
+        ok = ok and rest == pieces.tail and len(set(cuts)) == 1
+        if ok and found is not None:
+            ok = cuts[0] == (found.answered, found.turn)
+        if ok:
+            found = FollowUpPieces(*cuts[0])
+        if not ok:
+            raise ValueError(
+                "the chat template does not render a follow-up turn as a continuation of the first "
+                f"({pieces.placement} placement: it moves the document or rewrites earlier turns); multi-turn "
+                "harvest needs turns=1 with this template, or a chat_template / template preset that renders "
+                "later turns after the first"
+            )
+    assert found is not None
+    return found
+
+
+def resolve_follow_up(
+    tokenizer: Any,
+    pieces: PromptPieces,
+    template: str = "auto",
+    *,
+    chat_template: str | None = None,
+    user_separator: str = "\n\n",
+    template_kwargs: Mapping[str, Any] | None = None,
+) -> FollowUpPieces:
+    """Follow-up pieces from the tokenizer's own template (``template='auto'``) or from a family preset."""
+    if template == "auto":
+        return follow_up_from_template(
+            tokenizer,
+            pieces,
+            chat_template=chat_template,
+            user_separator=user_separator,
+            template_kwargs=template_kwargs,
+        )
+    return preset(template).follow_up(pieces.placement)
 
 
 def resolve_pieces(
