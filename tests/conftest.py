@@ -123,6 +123,7 @@ def server(tiny_qwen2_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         "--no-enable-chunked-prefill",
         "--max-num-batched-tokens",
         "2048",
+        "--enable-prompt-tokens-details",  # usage.prompt_tokens_details.cached_tokens: the prefix-cache hits
     ]
     with open(log, "wb") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env={**os.environ})

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from support.harvest import check_accounting, make_documents, write_jsonl, write_parquet
+from support.harvest import Recording, check_accounting, make_documents, shard_bytes, write_jsonl, write_parquet
 
 from longmagpie.generate.sources import content_id
 from longmagpie.harvest import (
@@ -18,26 +18,6 @@ from longmagpie.harvest import (
     harvest,
     read_harvest,
 )
-
-
-class Recording:
-    """Passes every call to the real engine and keeps the requests (to check what the engine was asked)."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.name = inner.name
-        self.calls: list[list[GenerationRequest]] = []
-
-    def generate(self, requests):
-        self.calls.append(list(requests))
-        return self.inner.generate(requests)
-
-    def close(self):
-        pass
-
-
-def shard_bytes(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out.glob("shard-*"))}
 
 
 def test_outputs_complete_prompts_as_template_one_generate_per_pass(engine, base_config, tmp_path, qwen_tokenizer):

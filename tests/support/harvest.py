@@ -65,6 +65,26 @@ def check_accounting(counts: dict[str, int], queries_per_doc: int) -> None:
     assert c["answers_generated"] == c["rows"] + sum(c[k] for k in ANSWER_REJECTIONS)
 
 
+class Recording:
+    """Passes every call to the real engine and keeps the requests (to check what the engine was asked)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.name = inner.name
+        self.calls: list[list[Any]] = []
+
+    def generate(self, requests):
+        self.calls.append(list(requests))
+        return self.inner.generate(requests)
+
+    def close(self):
+        pass
+
+
+def shard_bytes(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(out.glob("shard-*"))}
+
+
 CHILD = textwrap.dedent(
     """
     import json, pathlib, sys, time

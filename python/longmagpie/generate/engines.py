@@ -48,7 +48,9 @@ class GenerationResult:
 
     ``token_ids`` are the generated ids (a stop token included), empty where a server does not return them.
     ``prompt_logprobs`` (when the request asked for them) is the log-probability of each prompt token given the
-    ones before it (``None`` for the first).
+    ones before it (``None`` for the first). ``cached_tokens`` is how many prompt tokens the engine's prefix cache
+    served (``None`` where the engine does not say: Ray Data, a server without ``--enable-prompt-tokens-details``);
+    it depends on what ran before, so nothing written to an output may depend on it.
     """
 
     text: str
@@ -56,6 +58,7 @@ class GenerationResult:
     finish_reason: str
     token_ids: tuple[int, ...] = ()
     prompt_logprobs: tuple[float | None, ...] = ()
+    cached_tokens: int | None = None
 
 
 def prompt_token_logprobs(prompt_ids: Sequence[int], entries: Sequence[Any] | None) -> tuple[float | None, ...]:
@@ -222,7 +225,17 @@ class VllmEngine:
             c = out.outputs[0]
             reason = _finish_reason(c.token_ids, req, c.finish_reason)
             lp = prompt_token_logprobs(req.prompt_ids, out.prompt_logprobs) if req.prompt_logprobs else ()
-            results.append(GenerationResult(c.text, len(c.token_ids), reason, tuple(int(t) for t in c.token_ids), lp))
+            cached = getattr(out, "num_cached_tokens", None)
+            results.append(
+                GenerationResult(
+                    c.text,
+                    len(c.token_ids),
+                    reason,
+                    tuple(int(t) for t in c.token_ids),
+                    lp,
+                    None if cached is None else int(cached),
+                )
+            )
         return results
 
     def close(self) -> None:
@@ -318,7 +331,16 @@ class OpenAIEngine:
         n = len(tokens) if tokens is not None else int(out.get("usage", {}).get("completion_tokens", 0))
         reason = _finish_reason(tokens or [], req, choice.get("finish_reason"))
         lp = prompt_token_logprobs(req.prompt_ids, choice.get("prompt_logprobs")) if req.prompt_logprobs else ()
-        return GenerationResult(choice.get("text") or "", n, reason, tuple(int(t) for t in tokens or ()), lp)
+        details = (out.get("usage") or {}).get("prompt_tokens_details") or {}
+        cached = details.get("cached_tokens")
+        return GenerationResult(
+            choice.get("text") or "",
+            n,
+            reason,
+            tuple(int(t) for t in tokens or ()),
+            lp,
+            None if cached is None else int(cached),
+        )
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         """All requests, ``concurrency`` at a time; results in request order."""

@@ -15,6 +15,10 @@ from longmagpie.templates.prompts import Placement
 # run can resume on another engine, another server or with another concurrency.
 EXECUTION_FIELDS = EXECUTION_ENGINE_FIELDS | {"output_dir"}
 
+# Settings added after the first release, with their defaults: left out of the fingerprint while at the default,
+# so an output directory written before they existed resumes, and ``turns=1`` writes what it always wrote.
+ADDED_LATER: dict[str, Any] = {"turns": 1, "steer": (), "steer_shares": None, "steer_separator": "\n\n"}
+
 
 @dataclass(frozen=True)
 class HarvestConfig(GenerationConfig):
@@ -46,6 +50,19 @@ class HarvestConfig(GenerationConfig):
             own recipe; a weak model needs a few, a strong one rarely more than the first.
         answer_candidates: most answers generated per accepted question, in rounds as the queries are: a
             question whose answer was rejected (unfinished, empty) gets another seeded answer.
+        turns: exchanges per conversation (1: single-turn rows, as LongMagpie). Each further turn shows the model
+            the conversation so far with a new user turn opened, so it writes a follow-up question, then asks
+            for its answer: one batched generate per turn and pass per shard, one seeded candidate each (the
+            conversation's prefix, document included, comes from the prefix cache). A follow-up that fails the
+            query filters or repeats an earlier question of its conversation, or whose answer fails the answer
+            filters, ends that conversation at its last accepted turn (counted). Rows then carry ``messages``
+            and ``turns`` too.
+        steer: question-kind instructions ("Ask about a specific detail.", ...); each conversation draws one
+            (seeded by the run seed, its document and sample), placed before the document in the prompts that
+            ask for questions (the answer prompts, like the rows, do not show it) and recorded in the row's
+            ``steer`` column. Empty: no steering.
+        steer_shares: target share of each ``steer`` instruction (weights, normalised; default equal).
+        steer_separator: text between the instruction and the document.
         max_model_len: the model context; ``max_doc_tokens`` defaults to half of it (upstream).
         max_doc_tokens: documents are cut to this many tokens before the prompt (``None``: ``max_model_len // 2``).
         query_max_tokens / answer_max_tokens: generation limits per pass.
@@ -91,6 +108,10 @@ class HarvestConfig(GenerationConfig):
     allow_unfinished_answers: bool = False
     min_answer_chars: int = 1
     strip_reasoning: bool = True
+    turns: int = 1
+    steer: tuple[str, ...] = ()
+    steer_shares: tuple[float, ...] | None = None
+    steer_separator: str = "\n\n"
 
     def __post_init__(self) -> None:
         """Check the shared settings (:class:`~longmagpie.generate.settings.GenerationConfig`), then the harvest's.
@@ -99,6 +120,9 @@ class HarvestConfig(GenerationConfig):
         """
         super().__post_init__()
         object.__setattr__(self, "answer_markers", tuple(self.answer_markers))
+        object.__setattr__(self, "steer", (self.steer,) if isinstance(self.steer, str) else tuple(self.steer))
+        if self.steer_shares is not None:
+            object.__setattr__(self, "steer_shares", tuple(float(w) for w in self.steer_shares))
         choices = {
             "placement": ("system", "user"),
             "question_mark": ("first", "last", "upstream", "off"),
@@ -108,7 +132,7 @@ class HarvestConfig(GenerationConfig):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name}={getattr(self, name)!r}: choose one of {', '.join(allowed)}")
-        counts = ("shard_rows", "queries_per_doc", "query_candidates", "answer_candidates")
+        counts = ("shard_rows", "queries_per_doc", "query_candidates", "answer_candidates", "turns")
         for name in (*counts, "query_max_tokens", "answer_max_tokens"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -122,6 +146,18 @@ class HarvestConfig(GenerationConfig):
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.min_query_chars > self.max_query_chars:
             raise ValueError("min_query_chars is above max_query_chars")
+        if any(not isinstance(t, str) or not t.strip() for t in self.steer):
+            raise ValueError("steer must hold non-empty instruction strings")
+        if len(set(self.steer)) != len(self.steer):
+            raise ValueError("steer holds the same instruction twice: give each once (use steer_shares for weights)")
+        if self.steer_shares is not None:
+            if len(self.steer_shares) != len(self.steer):
+                raise ValueError(
+                    f"steer_shares has {len(self.steer_shares)} weights for {len(self.steer)} steer instructions: "
+                    "give one weight per instruction"
+                )
+            if any(not w >= 0 for w in self.steer_shares) or not sum(self.steer_shares) > 0:
+                raise ValueError(f"steer_shares must be weights >= 0 with a positive sum, got {self.steer_shares}")
 
     @property
     def doc_budget(self) -> int:
@@ -132,7 +168,8 @@ class HarvestConfig(GenerationConfig):
         """Return the settings that shape the output (the fingerprint's part of the config)."""
         out = {}
         for f in dataclasses.fields(self):
-            if f.name in EXECUTION_FIELDS:
+            value = getattr(self, f.name)
+            if f.name in EXECUTION_FIELDS or (f.name in ADDED_LATER and value == ADDED_LATER[f.name]):
                 continue
-            out[f.name] = fingerprint_value(f.name, getattr(self, f.name))
+            out[f.name] = fingerprint_value(f.name, value)
         return out

@@ -43,11 +43,50 @@ ROW_SCHEMA = pa.schema(
 )
 
 
+#: A conversation as rows carry it: ``{role, content}`` messages (Hugging Face's conversational format).
+MESSAGES_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.large_string())]))
+
+#: Columns a multi-turn harvest (``turns > 1``) adds after :data:`ROW_SCHEMA`'s: the conversation as trained (the
+#: document first, as the prompts placed it; then every accepted question and answer), the exchanges it holds, and
+#: why it ended (``complete``, ``query_rejected``, ``answer_rejected``).
+TURN_FIELDS = (
+    pa.field("messages", MESSAGES_TYPE),
+    pa.field("turns", pa.int32()),
+    pa.field("turns_ended", pa.string()),
+)
+
+#: The column a steered harvest adds: the instruction the row's questions were asked under.
+STEER_FIELD = pa.field("steer", pa.string())
+
+
+def row_schema(turns: int = 1, steered: bool = False) -> pa.Schema:
+    """Return the schema of a harvest's rows.
+
+    :data:`ROW_SCHEMA`, plus :data:`TURN_FIELDS` when ``turns > 1`` and :data:`STEER_FIELD` when steered (so
+    ``turns=1`` unsteered rows are what they always were).
+    """
+    fields = list(ROW_SCHEMA)
+    if turns > 1:
+        fields += TURN_FIELDS
+    if steered:
+        fields.append(STEER_FIELD)
+    return pa.schema(fields)
+
+
+def directory_schema(out_dir: str | os.PathLike[str]) -> pa.Schema:
+    """Return the row schema of a harvest directory, from its manifest's settings (``turns``, ``steer``)."""
+    import json
+
+    config = json.loads((Path(out_dir) / MANIFEST).read_text()).get("parts", {}).get("config", {})
+    return row_schema(int(config.get("turns", 1)), bool(config.get("steer")))
+
+
 def read_harvest(out_dir: str | os.PathLike[str]) -> pa.Table:
     """All finished shards of a harvest directory, in shard order, as one table."""
     out = Path(out_dir)
     if not (out / MANIFEST).is_file():
         raise FileNotFoundError(f"{out} has no {MANIFEST}: not a harvest output directory")
     keys = sorted(p.name[: -len(".done.json")] for p in out.glob("shard-*.done.json"))
-    tables = [pq.read_table(out / f"{k}.parquet", schema=ROW_SCHEMA) for k in keys]
-    return pa.concat_tables(tables) if tables else ROW_SCHEMA.empty_table()
+    schema = directory_schema(out)
+    tables = [pq.read_table(out / f"{k}.parquet", schema=schema) for k in keys]
+    return pa.concat_tables(tables) if tables else schema.empty_table()

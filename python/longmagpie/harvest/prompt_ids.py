@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from longmagpie.templates.prompts import PromptPieces
+from longmagpie.templates.prompts import FollowUpPieces, PromptPieces
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,18 @@ class PromptTokenizer:
     def answer_prompt(self, context: str, query: str) -> list[int]:
         """Ids of ``head + context + mid + query + tail``."""
         return self.encode(self.pieces.answer_prompt(context, query))
+
+    def follow_up_query_prompt(
+        self, follow_up: FollowUpPieces, context: str, exchanges: Sequence[tuple[str, str]]
+    ) -> list[int]:
+        """Ids of the conversation so far (``exchanges``: its questions and answers) with a new user turn opened."""
+        return self.encode(follow_up.query_prompt(self.pieces, context, exchanges))
+
+    def follow_up_answer_prompt(
+        self, follow_up: FollowUpPieces, context: str, exchanges: Sequence[tuple[str, str]], query: str
+    ) -> list[int]:
+        """Ids of the conversation so far, the follow-up ``query``, the end of its turn and the assistant opener."""
+        return self.encode(follow_up.answer_prompt(self.pieces, context, exchanges, query))
 
     def overhead_tokens(self) -> int:
         """Tokens of the template pieces alone (what a prompt adds to the document and the query)."""

@@ -29,10 +29,17 @@ from longmagpie.harvest.filters import (
     leak_strings,
     query_hash,
 )
-from longmagpie.harvest.output import ROW_SCHEMA
+from longmagpie.harvest.output import ROW_SCHEMA, row_schema
 from longmagpie.harvest.prompt_ids import PromptTokenizer
 from longmagpie.io import storage
-from longmagpie.templates.prompts import PromptPieces, resolve_pieces, special_token_strings, stop_token_ids
+from longmagpie.templates.prompts import (
+    FollowUpPieces,
+    PromptPieces,
+    resolve_follow_up,
+    resolve_pieces,
+    special_token_strings,
+    stop_token_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +81,17 @@ class HarvestReport:
     each) and ``questions_without_query`` the questions none of whose ``query_candidates`` passed. ``quality``
     holds the model-free measures of :func:`longmagpie.measures.summarize_quality` over every shard (document
     yield, grounding, openers, duplicate rate, query and answer lengths).
+
+    With ``turns > 1``: ``followups_generated`` equals ``followups_accepted`` plus the ``followup_query_*``
+    rejections (``followup_query_repeat``: a question the conversation already asked), ``followup_answers_generated``
+    equals ``followup_answers_accepted`` plus the ``followup_answer_*`` rejections, and ``turns_<n>`` counts the
+    rows holding ``n`` exchanges (``conversations_ended_query`` / ``_answer``: ended early, by which pass).
+    With ``steer``: ``steer_<i>`` counts the rows asked under instruction ``i``.
+
+    ``prefix_cache`` holds, for each pass run now (``query``, ``answer``, ``turn2_query``, ...), the prompt tokens
+    sent, the tokens the engine's prefix cache served (where the engine reports them: vLLM offline, a server
+    started with ``--enable-prompt-tokens-details``) and their ratio; it depends on the engine's state, so it
+    is reported, not written into the output.
     """
 
     output_dir: str
@@ -85,6 +103,7 @@ class HarvestReport:
     counts: dict[str, int] = field(default_factory=dict)
     quality: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    prefix_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
@@ -161,6 +180,54 @@ class _Plan:
     query_filter: QueryFilter
     answer_filter: AnswerFilter
     fingerprint: str
+    follow_up: FollowUpPieces | None = None
+    schema: pa.Schema = ROW_SCHEMA
+
+
+class PrefixCacheStats:
+    """Prompt tokens sent and tokens served from the prefix cache, per pass (what engines report)."""
+
+    def __init__(self) -> None:
+        """Start with no pass counted."""
+        self.passes: dict[str, list[int]] = {}
+
+    def add(self, name: str, requests: list[GenerationRequest], results: list[GenerationResult]) -> None:
+        """Count one ``generate`` of pass ``name``; results without a cached-token count are left out."""
+        entry = self.passes.setdefault(name, [0, 0, 0])
+        for req, res in zip(requests, results, strict=True):
+            if res.cached_tokens is None:
+                continue
+            entry[0] += len(req.prompt_ids)
+            entry[1] += res.cached_tokens
+            entry[2] += 1
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        """``{pass: {"prompt_tokens", "cached_tokens", "requests", "hit_rate"}}`` for the passes counted."""
+        return {
+            name: {
+                "prompt_tokens": p,
+                "cached_tokens": c,
+                "requests": n,
+                "hit_rate": round(c / p, 4) if p else None,
+            }
+            for name, (p, c, n) in self.passes.items()
+        }
+
+
+def steer_choice(seed: int, doc_id: str, sample: int, shares: tuple[float, ...]) -> int:
+    """Index of the steering instruction a conversation is asked under: a seeded draw with the given ``shares``.
+
+    The draw hashes the run seed, the document id and the sample (no state), so it does not depend on the order,
+    the batch or the shard; over many rows each instruction's share approaches its weight's.
+    """
+    u = request_seed(seed, doc_id, sample, "steer") / 2**31
+    total = sum(shares)
+    acc = 0.0
+    for i, w in enumerate(shares):
+        acc += w / total
+        if u < acc:
+            return i
+    return max(i for i, w in enumerate(shares) if w > 0)
 
 
 def _prepare(config: HarvestConfig) -> tuple[_Plan, list[Shard], dict[str, Any]]:
@@ -176,14 +243,36 @@ def _prepare(config: HarvestConfig) -> tuple[_Plan, list[Shard], dict[str, Any]]
         user_separator=config.user_separator,
         template_kwargs=config.template_kwargs,
     )
+    follow_up = None
+    if config.turns > 1:
+        follow_up = resolve_follow_up(
+            tokenizer,
+            pieces,
+            config.template,
+            chat_template=config.chat_template,
+            user_separator=config.user_separator,
+            template_kwargs=config.template_kwargs,
+        )
     stops = stop_token_ids(tokenizer, pieces, _generation_eos_ids(config.model))
     prompts = PromptTokenizer(tokenizer, pieces, config.doc_budget)
-    need = config.doc_budget + prompts.overhead_tokens() + config.query_max_tokens + config.answer_max_tokens
+    steer_tokens = max((len(prompts.encode(t + config.steer_separator)) for t in config.steer), default=0)
+    turn_tokens = 0 if follow_up is None else len(prompts.encode(follow_up.answered + follow_up.turn))
+    per_turn = config.query_max_tokens + config.answer_max_tokens
+    need = (
+        config.doc_budget
+        + prompts.overhead_tokens()
+        + steer_tokens
+        + config.turns * per_turn
+        + (config.turns - 1) * turn_tokens
+    )
     if need > config.max_model_len:
+        turns = "" if config.turns == 1 else f"{config.turns} turns x "
+        extra = "" if config.turns == 1 else f" + {config.turns - 1} x turn pieces ({turn_tokens})"
+        steer = f" + steer ({steer_tokens})" if steer_tokens else ""
         raise ValueError(
-            f"max_doc_tokens ({config.doc_budget}) + template ({prompts.overhead_tokens()}) + query_max_tokens "
-            f"({config.query_max_tokens}) + answer_max_tokens ({config.answer_max_tokens}) = {need} exceeds "
-            f"max_model_len ({config.max_model_len}): lower one of them"
+            f"max_doc_tokens ({config.doc_budget}) + template ({prompts.overhead_tokens()}){steer} + {turns}"
+            f"(query_max_tokens ({config.query_max_tokens}) + answer_max_tokens ({config.answer_max_tokens})){extra} "
+            f"= {need} exceeds max_model_len ({config.max_model_len}): lower one of them"
         )
     settings = config.output_settings()
     settings["inputs"] = [[str(f.path), f.format, f.rows] for f in files]
@@ -198,6 +287,8 @@ def _prepare(config: HarvestConfig) -> tuple[_Plan, list[Shard], dict[str, Any]]
         "seed": config.seed,
         "version": __version__,
     }
+    if follow_up is not None:
+        parts["follow_up"] = dataclasses.asdict(follow_up)
     fp = fingerprint(parts)
     plan = _Plan(
         config=config,
@@ -218,12 +309,25 @@ def _prepare(config: HarvestConfig) -> tuple[_Plan, list[Shard], dict[str, Any]]
             prompt_opens_reasoning=opens_reasoning(pieces.tail),
         ),
         fingerprint=fp,
+        follow_up=follow_up,
+        schema=row_schema(config.turns, bool(config.steer)),
     )
     return plan, plan_shards(files, config.shard_rows), parts
 
 
+def _prefixed(counts: Counter[str], part: Counter[str], prefix: str) -> None:
+    """Add a filter's counters to ``counts`` under ``prefix`` (``query_empty`` -> ``followup_query_empty``)."""
+    for key, value in part.items():
+        counts[prefix + key] += value
+
+
 def _harvest_shard(
-    plan: _Plan, shard: Shard, engine: Engine, dedup: QueryDeduplicator, emit: Callable[[str, Shard], None]
+    plan: _Plan,
+    shard: Shard,
+    engine: Engine,
+    dedup: QueryDeduplicator,
+    emit: Callable[[str, Shard], None],
+    cache: PrefixCacheStats | None = None,
 ) -> tuple[pa.Table, Counter[str], list[str], dict[str, Any]]:
     cfg = plan.config
     docs = read_shard(shard, cfg.text_column, cfg.id_column)
@@ -245,8 +349,31 @@ def _harvest_shard(
     # Query candidates in rounds: round c asks candidate c of every question still without an accepted query
     # (one batched generate per round), so a question costs only the candidates it needs; the document's prefix,
     # computed in round 0, is reused from the prefix cache by later rounds and by the answer pass.
-    query_ids = [plan.prompts.query_prompt(p.context) for p in prepared]
+    cache = cache if cache is not None else PrefixCacheStats()
+    shares = cfg.steer_shares or tuple(1.0 for _ in cfg.steer)
+    steer: dict[tuple[int, int], int] = {}
+    if cfg.steer:
+        steer = {
+            (i, s): steer_choice(cfg.seed, live[i].doc_id, s, shares)
+            for i in range(len(live))
+            for s in range(cfg.queries_per_doc)
+        }
+
+    def asked(i: int, s: int) -> str:
+        """Return the document as the question prompts show it: after its steering instruction, if any."""
+        if not cfg.steer:
+            return prepared[i].context
+        return cfg.steer[steer[(i, s)]] + cfg.steer_separator + prepared[i].context
+
+    query_ids: dict[tuple[int, int], list[int]] = {}
     open_questions = [(i, s) for i in range(len(live)) for s in range(cfg.queries_per_doc)]
+    if cfg.steer:
+        for i, s in open_questions:
+            query_ids[(i, s)] = plan.prompts.query_prompt(asked(i, s))
+    else:
+        for i, p in enumerate(prepared):
+            ids = plan.prompts.query_prompt(p.context)
+            query_ids.update({(i, s): ids for s in range(cfg.queries_per_doc)})
     chosen: dict[tuple[int, int], tuple[int, int, int, str, str]] = {}
     doc_seen: list[set[str]] = [set() for _ in live]
     hashes: list[str] = []
@@ -255,7 +382,7 @@ def _harvest_shard(
             break
         q_requests = [
             GenerationRequest(
-                query_ids[i],
+                query_ids[(i, s)],
                 cfg.query_max_tokens,
                 cfg.query_temperature,
                 cfg.query_top_p,
@@ -266,6 +393,7 @@ def _harvest_shard(
         ]
         counts["queries_generated"] += len(q_requests)
         q_results = engine.generate(q_requests)
+        cache.add("query", q_requests, q_results)
         still_open = []
         for (i, s), res in zip(open_questions, q_results, strict=True):
             query = plan.query_filter.clean(res.text, counts)
@@ -303,6 +431,7 @@ def _harvest_shard(
         ]
         counts["answers_generated"] += len(a_requests)
         a_results = engine.generate(a_requests)
+        cache.add("answer", a_requests, a_results)
         still_open = []
         for k, req, res in zip(open_answers, a_requests, a_results, strict=True):
             answer = plan.answer_filter.clean(res.text, res.finish_reason, counts)
@@ -312,8 +441,10 @@ def _harvest_shard(
                 answered[k] = (answer, req, res, c)
         open_answers = still_open
     counts["questions_without_answer"] += len(open_answers)
+    contexts = [p.context for p in prepared]
+    exchanges, ended = _follow_ups(plan, engine, live, contexts, accepted, answered, asked, counts, cache)
 
-    rows: dict[str, list[Any]] = {name: [] for name in ROW_SCHEMA.names}
+    rows: dict[str, list[Any]] = {name: [] for name in plan.schema.names}
     for k in sorted(answered):
         i, s, c, query, q_finish = accepted[k]
         answer, req, res, a_c = answered[k]
@@ -347,13 +478,130 @@ def _harvest_shard(
             "source_file": shard.file.name,
             "source_row": d.row,
         }
+        if cfg.turns > 1:
+            values["messages"] = _conversation(cfg, p.context, exchanges[k])
+            values["turns"] = len(exchanges[k])
+            values["turns_ended"] = ended.get(k, "complete")
+            counts[f"turns_{len(exchanges[k])}"] += 1
+        if cfg.steer:
+            values["steer"] = cfg.steer[steer[(i, s)]]
+            counts[f"steer_{steer[(i, s)]}"] += 1
         for name, v in values.items():
             rows[name].append(v)
     counts["rows"] += len(rows["id"])
     quality = measures.shard_quality(
         rows["doc_id"], rows["context"], rows["query"], rows["answer"], len(docs), seed=cfg.seed
     )
-    return pa.table(rows, schema=ROW_SCHEMA), counts, hashes, quality
+    return pa.table(rows, schema=plan.schema), counts, hashes, quality
+
+
+def _conversation(cfg: HarvestConfig, context: str, exchanges: list[tuple[str, str]]) -> list[dict[str, str]]:
+    """Return the row's ``messages``: the document placed as the prompts placed it, then every question and answer."""
+    (q1, a1), later = exchanges[0], exchanges[1:]
+    if cfg.placement == "system":
+        out = [{"role": "system", "content": context}, {"role": "user", "content": q1}]
+    else:
+        out = [{"role": "user", "content": context + cfg.user_separator + q1}]
+    out.append({"role": "assistant", "content": a1})
+    for q, a in later:
+        out += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    return out
+
+
+def _follow_ups(
+    plan: _Plan,
+    engine: Engine,
+    live: list[Document],
+    contexts: list[str],
+    accepted: list[tuple[int, int, int, str, str]],
+    answered: dict[int, tuple[str, GenerationRequest, GenerationResult, int]],
+    asked: Callable[[int, int], str],
+    counts: Counter[str],
+    cache: PrefixCacheStats,
+) -> tuple[dict[int, list[tuple[str, str]]], dict[int, str]]:
+    """Grow every answered question into a conversation of up to ``turns`` exchanges, one turn at a time.
+
+    Turn ``t`` is two batched generates over the conversations still going: a follow-up question (the
+    conversation so far, then a new user turn opened; the question prompt shows the steering instruction, as the
+    first one did), then its answer (the conversation and the question, without the instruction, as the row will
+    show it). A rejected question or answer ends its conversation at the last accepted exchange.
+
+    Returns:
+        The exchanges of each answered question (by index into ``accepted``) and why the ones that stopped
+        early ended (``query_rejected`` / ``answer_rejected``).
+
+    """
+    cfg = plan.config
+    exchanges = {k: [(accepted[k][3], answered[k][0])] for k in sorted(answered)}
+    ended: dict[int, str] = {}
+    follow_up = plan.follow_up
+    if cfg.turns == 1 or follow_up is None:
+        return exchanges, ended
+    going = sorted(exchanges)
+    for t in range(2, cfg.turns + 1):
+        if not going:
+            break
+        q_requests = []
+        for k in going:
+            i, s = accepted[k][0], accepted[k][1]
+            q_requests.append(
+                GenerationRequest(
+                    plan.prompts.follow_up_query_prompt(follow_up, asked(i, s), exchanges[k]),
+                    cfg.query_max_tokens,
+                    cfg.query_temperature,
+                    cfg.query_top_p,
+                    request_seed(cfg.seed, live[i].doc_id, s, f"turn{t}_query"),
+                    plan.stops,
+                )
+            )
+        counts["followups_generated"] += len(q_requests)
+        q_results = engine.generate(q_requests)
+        cache.add(f"turn{t}_query", q_requests, q_results)
+        questions: dict[int, str] = {}
+        for k, res in zip(going, q_results, strict=True):
+            part: Counter[str] = Counter()
+            query = plan.query_filter.clean(res.text, part)
+            _prefixed(counts, part, "followup_")
+            if query is None:
+                ended[k] = "query_rejected"
+                counts["conversations_ended_query"] += 1
+            elif query_hash(query) in {query_hash(q) for q, _ in exchanges[k]}:
+                counts["followup_query_repeat"] += 1
+                ended[k] = "query_rejected"
+                counts["conversations_ended_query"] += 1
+            else:
+                questions[k] = query
+        counts["followups_accepted"] += len(questions)
+        with_question = sorted(questions)
+        a_requests = []
+        for k in with_question:
+            i, s = accepted[k][0], accepted[k][1]
+            a_requests.append(
+                GenerationRequest(
+                    plan.prompts.follow_up_answer_prompt(follow_up, contexts[i], exchanges[k], questions[k]),
+                    cfg.answer_max_tokens,
+                    cfg.answer_temperature,
+                    cfg.answer_top_p,
+                    request_seed(cfg.seed, live[i].doc_id, s, f"turn{t}_answer"),
+                    plan.stops,
+                )
+            )
+        counts["followup_answers_generated"] += len(a_requests)
+        a_results = engine.generate(a_requests)
+        cache.add(f"turn{t}_answer", a_requests, a_results)
+        going = []
+        for k, res in zip(with_question, a_results, strict=True):
+            part = Counter()
+            answer = plan.answer_filter.clean(res.text, res.finish_reason, part)
+            _prefixed(counts, part, "followup_")
+            if answer is None:
+                ended[k] = "answer_rejected"
+                counts["conversations_ended_answer"] += 1
+                continue
+            exchanges[k].append((questions[k], answer))
+            counts["followup_answers_accepted"] += 1
+            going.append(k)
+    return exchanges, ended
 
 
 def harvest_quality(
@@ -417,6 +665,7 @@ def harvest(
     totals: Counter[str] = Counter()
     qualities: list[dict[str, Any]] = []
     dedup = QueryDeduplicator(config.dedup)
+    cache = PrefixCacheStats()
     own_engine: Engine | None = None
     disable = not config.progress
     shard_bar = tqdm(total=len(shards), desc="harvest shards", unit="shard", disable=disable, position=0)
@@ -452,7 +701,7 @@ def harvest(
             assert active is not None
             emit("shard_start", shard, shard.stop - shard.start)
             log.info("shard %s: documents %d-%d of %s", shard.key, shard.start, shard.stop, shard.file.path)
-            table, counts, hashes, quality = _harvest_shard(plan, shard, active, dedup, emit)
+            table, counts, hashes, quality = _harvest_shard(plan, shard, active, dedup, emit, cache)
             write_shard(
                 out_dir,
                 shard.key,
@@ -482,6 +731,10 @@ def harvest(
         if own_engine is not None:
             own_engine.close()
     report.counts = dict(sorted(totals.items()))
+    report.prefix_cache = cache.report()
+    for name, entry in report.prefix_cache.items():
+        served, sent = entry["cached_tokens"], entry["prompt_tokens"]
+        log.info("prefix cache, %s pass: %s of %s prompt tokens served", name, served, sent)
     report.quality = harvest_quality(out_dir, qualities, report.counts)
     report.elapsed_s = time.perf_counter() - t0
     return report

@@ -330,7 +330,7 @@ def _step_of(part: pa.Table) -> int:
 
 def _balance_columns(table: pa.Table) -> pa.Table:
     """Return the columns balance reads: ``doc_id`` (if any), ``query``, the context length, ``input_row``."""
-    cols = {c: table.column(c) for c in ("doc_id", "query") if c in table.column_names}
+    cols = {c: table.column(c) for c in ("doc_id", "query", "steer") if c in table.column_names}
     cols["context_chars"] = pc.utf8_length(table.column("context")).cast(pa.int64())
     cols[INPUT_ROW] = table.column(INPUT_ROW)
     return pa.table(cols)
@@ -426,13 +426,13 @@ def _sources(inputs: list[str], batch_rows: int) -> tuple[Iterator[pa.Table], bo
     import pyarrow.parquet as pq
 
     from longmagpie.generate.resume import MANIFEST
-    from longmagpie.harvest.output import ROW_SCHEMA
+    from longmagpie.harvest.output import directory_schema
     from longmagpie.io.files import _parquet_files, is_jsonl, read_table
 
     if len(inputs) == 1 and (Path(inputs[0]) / MANIFEST).is_file():
         out = Path(inputs[0])
         keys = sorted(p.name[: -len(".done.json")] for p in out.glob("shard-*.done.json"))
-        files, schema, directory = [out / f"{k}.parquet" for k in keys], ROW_SCHEMA, True
+        files, schema, directory = [out / f"{k}.parquet" for k in keys], directory_schema(out), True
     else:
         files, schema, directory = [], None, False
         for given in inputs:
@@ -684,6 +684,10 @@ def report_lines(report: Mapping[str, Any]) -> list[str]:
             f"near-dup   {nd['removed']:,} rows in {nd['clusters']:,} clusters ({nd['column']}, {nd['shingle']}-word "
             f"shingles, Jaccard >= {nd['threshold']}, {nd['bands']}x{nd['rows_per_band']} LSH)"
         )
+    for instruction, forms in ((report.get("balance") or {}).get("by_steer") or {}).items():
+        total = sum(forms.values()) or 1
+        top = ", ".join(f"{f} {n / total:.0%}" for f, n in sorted(forms.items(), key=lambda kv: (-kv[1], kv[0]))[:4])
+        lines.append(f"steered    {total:,} kept rows asked {instruction!r}: {top}")
     return lines
 
 
