@@ -365,3 +365,71 @@ def test_multi_turn_conversations_match_the_template(qwen, llama_bpe, turns, sys
             mask = row["assistant_masks"]
             runs = sum(1 for i, m in enumerate(mask) if m and (i == 0 or not mask[i - 1]))
             assert runs == sum(1 for m in msgs if m["role"] == "assistant")  # one masked run per answer
+
+
+def harvest_like(case_turns: list[list[tuple[str, str]]], docs: list[str]) -> pa.Table:
+    """Multi-turn harvest rows: a document, the first exchange, and ``messages`` holding every exchange."""
+    rows = []
+    for k, turns in enumerate(case_turns):
+        msgs = [{"role": "system", "content": docs[k % len(docs)]}]
+        for u, a in turns:
+            msgs += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
+        rows.append({"context": docs[k % len(docs)], "query": turns[0][0], "answer": turns[0][1], "messages": msgs})
+    messages_type = pa.list_(pa.struct([("role", pa.string()), ("content", pa.large_string())]))
+    return pa.table(
+        {
+            "context": pa.array([r["context"] for r in rows], pa.large_string()),
+            "query": [r["query"] for r in rows],
+            "answer": pa.array([r["answer"] for r in rows], pa.large_string()),
+            "messages": pa.array([r["messages"] for r in rows], messages_type),
+        }
+    )
+
+
+@PROPERTY
+@given(
+    st.lists(st.lists(st.tuples(TEXT, TEXT), min_size=1, max_size=3), min_size=1, max_size=5),
+    st.lists(DOC, min_size=2, max_size=6, unique=True),
+    st.integers(0, 2**16),
+)
+def test_multi_turn_samples_equal_the_template_and_the_conversation_encoder(qwen, llama_bpe, turns, docs, seed):
+    """Later turns join the assembled first exchange exactly: ids as apply_chat_template, masks as the encoder's."""
+    for tok in (qwen, llama_bpe):
+        case = turns
+        if tok is llama_bpe:  # Llama 3 trims contents: keep them non-blank
+            case = [[(u if u.strip() else "x", a if a.strip() else "y") for u, a in t] for t in turns]
+        table = harvest_like(case, docs)
+        out = assemble(table, tok, num_distractors=(0, 3), seed=seed, messages=True, max_tokens=4096)
+        assert out.num_rows == table.num_rows
+        rows = out.to_pylist()
+        encoded = longmagpie.encode_conversations([r["messages"] for r in rows], tok).to_pylist()
+        for k, (row, enc) in enumerate(zip(rows, encoded, strict=True)):
+            assert len(row["messages"]) == 2 * len(case[k])
+            assert [m["content"] for m in row["messages"][2:]] == [x for ex in case[k][1:] for x in ex]
+            assert row["input_ids"] == reference_ids(tok, row["messages"]), f"row {k}"
+            assert row["assistant_masks"] == enc["assistant_masks"], f"row {k}"
+        stats = longmagpie.pack_metadata(out)["stats"]
+        assert stats["later_turns"] == sum(len(t) - 1 for t in case)
+        assert stats["output_tokens"] == sum(len(r["input_ids"]) for r in rows)
+
+
+def test_multi_turn_later_turns_count_against_the_cap_and_single_turn_is_unchanged(qwen):
+    docs = [f"Document {i}: " + "the river runs north past the old mill " * 6 for i in range(30)]
+    one = harvest_like([[("Why does it run north?", "Because of the slope.")]] * 12, docs)
+    many = harvest_like(
+        [[("Why does it run north?", "Because of the slope."), ("And then?", "It meets the sea " * 20)]] * 12, docs
+    )
+    plain = assemble(one.drop_columns(["messages"]), qwen, target_tokens=(300, 400), max_tokens=400, seed=1)
+    same = assemble(one, qwen, target_tokens=(300, 400), max_tokens=400, seed=1)
+    assert same.column("input_ids").to_pylist() == plain.column("input_ids").to_pylist()
+    out = assemble(many, qwen, target_tokens=(300, 400), max_tokens=400, seed=1)
+    lengths = [len(x) for x in out.column("input_ids").to_pylist()]
+    assert lengths and max(lengths) <= 400
+    firsts = [len(x) for x in plain.column("input_ids").to_pylist()]
+    assert sum(lengths) / len(lengths) < sum(firsts) / len(firsts) + 120  # distractors made room for the turn
+
+
+def test_multi_turn_messages_of_the_wrong_type_are_named(qwen):
+    table = pa.table({"context": ["doc"], "query": ["q"], "answer": ["a"], "messages": ['[{"role": "user"}]']})
+    with pytest.raises(TypeError, match="'messages' must be a list of"):
+        assemble(table, qwen, num_distractors=(0, 0))

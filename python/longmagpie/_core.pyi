@@ -145,8 +145,12 @@ class Assembler:
         answers: _ArrowArrayExportable,
         gold_in_distractors: _ArrowArrayExportable | None = None,
         row_offset: int = 0,
+        reserve: _ArrowArrayExportable | None = None,
     ) -> tuple[_ArrowStreamExportable, dict[str, int]]:
-        """Assemble one batch of samples; return (an Arrow C stream of the samples, stats)."""
+        """Assemble one batch of samples; return (an Arrow C stream of the samples, stats).
+
+        ``reserve`` (uint32, one per sample) is room each sample leaves after its answer (later turns).
+        """
 
 def tokenize(tokenizer: Tokenizer, texts: _ArrowArrayExportable, num_threads: int | None = None) -> pa.ListArray:
     """Return the token ids of each text, ``list<int32>`` (see ``longmagpie.tokenize``)."""

@@ -5,6 +5,12 @@ among distractor documents up to a token budget, joined by a separator, then the
 answer is the assistant turn. Documents are tokenized once, in Rust, with the tokenizer's ``tokenizer.json``;
 samples are built by concatenating token ids around the chat template's fixed spans, with only small windows
 re-tokenized at each join, so ``input_ids`` equal ``tokenizer.apply_chat_template(messages, tokenize=True)``.
+
+A multi-turn sample (a harvest with ``turns > 1``: a ``messages`` column) keeps the documents and the first question
+in its first user turn, as above; its later exchanges are appended after the first answer's end of turn, encoded by
+the conversation encoder (:func:`longmagpie.assembly.conversations.later_turn_segments`), every answer masked in.
+Their tokens are reserved before the distractors are drawn, so the whole conversation meets ``max_tokens`` and the
+token target.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ from longmagpie import _core
 from longmagpie._arrow import as_arrow
 from longmagpie._metadata import attach
 from longmagpie._progress import progress_bar
+from longmagpie.assembly.conversations import encode_segment_lists, later_turn_segments
 from longmagpie.assembly.tokenizer import core_tokenizer, load_tokenizer
-from longmagpie.templates.spans import ChatSpans, chat_spans
+from longmagpie.templates.spans import ChatSpans, TemplateError, chat_spans
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,8 @@ _STATS_SUM = (
     "windows",
     "rebuilt",
     "whole_text",
+    "later_turns",
+    "later_turn_tokens",
 )
 
 
@@ -103,6 +112,31 @@ def _strings(table: pa.Table, column: str, what: str) -> pa.Array:
     return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
 
 
+def _later_turns(table: pa.Table, offset: int) -> list[list[dict[str, str]]] | None:
+    """Each sample's exchanges after its first (``messages`` after the first assistant message), or ``None``.
+
+    ``None`` when the table has no ``messages`` column or no sample has a second exchange.
+    """
+    if "messages" not in table.column_names:
+        return None
+    typ = table.schema.field("messages").type
+    if not (pa.types.is_list(typ) or pa.types.is_large_list(typ)) or not pa.types.is_struct(typ.value_type):
+        raise TypeError(
+            f"samples column 'messages' must be a list of {{role, content}} structs (as a multi-turn harvest writes "
+            f"it), got {typ}; drop the column to assemble single-turn samples"
+        )
+    out: list[list[dict[str, str]]] = []
+    for j, msgs in enumerate(table.column("messages").to_pylist()):
+        if not msgs:
+            out.append([])
+            continue
+        first = next((k for k, m in enumerate(msgs) if m.get("role") == "assistant"), None)
+        if first is None:
+            raise ValueError(f"samples row {offset + j}: its messages hold no assistant turn")
+        out.append(msgs[first + 1 :])
+    return out if any(out) else None
+
+
 def _first_null(arr: pa.Array) -> int | None:
     if arr.null_count == 0:
         return None
@@ -145,6 +179,37 @@ class Assembler:
         self._core: Any = None
         self._doc_ids: pa.Array | None = None
         self._doc_texts: pa.Array | None = None
+        self._suffix_ids: list[int] | None = None
+
+    def _tails(self, later: list[list[dict[str, str]]], offset: int) -> tuple[list[Any], list[Any]]:
+        """Ids and masks of each sample's later exchanges plus the template's suffix (``None``: no later turn)."""
+        spans = self.spans
+        if spans.between_turns is None:
+            raise TemplateError(
+                "this chat template does not render later turns like the first: multi-turn samples unsupported"
+            )
+        if self._suffix_ids is None:
+            end = spans.answer_end
+            special = [
+                str(t.content)
+                for t in (getattr(self.tokenizer, "added_tokens_decoder", {}) or {}).values()
+                if not getattr(t, "rstrip", False)
+            ]
+            if not any(end.endswith(t) for t in special if t):
+                raise TemplateError(
+                    f"the template's end of turn {end!r} does not end with a special token, so the later turns "
+                    "cannot be joined after it token by token; pass answer_end=... ending with one"
+                )
+            self._suffix_ids = list(self.tokenizer(spans.suffix, add_special_tokens=False)["input_ids"])
+        which = [j for j, t in enumerate(later) if t]
+        lists = [later_turn_segments(spans, later[j], where=f"row {offset + j}") for j in which]
+        ids, mask = encode_segment_lists(self._tokenizer, lists, self.config.num_threads)
+        tail_ids: list[Any] = [None] * len(later)
+        tail_mask: list[Any] = [None] * len(later)
+        for k, j in enumerate(which):
+            tail_ids[j] = ids[k].values.to_numpy(zero_copy_only=False)
+            tail_mask[j] = mask[k].values.to_numpy(zero_copy_only=False)
+        return tail_ids, tail_mask
 
     def _build(self, docs: pa.Array, doc_ids: pa.Array | None) -> None:
         cfg = self.config
@@ -273,18 +338,72 @@ class Assembler:
                 else:
                     excl = pc.index_in(gold_text, value_set=self._dist_texts)
                 excl = pc.fill_null(excl, -1).cast(pa.int32())
+            later = _later_turns(part, start)
+            tails: tuple[list[Any], list[Any]] | None = None
+            reserve = None
+            if later is not None:
+                tails = self._tails(later, start)
+                n_suffix = len(self._suffix_ids or [])
+                reserve = pa.array([0 if t is None else len(t) - n_suffix for t in tails[0]], pa.uint32())
             raw, stats = self._core.assemble(
                 gold,
                 _strings(part, "query", "samples"),
                 _strings(part, "answer", "samples"),
                 excl,
                 start,
+                reserve,
             )
             out = pa.RecordBatchReader.from_stream(raw).read_all()
+            stats = {**stats, "later_turns": 0, "later_turn_tokens": 0}
+            if later is not None and tails is not None and out.num_rows:
+                out = self._append_tails(out, later, tails, stats)
             self._merge_stats(stats)
             bar.update(part.num_rows)
             bar.set_postfix(tokens=f"{self.last_stats.get('output_tokens', 0):,}", refresh=False)
             yield self._finish(out, part)
+
+    def _append_tails(
+        self,
+        out: pa.Table,
+        later: list[list[dict[str, str]]],
+        tails: tuple[list[Any], list[Any]],
+        stats: dict[str, Any],
+    ) -> pa.Table:
+        """Replace the suffix of each multi-turn sample's first exchange by its later exchanges (and the suffix)."""
+        import numpy as np
+
+        suffix = np.asarray(self._suffix_ids or [], np.int32)
+        ns = len(suffix)
+        ids_col = out.column("input_ids").combine_chunks()
+        mask_col = out.column("assistant_masks").combine_chunks()
+        rows = out.column("row").to_pylist()
+        id_parts, mask_parts, lengths = [], [], []
+        for r, j in enumerate(rows):
+            ids = ids_col[r].values.to_numpy(zero_copy_only=False)
+            mask = mask_col[r].values.to_numpy(zero_copy_only=False)
+            tail_ids, tail_mask = tails[0][j], tails[1][j]
+            if tail_ids is not None:
+                if ns and not np.array_equal(ids[len(ids) - ns :], suffix):
+                    raise RuntimeError(f"internal: assembled sample {r} does not end with the template's suffix")
+                ids = np.concatenate([ids[: len(ids) - ns], tail_ids.astype(np.int32)])
+                mask = np.concatenate([mask[: len(mask) - ns], tail_mask.astype(np.int8)])
+                stats["later_turns"] += len(later[j]) // 2
+                stats["later_turn_tokens"] += len(tail_ids) - ns
+                stats["output_tokens"] += len(tail_ids) - ns
+                stats["masked_tokens"] += int(tail_mask.sum())
+            id_parts.append(ids)
+            mask_parts.append(mask)
+            lengths.append(len(ids))
+        offsets = pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+        if lengths:
+            stats["min_tokens"], stats["max_tokens"] = min(lengths), max(lengths)
+        ids_type, mask_type = out.schema.field("input_ids").type, out.schema.field("assistant_masks").type
+        new_ids = pa.ListArray.from_arrays(offsets, pa.array(np.concatenate(id_parts), pa.int32()), type=ids_type)
+        new_mask = pa.ListArray.from_arrays(offsets, pa.array(np.concatenate(mask_parts), pa.int8()), type=mask_type)
+        out = out.set_column(out.schema.get_field_index("input_ids"), out.schema.field("input_ids"), new_ids)
+        return out.set_column(
+            out.schema.get_field_index("assistant_masks"), out.schema.field("assistant_masks"), new_mask
+        )
 
     def _merge_stats(self, stats: dict[str, Any]) -> None:
         acc = self.last_stats
@@ -317,26 +436,32 @@ class Assembler:
             if name in part.column_names:
                 cols[name] = pc.take(part.column(name), rows)
         if self.messages:
-            cols["messages"] = self._messages(out.column("user_content"), pc.take(part.column("answer"), rows))
+            later = _later_turns(part, 0)
+            extra = [later[j] for j in rows.to_pylist()] if later is not None else None
+            cols["messages"] = self._messages(out.column("user_content"), pc.take(part.column("answer"), rows), extra)
         return pa.table(cols)
 
-    def _messages(self, user: pa.ChunkedArray, answer: pa.ChunkedArray) -> pa.Array:
-        n = len(user)
+    def _messages(
+        self, user: pa.ChunkedArray, answer: pa.ChunkedArray, later: list[list[dict[str, str]]] | None = None
+    ) -> pa.Array:
         roles, contents = [], []
-        per = 2 if self.config.system is None else 3
+        offsets = [0]
         users = user.to_pylist()
         answers = answer.to_pylist()
-        for u, a in zip(users, answers, strict=True):
+        for k, (u, a) in enumerate(zip(users, answers, strict=True)):
             if self.config.system is not None:
                 roles.append("system")
                 contents.append(self.config.system)
             roles += ["user", "assistant"]
             contents += [u, a]
+            for m in later[k] if later is not None else ():
+                roles.append(m["role"])
+                contents.append(m["content"])
+            offsets.append(len(roles))
         struct = pa.StructArray.from_arrays(
             [pa.array(roles, pa.string()), pa.array(contents, pa.large_string())], names=["role", "content"]
         )
-        offsets = pa.array(range(0, n * per + 1, per), pa.int32())
-        return pa.ListArray.from_arrays(offsets, struct)
+        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), struct)
 
     def assemble(self, samples: Any, *, progress: bool = False) -> pa.Table:
         """Assemble all samples into one table (see :meth:`assemble_batches`); stats in its metadata."""

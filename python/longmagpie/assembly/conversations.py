@@ -20,9 +20,24 @@ from longmagpie.templates.spans import ChatSpans, TemplateError, chat_spans
 Message = dict[str, str]
 
 
-def conversation_segments(spans: ChatSpans, messages: Sequence[Message], where: str = "") -> list[tuple[str, bool]]:
-    """Text segments of one conversation (user/assistant turns alternating, user first), with mask flags."""
-    turns = [m for m in messages if m.get("role") != "system"]
+def exchange_segments(spans: ChatSpans, user: str, answer: str, *, first: bool) -> list[tuple[str, bool]]:
+    """Text segments of one (user, assistant) exchange, with mask flags; a later one starts with ``between_turns``."""
+    if spans.trim_user:
+        user = user.strip()
+    if spans.trim_answer:
+        answer = answer.strip()
+    out: list[tuple[str, bool]] = [] if first else [(spans.between_turns or "", False)]
+    return [*out, (user, False), (spans.user_to_answer, False), (answer, True), (spans.answer_end, True)]
+
+
+def check_turns(spans: ChatSpans, turns: Sequence[Message], where: str, *, first: bool = True) -> None:
+    """Check ``turns`` alternate user and assistant (user first, assistant last) with string contents.
+
+    Raises:
+        ValueError: they do not; the message names ``where``.
+        TemplateError: more than one exchange, and the template does not render later turns like the first.
+
+    """
     if (
         not turns
         or len(turns) % 2
@@ -32,22 +47,53 @@ def conversation_segments(spans: ChatSpans, messages: Sequence[Message], where: 
             f"conversation {where} must alternate user and assistant turns, starting with user and ending "
             "with assistant (an optional system message first)"
         )
-    if len(turns) > 2 and spans.between_turns is None:
+    for i, m in enumerate(turns):
+        if not isinstance(m.get("content"), str):
+            raise ValueError(f"conversation {where} turn {i}: content must be a string")
+    if (len(turns) > 2 or not first) and spans.between_turns is None:
         raise TemplateError("this chat template does not render later turns like the first; multi-turn unsupported")
+
+
+def conversation_segments(spans: ChatSpans, messages: Sequence[Message], where: str = "") -> list[tuple[str, bool]]:
+    """Text segments of one conversation (user/assistant turns alternating, user first), with mask flags."""
+    turns = [m for m in messages if m.get("role") != "system"]
+    check_turns(spans, turns, where)
     segments: list[tuple[str, bool]] = [(spans.prefix, False)]
     for i in range(0, len(turns), 2):
-        user, answer = turns[i]["content"], turns[i + 1]["content"]
-        if not isinstance(user, str) or not isinstance(answer, str):
-            raise ValueError(f"conversation {where} turn {i}: content must be a string")
-        if spans.trim_user:
-            user = user.strip()
-        if spans.trim_answer:
-            answer = answer.strip()
-        if i:
-            segments.append((spans.between_turns or "", False))
-        segments += [(user, False), (spans.user_to_answer, False), (answer, True), (spans.answer_end, True)]
+        segments += exchange_segments(spans, turns[i]["content"], turns[i + 1]["content"], first=i == 0)
     segments.append((spans.suffix, False))
     return segments
+
+
+def later_turn_segments(spans: ChatSpans, turns: Sequence[Message], where: str = "") -> list[tuple[str, bool]]:
+    """Text segments of a conversation's exchanges after its first, then the template's suffix.
+
+    Appended to the ids of the first exchange without its suffix (:class:`longmagpie.assembly.Assembler` does
+    so for multi-turn harvest rows), they give the ids of the whole conversation.
+    """
+    check_turns(spans, turns, where, first=False)
+    segments: list[tuple[str, bool]] = []
+    for i in range(0, len(turns), 2):
+        segments += exchange_segments(spans, turns[i]["content"], turns[i + 1]["content"], first=False)
+    segments.append((spans.suffix, False))
+    return segments
+
+
+def encode_segment_lists(
+    handle: Any, segment_lists: Sequence[list[tuple[str, bool]]], num_threads: int | None
+) -> tuple[pa.Array, pa.Array]:
+    """Tokenize lists of text segments, one text per list, in Rust: ``(input_ids, masks)`` list arrays."""
+    texts: list[str] = []
+    masked: list[bool] = []
+    offsets = [0]
+    for segments in segment_lists:
+        for text, m in segments:
+            texts.append(text)
+            masked.append(m)
+        offsets.append(len(texts))
+    return _core.encode_segments(
+        handle, pa.array(texts, pa.large_string()), pa.array(masked, pa.bool_()), offsets, num_threads
+    )
 
 
 def encode_conversations(
@@ -74,17 +120,10 @@ def encode_conversations(
     tok = load_tokenizer(tokenizer)
     handle = core_tokenizer(tok)
     spans = chat_spans(tok, system=system)
-    texts: list[str] = []
-    masked: list[bool] = []
-    offsets = [0]
+    lists = []
     for row, conv in enumerate(conversations):
         if conv and conv[0].get("role") == "system" and conv[0].get("content") != system:
             raise ValueError(f"conversation {row} has its own system message; pass it as system= for all rows")
-        for text, m in conversation_segments(spans, conv, where=str(row)):
-            texts.append(text)
-            masked.append(m)
-        offsets.append(len(texts))
-    ids, mask = _core.encode_segments(
-        handle, pa.array(texts, pa.large_string()), pa.array(masked, pa.bool_()), offsets, num_threads
-    )
+        lists.append(conversation_segments(spans, conv, where=str(row)))
+    ids, mask = encode_segment_lists(handle, lists, num_threads)
     return pa.table({"input_ids": ids, "assistant_masks": mask})

@@ -17,7 +17,7 @@ use pyo3::types::PyDict;
 use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::{PyArray, PyTable};
 
-use arrow_array::{Array, ArrayRef, Int32Array};
+use arrow_array::{Array, ArrayRef, Int32Array, UInt32Array};
 use longmagpie_core::assemble::{
     AssembleError, AssembleOptions, AssembleStats, Assembler as CoreAssembler, Budget,
     LongDocuments, SampleBatch, TemplateTexts,
@@ -685,7 +685,7 @@ impl Assembler {
     }
 
     /// Assembles one batch of samples. Returns (pyarrow.Table, stats dict).
-    #[pyo3(signature = (gold, queries, answers, gold_in_distractors=None, row_offset=0))]
+    #[pyo3(signature = (gold, queries, answers, gold_in_distractors=None, row_offset=0, reserve=None))]
     fn assemble<'py>(
         &self,
         py: Python<'py>,
@@ -694,10 +694,20 @@ impl Assembler {
         answers: PyArray,
         gold_in_distractors: Option<PyArray>,
         row_offset: u64,
+        reserve: Option<PyArray>,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyDict>)> {
         let gold = int32_array(gold.array(), "gold")?;
         let excl = gold_in_distractors
             .map(|a| int32_array(a.array(), "gold_in_distractors"))
+            .transpose()?;
+        let reserve = reserve
+            .map(|a| {
+                a.array()
+                    .as_any()
+                    .downcast_ref::<UInt32Array>()
+                    .cloned()
+                    .ok_or_else(|| PyTypeError::new_err("reserve must be a uint32 array"))
+            })
             .transpose()?;
         let (queries, answers) = (queries.into_inner().0, answers.into_inner().0);
         let inner = &self.inner;
@@ -708,6 +718,7 @@ impl Assembler {
                 queries: &queries,
                 answers: &answers,
                 row_offset,
+                reserve: reserve.as_ref(),
             })
         })?;
         let d = assemble_stats_dict(py, &stats)?;

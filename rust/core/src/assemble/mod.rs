@@ -16,7 +16,7 @@ mod tests;
 use std::sync::Arc;
 
 use arrow_array::builder::{Int32Builder, StringBuilder};
-use arrow_array::{ArrayRef, Int32Array, Int8Array, ListArray, RecordBatch};
+use arrow_array::{ArrayRef, Int32Array, Int8Array, ListArray, RecordBatch, UInt32Array};
 use arrow_buffer::{OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Schema};
 use rand_chacha::ChaCha8Rng;
@@ -453,6 +453,10 @@ pub struct SampleBatch<'a> {
     pub answers: &'a ArrayRef,
     /// Global index of the first sample (keys the random streams).
     pub row_offset: u64,
+    /// Tokens each sample must leave free after its answer (null or absent: none), e.g. the later turns
+    /// of a multi-turn conversation appended to it afterwards: they count against `max_tokens` and the
+    /// token target like the answer's own tokens.
+    pub reserve: Option<&'a UInt32Array>,
 }
 
 impl Assembler {
@@ -581,6 +585,22 @@ impl Assembler {
                     .map(|e| e.value(row) as usize)
             })
             .collect();
+        if let Some(r) = batch.reserve {
+            if r.len() != n {
+                return Err(AssembleError::InvalidArgument(format!(
+                    "reserve has {} entries for {n} samples: give one per sample",
+                    r.len()
+                )));
+            }
+        }
+        let reserve: Vec<usize> = (0..n)
+            .map(|row| {
+                batch
+                    .reserve
+                    .filter(|r| r.is_valid(row))
+                    .map_or(0, |r| r.value(row) as usize)
+            })
+            .collect();
         let trims = self.trims;
         self.pool.install(|| {
             let qt = encode(&self.tok, &q, "query")?;
@@ -591,6 +611,7 @@ impl Assembler {
                 qt: &qt,
                 ans: &a,
                 at: &at,
+                reserve: &reserve,
                 trims,
             };
             const CHUNK: usize = 32;
@@ -724,6 +745,7 @@ struct Ctx<'c> {
     qt: &'c Tokenized,
     ans: &'c [&'c str],
     at: &'c Tokenized,
+    reserve: &'c [usize],
     trims: (bool, bool),
 }
 
@@ -1005,7 +1027,8 @@ impl Ctx<'_> {
             + lit(Lit::AnswerEnd)
             + lit(Lit::Suffix)
             + self.qt.count(row)
-            + self.at.count(row);
+            + self.at.count(row)
+            + self.reserve[row];
         // Slack for joins: each may shift the count by a token or two.
         let slack = 8;
         if fixed + slack >= cap {
@@ -1044,10 +1067,11 @@ impl Ctx<'_> {
             let (content, all) =
                 self.layout(row, &g.pieces, &chosen, gold_position, distractor_src);
             self.join(row, &all, joiner, stats)?;
-            if joiner.ids.len() > cap {
+            let total = joiner.ids.len() + self.reserve[row];
+            if total > cap {
                 // Joins added more tokens than the slack allows (rare): shrink and redo.
                 stats.rebuilt += 1;
-                shrink += joiner.ids.len() - cap + slack * (attempt + 1);
+                shrink += total - cap + slack * (attempt + 1);
                 continue;
             }
             let out = SampleOut {

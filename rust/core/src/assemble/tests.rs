@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int32Type, Int8Type};
-use arrow_array::{Array, ArrayRef, Int32Array, StringArray};
+use arrow_array::{Array, ArrayRef, Int32Array, StringArray, UInt32Array};
 use proptest::prelude::*;
 use tokenizers::Tokenizer;
 
@@ -215,6 +215,7 @@ fn assembled_sample_equals_rendered_text_and_masks_the_answer() {
             queries: &q,
             answers: &ans,
             row_offset: 0,
+            reserve: None,
         })
         .expect("assembles");
     assert_eq!(stats.assembled, 3);
@@ -286,6 +287,7 @@ fn same_seed_same_output_any_threads_and_offsets() {
                     queries: &q,
                     answers: &q,
                     row_offset: lo as u64,
+                    reserve: None,
                 })
                 .expect("assembles");
             for b in batches {
@@ -328,6 +330,7 @@ fn bad_input_names_the_row() {
             queries: &q,
             answers: &q,
             row_offset: 0,
+            reserve: None,
         })
         .err();
     assert_eq!(
@@ -347,6 +350,7 @@ fn bad_input_names_the_row() {
             queries: &q,
             answers: &nulls,
             row_offset: 0,
+            reserve: None,
         })
         .err()
         .map(|e| e.to_string());
@@ -362,4 +366,61 @@ fn bad_input_names_the_row() {
         Err(AssembleError::InvalidArgument(_))
     ));
     assert!(gold.len() == 2);
+}
+
+#[test]
+fn reserve_leaves_room_after_the_answer_and_zero_changes_nothing() {
+    let docs: Vec<String> = (0..40)
+        .map(|i| format!("Document {i} says the river runs north past the mill."))
+        .collect();
+    let docs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let mut opts = AssembleOptions::new(120);
+    opts.budget = Budget::Tokens { min: 100, max: 120 };
+    let a = assembler(&docs, opts).expect("builds");
+    let gold = Int32Array::from((0..8).collect::<Vec<i32>>());
+    let q = strings(&["Why?"; 8]);
+    let ans = strings(&["Because."; 8]);
+    let run = |reserve: Option<&UInt32Array>| {
+        let (batches, stats) = a
+            .assemble(&SampleBatch {
+                gold: &gold,
+                gold_in_distractors: None,
+                queries: &q,
+                answers: &ans,
+                row_offset: 0,
+                reserve,
+            })
+            .expect("assembles");
+        let lengths: Vec<usize> = batches
+            .iter()
+            .flat_map(|b| {
+                let ids = b.column(0).as_list::<i32>().clone();
+                (0..ids.len()).map(move |r| ids.value(r).len())
+            })
+            .collect();
+        (lengths, stats)
+    };
+    let (plain, _) = run(None);
+    let zeros = UInt32Array::from(vec![0u32; 8]);
+    assert_eq!(run(Some(&zeros)).0, plain);
+    let forty = UInt32Array::from(vec![40u32; 8]);
+    let (reserved, _) = run(Some(&forty));
+    assert!(reserved.iter().all(|&n| n + 40 <= 120), "{reserved:?}");
+    assert!(reserved.iter().zip(&plain).any(|(r, p)| r < p));
+    let all = UInt32Array::from(vec![500u32; 8]);
+    let (_, stats) = run(Some(&all));
+    assert_eq!((stats.assembled, stats.skipped_long), (0, 8));
+    let short = UInt32Array::from(vec![1u32; 3]);
+    let err = a
+        .assemble(&SampleBatch {
+            gold: &gold,
+            gold_in_distractors: None,
+            queries: &q,
+            answers: &ans,
+            row_offset: 0,
+            reserve: Some(&short),
+        })
+        .err()
+        .map(|e| e.to_string());
+    assert!(err.is_some_and(|e| e.contains("reserve has 3 entries for 8 samples")));
 }
