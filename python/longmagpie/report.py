@@ -122,6 +122,21 @@ class HarvestQuality:
     answer_finish_reasons: Counter[str] = field(default_factory=Counter)
     counts: Counter[str] = field(default_factory=Counter)
     unfinished_shards: int = 0
+    turns: Counter[int] = field(default_factory=Counter)
+    steer: Counter[str] = field(default_factory=Counter)
+
+    def conversation_lines(self) -> list[str]:
+        """Lines on the rows' conversation lengths (a multi-turn harvest) and steering shares (a steered one)."""
+        out = []
+        if self.turns:
+            total = sum(self.turns.values())
+            parts = ", ".join(f"{n} turns {c:,} ({c / total:.0%})" for n, c in sorted(self.turns.items()))
+            mean = sum(n * c for n, c in self.turns.items()) / total
+            out.append(f"conversations  {parts}; mean {mean:.2f} exchanges")
+        if self.steer:
+            total = sum(self.steer.values())
+            out += [f"steer {c / total:6.1%} ({c:,} rows): {text}" for text, c in self.steer.most_common()]
+        return out
 
 
 @dataclass
@@ -447,6 +462,7 @@ def _harvest_quality(source: str, files: list[Path]) -> HarvestQuality:
         h.answer_lengths = a_tokens if a_tokens is not None else np.array([])
         h.answer_finish_reasons = finish
         h.counts = counts or Counter()
+        _conversations(h, files)
         return h
     # No markers with sums: measure the first rows on the fly.
     doc_ids: list[str] = []
@@ -490,7 +506,14 @@ def _harvest_quality(source: str, files: list[Path]) -> HarvestQuality:
         h.length_unit = "characters"
     h.answer_finish_reasons = finish
     h.counts = counts or Counter()
+    _conversations(h, files)
     return h
+
+
+def _conversations(h: HarvestQuality, files: list[Path]) -> None:
+    """Count the rows' ``turns`` and ``steer`` values, where the rows carry them."""
+    h.turns = Counter({int(k): v for k, v in _value_counts(files, "turns").items()})
+    h.steer = _value_counts(files, "steer")
 
 
 def _cut(text: str, n: int) -> str:
@@ -728,6 +751,10 @@ def quality_rows(h: HarvestQuality) -> list[tuple[str, str]]:
         rows.append(("answer finish reasons", _share_text(h.answer_finish_reasons)))
     if h.unfinished_shards:
         rows.append(("unfinished shards (no marker, left out)", f"{h.unfinished_shards:,}"))
+    if h.turns:
+        rows.append(("conversation turns", _share_text(Counter({f"{n} turns": c for n, c in h.turns.items()}))))
+    if h.steer:
+        rows.append(("steering shares", _share_text(h.steer)))
     return rows
 
 

@@ -556,6 +556,8 @@ def assemble(
     if not quiet:
         s = longmagpie.pack_metadata(out)["stats"]
         typer.echo(f"assembled {s['assembled']:,} of {s['samples']:,} samples, {s['output_tokens']:,} tokens")
+        if s.get("later_turns"):
+            typer.echo(f"  turns      {s['later_turns']:,} later exchanges, {s['later_turn_tokens']:,} tokens")
         typer.echo(
             f"  documents  {s['distractors']:,} distractors, {s['truncated_documents']:,} gold truncated, "
             f"{s['skipped_long']:,} skipped"
@@ -681,6 +683,16 @@ def harvest(
     answer_candidates: Annotated[int, typer.Option(help="Answers per question at most, the first passing kept.")] = _H[
         "answer_candidates"
     ],
+    turns: Annotated[
+        int, typer.Option(help="Exchanges per conversation: follow-up questions on the same document.")
+    ] = _H["turns"],
+    steer: Annotated[
+        list[str] | None,
+        typer.Option(help="A question-kind instruction, before the document (repeat; each conversation draws one)."),
+    ] = None,
+    steer_share: Annotated[
+        list[float] | None, typer.Option(help="Target share of each --steer instruction (repeat, in the same order).")
+    ] = None,
     question_mark: Annotated[str, typer.Option(help="first (cut at the first ?) | last | upstream | off.")] = _H[
         "question_mark"
     ],
@@ -707,16 +719,41 @@ def harvest(
     Every HarvestConfig setting can come from --config (TOML or JSON; a pipeline.toml's [harvest] table works);
     the options given on the command line win over the file.
     """
-    config, report = _generate(ctx, HarvestConfig, "harvest", "longmagpie.harvest:harvest")
+
+    def adjust(settings: dict[str, Any]) -> None:
+        if steer:
+            settings["steer"] = tuple(steer)
+        if steer_share:
+            settings["steer_shares"] = tuple(steer_share)
+
+    config, report = _generate(
+        ctx, HarvestConfig, "harvest", "longmagpie.harvest:harvest", {"steer", "steer_share"}, adjust
+    )
     if not quiet:
         c = report.counts
         typer.echo(
             f"harvested {c.get('rows', 0):,} rows from {c.get('documents', 0):,} documents "
             f"({report.shards_written} shards written, {report.shards_skipped} already done)"
         )
-        rejected = {k: v for k, v in sorted(c.items()) if k.startswith(("query_", "answer_", "doc_")) and v}
+        rejected = {
+            k: v for k, v in sorted(c.items()) if k.startswith(("query_", "answer_", "doc_", "followup_")) and v
+        }
         if rejected:
             typer.echo("  counted   " + ", ".join(f"{k} {v:,}" for k, v in rejected.items()))
+        if config.turns > 1:
+            lengths = ", ".join(f"{n} turns {c.get(f'turns_{n}', 0):,}" for n in range(1, config.turns + 1))
+            typer.echo(f"  turns     {lengths}")
+        for i, text in enumerate(config.steer):
+            typer.echo(f"  steer {i}   {c.get(f'steer_{i}', 0):,} rows: {text}")
+        if report.prefix_cache:
+            typer.echo(
+                "  prefix cache  "
+                + ", ".join(
+                    f"{name} {e['hit_rate']:.0%}"
+                    for name, e in report.prefix_cache.items()
+                    if e["hit_rate"] is not None
+                )
+            )
         for line in harvest_summary_lines(report.quality):
             typer.echo("  " + line)
         typer.echo(f"  output    {config.output_dir}")
@@ -945,6 +982,8 @@ def stats(
                 typer.echo(f"  harvest quality of {h.source}:")
                 for line in harvest_summary_lines(h.summary):
                     typer.echo("    " + line)
+            for line in h.conversation_lines():
+                typer.echo("    " + line)
         for source, report in summary.quality:
             typer.echo(f"  quality stage of {source}:")
             for line in report_lines(report):

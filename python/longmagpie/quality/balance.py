@@ -348,7 +348,8 @@ def balance(
         "edges", "rows_before", "rows_after", "cap", "before": {"query_form": {class: rows},
         "context_bucket": {bucket: rows}}, "removed": {"balance:<class>": rows}, "after": {...}}``. Every
         class of :data:`QUERY_FORMS` and every bucket is listed (zeros included), in that order; ``cap`` is
-        ``t`` (``None`` without ``max_share``); ``removed`` lists the classes that lost rows.
+        ``t`` (``None`` without ``max_share``); ``removed`` lists the classes that lost rows. With a ``steer``
+        column (a steered harvest) it also holds ``"by_steer": {instruction: {query_form: kept rows}}``.
 
     Raises:
         ValueError: Before any work: a missing or mistyped column, ``by`` not one of :data:`BY`, ``max_share``
@@ -402,6 +403,7 @@ def balance(
     kept: pa.Table = table
     cap: int | None = None
     removed: dict[str, int] = {}
+    mask = [True] * table.num_rows
     if max_share is not None and table.num_rows:
         counts = Counter(classes)
         share = Fraction(str(max_share))
@@ -412,7 +414,6 @@ def balance(
             )
         cap = _cap(counts, share)
         over = {c for c, n in counts.items() if n > cap}
-        mask = [True] * table.num_rows
         if over:
             doc_ids = table.column("doc_id").to_pylist()
             members: dict[str, list[int]] = {c: [] for c in over}
@@ -447,4 +448,11 @@ def balance(
         "removed": removed,
         "after": after,
     }
+    if "steer" in table.column_names:
+        # A steered harvest: the query forms each instruction's rows have (kept rows), to see what steering did.
+        by_steer: dict[str, Counter[str]] = {}
+        for f, instruction, m in zip(forms, table.column("steer").to_pylist(), mask, strict=True):
+            if m:
+                by_steer.setdefault(str(instruction), Counter())[f] += 1
+        report["by_steer"] = {k: {f: c[f] for f in QUERY_FORMS if c[f]} for k, c in sorted(by_steer.items())}
     return kept, report
