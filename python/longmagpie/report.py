@@ -124,6 +124,7 @@ class HarvestQuality:
     unfinished_shards: int = 0
     turns: Counter[int] = field(default_factory=Counter)
     steer: Counter[str] = field(default_factory=Counter)
+    followup_grounding: float | None = None
 
     def conversation_lines(self) -> list[str]:
         """Lines on the rows' conversation lengths (a multi-turn harvest) and steering shares (a steered one)."""
@@ -133,6 +134,8 @@ class HarvestQuality:
             parts = ", ".join(f"{n} turns {c:,} ({c / total:.0%})" for n, c in sorted(self.turns.items()))
             mean = sum(n * c for n, c in self.turns.items()) / total
             out.append(f"conversations  {parts}; mean {mean:.2f} exchanges")
+        if self.followup_grounding is not None:
+            out.append(f"follow-up grounding in its own document {self.followup_grounding:.2f}")
         if self.steer:
             total = sum(self.steer.values())
             out += [f"steer {c / total:6.1%} ({c:,} rows): {text}" for text, c in self.steer.most_common()]
@@ -514,6 +517,8 @@ def _conversations(h: HarvestQuality, files: list[Path]) -> None:
     """Count the rows' ``turns`` and ``steer`` values, where the rows carry them."""
     h.turns = Counter({int(k): v for k, v in _value_counts(files, "turns").items()})
     h.steer = _value_counts(files, "steer")
+    followup = _float_column(files, "followup_grounding")
+    h.followup_grounding = float(followup.mean()) if followup is not None and len(followup) else None
 
 
 def _cut(text: str, n: int) -> str:
@@ -753,6 +758,8 @@ def quality_rows(h: HarvestQuality) -> list[tuple[str, str]]:
         rows.append(("unfinished shards (no marker, left out)", f"{h.unfinished_shards:,}"))
     if h.turns:
         rows.append(("conversation turns", _share_text(Counter({f"{n} turns": c for n, c in h.turns.items()}))))
+    if h.followup_grounding is not None:
+        rows.append(("follow-up grounding in its own document", _pct(h.followup_grounding)))
     if h.steer:
         rows.append(("steering shares", _share_text(h.steer)))
     return rows

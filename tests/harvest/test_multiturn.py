@@ -46,7 +46,7 @@ def test_three_turns_prompts_are_the_template_rendering_of_each_conversation(eng
     check_turn_accounting(report.counts, 3)
 
     table = read_harvest(cfg.output_dir)
-    assert table.schema.names == [*ROW_SCHEMA.names, "messages", "turns", "turns_ended"]
+    assert table.schema.names == [*ROW_SCHEMA.names, "messages", "turns", "turns_ended", "followup_grounding"]
     rows = table.to_pylist()
     assert rows and max(r["turns"] for r in rows) == 3
     # per shard: query, answer, then a query pass and an answer pass per later turn, one generate each
@@ -58,6 +58,8 @@ def test_three_turns_prompts_are_the_template_rendering_of_each_conversation(eng
         assert msgs[0] == {"role": "system", "content": r["context"]}
         assert msgs[1:3] == [{"role": "user", "content": r["query"]}, {"role": "assistant", "content": r["answer"]}]
         assert (r["turns_ended"] == "complete") == (r["turns"] == 3)
+        if r["turns"] == 1:
+            assert r["followup_grounding"] is None
         questions = [m["content"] for m in msgs if m["role"] == "user"]
         assert len({query_hash(q) for q in questions}) == len(questions)  # no repeated question in a conversation
         for t in range(2, r["turns"] + 1):

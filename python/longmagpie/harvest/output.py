@@ -48,11 +48,13 @@ MESSAGES_TYPE = pa.list_(pa.struct([("role", pa.string()), ("content", pa.large_
 
 #: Columns a multi-turn harvest (``turns > 1``) adds after :data:`ROW_SCHEMA`'s: the conversation as trained (the
 #: document first, as the prompts placed it; then every accepted question and answer), the exchanges it holds, and
-#: why it ended (``complete``, ``query_rejected``, ``answer_rejected``).
+#: why it ended (``complete``, ``query_rejected``, ``answer_rejected``), and the mean grounding of its follow-up
+#: questions in the document (:func:`longmagpie.measures.grounding`; null without a follow-up or content words).
 TURN_FIELDS = (
     pa.field("messages", MESSAGES_TYPE),
     pa.field("turns", pa.int32()),
     pa.field("turns_ended", pa.string()),
+    pa.field("followup_grounding", pa.float64()),
 )
 
 #: The column a steered harvest adds: the instruction the row's questions were asked under.

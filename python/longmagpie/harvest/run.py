@@ -482,6 +482,8 @@ def _harvest_shard(
             values["messages"] = _conversation(cfg, p.context, exchanges[k])
             values["turns"] = len(exchanges[k])
             values["turns_ended"] = ended.get(k, "complete")
+            scores = [g for q, _ in exchanges[k][1:] if (g := measures.grounding(q, p.context)) is not None]
+            values["followup_grounding"] = sum(scores) / len(scores) if scores else None
             counts[f"turns_{len(exchanges[k])}"] += 1
         if cfg.steer:
             values["steer"] = cfg.steer[steer[(i, s)]]
