@@ -249,3 +249,51 @@ def test_multiturn_through_the_server_writes_what_the_in_process_engine_writes(s
     assert remote.counts == local.counts
     assert read_harvest(remote_cfg.output_dir).equals(read_harvest(cfg.output_dir))
     assert remote.prefix_cache["turn2_query"]["cached_tokens"] > 0
+
+
+def test_cli_harvest_turns_3_through_the_server(server, base_config, tmp_path):
+    """``longmagpie harvest --turns 3 --steer ...`` end to end (the server's engine: no second one in this process)."""
+    from support.harvest import write_parquet
+    from typer.testing import CliRunner
+
+    from longmagpie.cli import app
+
+    docs = write_parquet(tmp_path / "docs.parquet", make_documents(4, words=60))
+    out = tmp_path / "h"
+    args = ["harvest", str(docs), "--model", base_config["model"], "-o", str(out), "--engine", "openai"]
+    args += [
+        "--base-url",
+        server,
+        "--served-model-name",
+        "tiny",
+        "--turns",
+        "3",
+        "--steer",
+        STEER[0],
+        "--steer",
+        STEER[1],
+    ]
+    args += [
+        "--max-model-len",
+        "1024",
+        "--max-doc-tokens",
+        "256",
+        "--query-max-tokens",
+        "16",
+        "--answer-max-tokens",
+        "16",
+    ]
+    args += ["--question-mark", "off", "--min-query-chars", "1", "--query-candidates", "1", "--answer-candidates", "1"]
+    settings = tmp_path / "harvest.toml"  # what the command line has no option for
+    settings.write_text("allow_unfinished_answers = true\n")
+    args += ["--config", str(settings)]
+    result = CliRunner().invoke(app, [*args, "--quiet"])
+    assert result.exit_code == 0, result.output
+    rows = read_harvest(out).to_pylist()
+    assert rows and {"messages", "turns", "steer"} <= set(rows[0])
+    assert all(len(r["messages"]) == 1 + 2 * r["turns"] for r in rows)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["parts"]["config"]["turns"] == 3 and manifest["parts"]["config"]["steer"] == list(STEER)
+    loud = CliRunner().invoke(app, args)  # a rerun: every shard done; the summary still names turns and steering
+    assert loud.exit_code == 0, loud.output
+    assert "already done" in loud.output and "turns     1 turns" in loud.output and STEER[1] in loud.output

@@ -16,7 +16,7 @@ from longmagpie.generate.engines import (
 )
 from longmagpie.harvest.config import HarvestConfig
 from longmagpie.harvest.filters import AnswerFilter, QueryFilter, normalize_query, query_hash
-from longmagpie.harvest.output import ROW_SCHEMA, read_harvest
+from longmagpie.harvest.output import ROW_SCHEMA, read_harvest, row_schema
 from longmagpie.harvest.prompt_ids import PromptTokenizer, middle_truncate
 from longmagpie.harvest.run import HarvestEvent, HarvestReport, harvest, harvest_quality
 from longmagpie.templates.prompts import PRESETS, PromptPieces, pieces_from_template, preset, resolve_pieces
@@ -48,4 +48,5 @@ __all__ = [
     "query_hash",
     "read_harvest",
     "resolve_pieces",
+    "row_schema",
 ]

@@ -315,6 +315,18 @@ def _prepare(config: HarvestConfig) -> tuple[_Plan, list[Shard], dict[str, Any]]
     return plan, plan_shards(files, config.shard_rows), parts
 
 
+def _request(plan: _Plan, kind: str, prompt_ids: list[int], seed: int) -> GenerationRequest:
+    """Build a ``query`` or ``answer`` request with that pass's limit and sampling settings."""
+    cfg = plan.config
+    if kind == "query":
+        return GenerationRequest(
+            prompt_ids, cfg.query_max_tokens, cfg.query_temperature, cfg.query_top_p, seed, plan.stops
+        )
+    return GenerationRequest(
+        prompt_ids, cfg.answer_max_tokens, cfg.answer_temperature, cfg.answer_top_p, seed, plan.stops
+    )
+
+
 def _prefixed(counts: Counter[str], part: Counter[str], prefix: str) -> None:
     """Add a filter's counters to ``counts`` under ``prefix`` (``query_empty`` -> ``followup_query_empty``)."""
     for key, value in part.items():
@@ -381,14 +393,7 @@ def _harvest_shard(
         if not open_questions:
             break
         q_requests = [
-            GenerationRequest(
-                query_ids[(i, s)],
-                cfg.query_max_tokens,
-                cfg.query_temperature,
-                cfg.query_top_p,
-                query_seed(cfg.seed, live[i].doc_id, s, c),
-                plan.stops,
-            )
+            _request(plan, "query", query_ids[(i, s)], query_seed(cfg.seed, live[i].doc_id, s, c))
             for i, s in open_questions
         ]
         counts["queries_generated"] += len(q_requests)
@@ -419,13 +424,8 @@ def _harvest_shard(
         if not open_answers:
             break
         a_requests = [
-            GenerationRequest(
-                answer_ids[k],
-                cfg.answer_max_tokens,
-                cfg.answer_temperature,
-                cfg.answer_top_p,
-                answer_seed(cfg.seed, live[accepted[k][0]].doc_id, accepted[k][1], c),
-                plan.stops,
+            _request(
+                plan, "answer", answer_ids[k], answer_seed(cfg.seed, live[accepted[k][0]].doc_id, accepted[k][1], c)
             )
             for k in open_answers
         ]
@@ -543,19 +543,15 @@ def _follow_ups(
     for t in range(2, cfg.turns + 1):
         if not going:
             break
-        q_requests = []
-        for k in going:
-            i, s = accepted[k][0], accepted[k][1]
-            q_requests.append(
-                GenerationRequest(
-                    plan.prompts.follow_up_query_prompt(follow_up, asked(i, s), exchanges[k]),
-                    cfg.query_max_tokens,
-                    cfg.query_temperature,
-                    cfg.query_top_p,
-                    request_seed(cfg.seed, live[i].doc_id, s, f"turn{t}_query"),
-                    plan.stops,
-                )
+        q_requests = [
+            _request(
+                plan,
+                "query",
+                plan.prompts.follow_up_query_prompt(follow_up, asked(accepted[k][0], accepted[k][1]), exchanges[k]),
+                request_seed(cfg.seed, live[accepted[k][0]].doc_id, accepted[k][1], f"turn{t}_query"),
             )
+            for k in going
+        ]
         counts["followups_generated"] += len(q_requests)
         q_results = engine.generate(q_requests)
         cache.add(f"turn{t}_query", q_requests, q_results)
@@ -575,19 +571,15 @@ def _follow_ups(
                 questions[k] = query
         counts["followups_accepted"] += len(questions)
         with_question = sorted(questions)
-        a_requests = []
-        for k in with_question:
-            i, s = accepted[k][0], accepted[k][1]
-            a_requests.append(
-                GenerationRequest(
-                    plan.prompts.follow_up_answer_prompt(follow_up, contexts[i], exchanges[k], questions[k]),
-                    cfg.answer_max_tokens,
-                    cfg.answer_temperature,
-                    cfg.answer_top_p,
-                    request_seed(cfg.seed, live[i].doc_id, s, f"turn{t}_answer"),
-                    plan.stops,
-                )
+        a_requests = [
+            _request(
+                plan,
+                "answer",
+                plan.prompts.follow_up_answer_prompt(follow_up, contexts[accepted[k][0]], exchanges[k], questions[k]),
+                request_seed(cfg.seed, live[accepted[k][0]].doc_id, accepted[k][1], f"turn{t}_answer"),
             )
+            for k in with_question
+        ]
         counts["followup_answers_generated"] += len(a_requests)
         a_results = engine.generate(a_requests)
         cache.add(f"turn{t}_answer", a_requests, a_results)
