@@ -686,6 +686,7 @@ impl Assembler {
 
     /// Assembles one batch of samples. Returns (pyarrow.Table, stats dict).
     #[pyo3(signature = (gold, queries, answers, gold_in_distractors=None, row_offset=0, reserve=None))]
+    #[allow(clippy::too_many_arguments)] // Python keyword arguments, one per column
     fn assemble<'py>(
         &self,
         py: Python<'py>,
