@@ -18,6 +18,10 @@ longmagpie             longmagpie.pack(table, seq_len, strategy="bfd", num_threa
 longmagpie_ffd         same, strategy="ffd"
 longmagpie_sequential  same, strategy="sequential"
 longmagpie_1t          strategy="bfd", num_threads=1 (per-core comparison with the single-core memcpy)
+longmagpie_ffd_1t      strategy="ffd", num_threads=1
+pmix_best_fit          longmagpie.pack_pmix(long, short, fill="best_fit", exhausted="short_only") on a short-heavy
+                       split of the same samples: long pool = samples of >= PMIX_LONG_MIN tokens, short pool = the
+                       rest (on the short-chat mix: 82 % of the samples, half of the tokens)
 trl_bfd                trl.pack_dataset(ds, seq_length, strategy="bfd") as shipped (map batches of 1000 rows)
 trl_bfd_full           same with map_kwargs={"batch_size": None}: one global BFD (same fill as a global packer)
 np_ffd                 numpy first-fit-decreasing plan on the lengths + slice gather into fresh memory
@@ -72,21 +76,32 @@ LONGMAGPIE_MODES: dict[str, dict[str, Any]] = {
     "longmagpie_ffd": {"strategy": "ffd"},
     "longmagpie_sequential": {"strategy": "sequential"},
     "longmagpie_1t": {"strategy": "bfd", "num_threads": 1},
+    "longmagpie_ffd_1t": {"strategy": "ffd", "num_threads": 1},
 }
+PMIX_MODES = ("pmix_best_fit",)
+#: Samples of at least this many tokens make the p-mix long pool of ``pmix_best_fit``.
+PMIX_LONG_MIN = 1024
 TRL_MODES = ("trl_bfd", "trl_bfd_full")
-ALL_MODES = (*LONGMAGPIE_MODES, *TRL_MODES, "np_ffd", "memcpy_fresh")
+ALL_MODES = (*LONGMAGPIE_MODES, *PMIX_MODES, *TRL_MODES, "np_ffd", "memcpy_fresh")
 DEFAULT_MODES = ",".join(ALL_MODES)
 
-# (numerator, denominator, target or None, what the comparison means)
-RATIOS: tuple[tuple[str, str, float | None, str], ...] = (
-    ("longmagpie", "memcpy_fresh", 0.5, "fraction of the fresh-memory copy bandwidth"),
+#: Targets of the copy ratios by mix (issue #20): ``pack`` (bfd and ffd, 1 and 2 threads) and
+#: ``pack_pmix(fill="best_fit")`` against the numpy copy into fresh memory, measured in the same run.
+COPY_TARGETS: dict[str, float] = {"short": 0.8, "long": 0.95}
+
+# (numerator, denominator, target, what it means); target: a number, None (information), "copy" (COPY_TARGETS
+# of the mix) or "copy_short" (the short mix's, on the short mix only: the pool is short-heavy there alone)
+RATIOS: tuple[tuple[str, str, float | str | None, str], ...] = (
+    ("longmagpie", "memcpy_fresh", "copy", "bfd, all threads, vs the fresh-memory copy"),
+    ("longmagpie_ffd", "memcpy_fresh", "copy", "ffd, all threads, vs copy"),
+    ("longmagpie_1t", "memcpy_fresh", "copy", "bfd, 1 thread, vs the single-core copy"),
+    ("longmagpie_ffd_1t", "memcpy_fresh", "copy", "ffd, 1 thread, vs copy"),
+    ("pmix_best_fit", "memcpy_fresh", "copy_short", "pack_pmix best_fit, all threads, vs copy (short-heavy pool)"),
     ("longmagpie", "np_ffd", 1.5, "vs numpy FFD floor"),
     ("longmagpie", "trl_bfd_full", 50.0, "vs TRL global BFD (equal fill)"),
     ("longmagpie", "trl_bfd", None, "vs TRL bfd as shipped (lower fill)"),
     ("longmagpie", "memcpy_prefaulted", None, "info: vs copy into pre-faulted memory"),
     ("longmagpie", "memcpy_cold_mmap", None, "info: vs first copy from the cold mmap (same start as pack)"),
-    ("longmagpie_1t", "memcpy_fresh", None, "single thread vs single-core copy"),
-    ("longmagpie_ffd", "memcpy_fresh", None, "ffd vs copy"),
     ("longmagpie_sequential", "memcpy_fresh", None, "sequential vs copy"),
 )
 FILL_TARGET = 0.999
@@ -423,6 +438,61 @@ def run_longmagpie(
     return res
 
 
+def run_pmix(
+    data_dir: Path, meta: dict[str, Any], seq_len: int, num_threads: int | None, mem: PeakMemory, warmup: bool
+) -> dict[str, Any]:
+    """Time ``longmagpie.pack_pmix(fill="best_fit")`` on a long/short split of the memory-mapped samples.
+
+    The split (by length, ``PMIX_LONG_MIN``) is made before the timed call; ``exhausted="short_only"`` packs the
+    short pool to its end once the long one is out, so nearly every input token is placed. Tokens/s counts output
+    tokens.
+    """
+    import longmagpie
+
+    table = open_ipc_table(data_dir)
+    lengths = pc.list_value_length(table.column("input_ids"))
+    long_t = table.filter(pc.greater_equal(lengths, PMIX_LONG_MIN))
+    short_t = table.filter(pc.less(lengths, PMIX_LONG_MIN))
+    threads = num_threads if num_threads else (os.cpu_count() or 1)
+    kwargs: dict[str, Any] = {
+        "seq_len": seq_len,
+        "fill": "best_fit",
+        "exhausted": "short_only",
+        "seed": 0,
+        "num_threads": threads,
+    }
+    if warmup:
+        longmagpie.pack_pmix(long_t.slice(0, 4), short_t.slice(0, 64), **kwargs)
+    rss_before = rss_mib()
+    mem.arm()
+    t0 = time.perf_counter()
+    packed = longmagpie.pack_pmix(long_t, short_t, **kwargs)
+    t1 = time.perf_counter()
+    mem.record()
+    row_lengths, _values = arrow_list_stats(packed.column("input_ids"))
+    out_tokens = int(row_lengths.sum())
+    checks: dict[str, Any] = {
+        "rows_le_seq_len": bool((row_lengths <= seq_len).all()),
+        "length_col_matches_input_ids": bool(
+            np.array_equal(packed.column("length").to_numpy().astype(np.int64), row_lengths)
+        ),
+    }
+    checks["ok"] = all(checks.values())
+    rows = packed.num_rows
+    return {
+        "seconds": t1 - t0,
+        "tokens_per_s": out_tokens / (t1 - t0),
+        "threads": threads,
+        "rows": rows,
+        "fill_rate": out_tokens / (rows * seq_len) if rows else None,
+        "out_tokens": out_tokens,
+        "rss_before_MiB": rss_before,
+        "checks": checks,
+        "short_token_share": sum(len(c.values) for c in short_t.column("input_ids").chunks) / meta["tokens"],
+        "unplaced_tokens": meta["tokens"] - out_tokens,
+    }
+
+
 def run_trl(
     data_dir: Path, meta: dict[str, Any], seq_len: int, mode: str, mem: PeakMemory, warmup: bool
 ) -> dict[str, Any]:
@@ -484,6 +554,8 @@ def run_mode(
         res = run_memcpy(data_dir, meta, inner, mem)
     elif mode == "np_ffd":
         res = run_np_ffd(data_dir, meta, seq_len, mem)
+    elif mode in PMIX_MODES:
+        res = run_pmix(data_dir, meta, seq_len, num_threads, mem, warmup)
     elif mode in LONGMAGPIE_MODES:
         spec = LONGMAGPIE_MODES[mode]
         res = run_longmagpie(
@@ -516,7 +588,7 @@ def skip_reason(mode: str, data_dir: Path) -> str | None:
             return "skipped: trl not installed"
         if not (data_dir / HF_DIR).exists():
             return f"skipped: {data_dir / HF_DIR} missing (gen without datasets?)"
-    if mode in LONGMAGPIE_MODES and importlib.util.find_spec("longmagpie") is None:
+    if (mode in LONGMAGPIE_MODES or mode in PMIX_MODES) and importlib.util.find_spec("longmagpie") is None:
         return "skipped: longmagpie not installed"
     return None
 
@@ -655,7 +727,13 @@ def print_table(
     if mc and "error" not in mc:  # the memcpy child's secondary copies, usable as denominators
         lookup["memcpy_prefaulted"] = {"tokens_per_s": mc["prefaulted_tokens_per_s"]}
         lookup["memcpy_cold_mmap"] = {"tokens_per_s": mc["first_from_cold_mmap_tokens_per_s"]}
-    for num, den, target, what in RATIOS:
+    for num, den, spec, what in RATIOS:
+        if spec == "copy":
+            target: float | None = COPY_TARGETS.get(meta["mix"])
+        elif spec == "copy_short":
+            target = COPY_TARGETS["short"] if meta["mix"] == "short" else None
+        else:
+            target = None if isinstance(spec, str) else spec
         a, b = lookup.get(num), lookup.get(den)
         if not a or not b or "error" in a or "error" in b:
             if target is not None:

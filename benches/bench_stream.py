@@ -19,6 +19,11 @@ Part 2 (window cost). On ``--window-data-tokens`` (default 200e6; 50e6 with --qu
 the fill rates and the difference in percentage points. Same for ``pack_pmix`` vs ``pack_pmix_stream`` when
 the latter exists.
 
+Ratios (issue #20, target >= 0.8, printed, never asserted): each streaming packer's packing rate (part 1, generator
+excluded) over the rate of its in-memory call in part 2 (same generator and mix; the in-memory input is
+``--window-data-tokens``, what fits in RAM beside its output). ``--pmix-window-tokens`` (default 2**26, the
+function's default) is ``pack_pmix_stream``'s window per pool in part 1.
+
 Examples
 --------
     P=/work/devenv/bin/python
@@ -52,6 +57,8 @@ QUICK_WINDOW_DATA = 50_000_000
 STUDY_WINDOWS = (2**25, 2**27)
 VOCAB = 151_643  # Qwen2.5 vocabulary size
 RSS_TARGET_MIB = 2048
+#: Streaming packing rate (generator excluded) over the in-memory call's rate on the window-study data (issue #20).
+STREAM_RATIO_TARGET = 0.8
 ALL_MODES = ("gen_only", "stream", "pmix_stream")
 P_LONG = 0.4  # upstream --choose_rate
 
@@ -236,7 +243,7 @@ def run_mode(args: argparse.Namespace) -> dict[str, Any]:
         short_src = TimedSource(synthetic_batches(stok, "short", args.seed + 11, args.batch_tokens))
         st, fields = timed_stream(
             lambda: longmagpie.pack_pmix_stream(
-                long_src, short_src, **pmix_kwargs(args), window_tokens=args.window_tokens
+                long_src, short_src, **pmix_kwargs(args), window_tokens=args.pmix_window_tokens
             ),
             [long_src, short_src],
         )
@@ -273,7 +280,8 @@ def run_window_study(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     packed = longmagpie.pack(table, seq_len=args.seq_len, strategy=args.strategy)
     st = longmagpie.pack_stats(packed)
-    out["pack"] = {"fill_rate": st.fill_rate, "rows": st.rows, "seconds": time.perf_counter() - t0}
+    seconds = time.perf_counter() - t0
+    out["pack"] = {"fill_rate": st.fill_rate, "rows": st.rows, "seconds": seconds, "output_tokens": st.output_tokens}
     del packed
     out["stream"] = {}
     for w in windows:
@@ -301,6 +309,7 @@ def run_window_study(args: argparse.Namespace) -> dict[str, Any]:
                 "fill_rate": pst.fill_rate,
                 "rows": pst.rows,
                 "seconds": time.perf_counter() - t0,
+                "output_tokens": pst.output_tokens,
             }
             for w in windows:
                 t0 = time.perf_counter()
@@ -324,6 +333,7 @@ def spawn(child: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [
         sys.executable, __file__, "--child", child, "--tokens", str(int(args.tokens)),
         "--window-tokens", str(args.window_tokens), "--window-data-tokens", str(int(args.window_data_tokens)),
+        "--pmix-window-tokens", str(args.pmix_window_tokens),
         "--batch-tokens", str(args.batch_tokens), "--seq-len", str(args.seq_len), "--strategy", args.strategy,
         "--mix", args.mix, "--long-pool", args.long_pool, "--short-frac", str(args.short_frac),
         "--fill", args.fill, "--exhausted", args.exhausted, "--seed", str(args.seed),
@@ -409,6 +419,41 @@ def print_study(s: dict[str, Any]) -> None:
     print(f"  (window study child peak RSS {s['peak_rss_MiB']:,.0f} MiB incl. a pre-fault; data held in memory)")
 
 
+def packing_rate(r: dict[str, Any]) -> float | None:
+    """Output tokens per second of a stream mode, the generator's time left out (None if it did not run)."""
+    if "error" in r or "skipped" in r or "wall_s" not in r:
+        return None
+    return r["output_tokens"] / max(r["wall_s"] - r["gen_s"], 1e-9)
+
+
+def print_stream_ratios(results: dict[str, Any]) -> None:
+    """Each streaming packer's rate over its in-memory call's, both measured in this run, with the target.
+
+    Numerator: the bounded-memory run (``--tokens``, the generator's time excluded). Denominator: the in-memory
+    call of the window study (``--window-data-tokens`` of the same generator and mix, held in memory: what fits
+    in RAM beside its output), timed on the call alone.
+    """
+    s = results.get("window_study", {})
+    if "error" in s or "pack" not in s:
+        return
+    print("\nratios (streaming packing rate / in-memory call, same run):")
+    pairs = [("stream", "pack_stream", s["pack"])]
+    pm = s.get("pmix", {}).get("in_memory")
+    if pm:
+        pairs.append(("pmix_stream", "pack_pmix_stream", pm))
+    for mode, name, mem in pairs:
+        rate = packing_rate(results.get(mode, {}))
+        mem_rate = mem.get("output_tokens", 0) / mem["seconds"] if mem.get("seconds") else None
+        if rate is None or not mem_rate:
+            print(f"   {name:18s} n/a   target >= {STREAM_RATIO_TARGET:g}")
+            continue
+        r = rate / mem_rate
+        print(
+            f"   {name + ' / in-memory':30s} {r:6.2f}   target >= {STREAM_RATIO_TARGET:g}  "
+            f"{'PASS' if r >= STREAM_RATIO_TARGET else 'MISS'}   ({rate / 1e6:,.0f} vs {mem_rate / 1e6:,.0f} M tok/s)"
+        )
+
+
 def int_expr(text: str) -> int:
     """Parse ``2e9``, ``2**27`` or ``134217728``."""
     text = text.strip()
@@ -425,6 +470,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_TOKENS:.0e} tokens")
     ap.add_argument(
         "--window-tokens", type=int_expr, default=None, help="window of the big run (default 2**27; 2**24 with --quick)"
+    )
+    ap.add_argument(
+        "--pmix-window-tokens",
+        type=int_expr,
+        default=None,
+        help="pack_pmix_stream window per pool in the big run (default 2**26, its default; 2**24 with --quick)",
     )
     ap.add_argument("--window-data-tokens", type=int_expr, default=None, help="window study size (default 200e6)")
     ap.add_argument("--batch-tokens", type=int_expr, default=4 * 2**20, help="tokens per generated batch (4 M)")
@@ -446,6 +497,8 @@ def main() -> None:
         args.tokens = QUICK_TOKENS if args.quick else DEFAULT_TOKENS
     if args.window_tokens is None:
         args.window_tokens = 2**24 if args.quick else 2**27
+    if args.pmix_window_tokens is None:
+        args.pmix_window_tokens = 2**24 if args.quick else 2**26
     if args.window_data_tokens is None:
         args.window_data_tokens = QUICK_WINDOW_DATA if args.quick else DEFAULT_WINDOW_DATA
     if args.child:
@@ -459,7 +512,8 @@ def main() -> None:
     print(json.dumps(env), flush=True)
     has_pmix_stream = hasattr(longmagpie, "pack_pmix_stream")
     print(
-        f"settings: tokens={args.tokens:,} window_tokens={args.window_tokens:,} batch_tokens={args.batch_tokens:,} "
+        f"settings: tokens={args.tokens:,} window_tokens={args.window_tokens:,} "
+        f"pmix_window_tokens={args.pmix_window_tokens:,} batch_tokens={args.batch_tokens:,} "
         f"seq_len={args.seq_len} strategy={args.strategy} mix={args.mix}; p-mix: long pool {args.long_pool}, "
         f"short {args.short_frac:.0%}, fill={args.fill}, exhausted={args.exhausted}; "
         f"pack_pmix_stream {'available' if has_pmix_stream else 'missing'}",
@@ -479,6 +533,7 @@ def main() -> None:
         print(f"\nwindow cost on {args.window_data_tokens:,} tokens (mix {args.mix}, in memory, one subprocess):")
         results["window_study"] = spawn("window_study", args)
         print_study(results["window_study"])
+        print_stream_ratios(results)
     if args.json:
         Path(args.json).write_text(json.dumps({"environment": env, "args": vars(args), "results": results}, indent=1))
         print(f"wrote {args.json}")

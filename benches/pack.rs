@@ -13,9 +13,10 @@
 //! whole pipeline (cut + plan + parallel gather into Arrow) on ~100 M tokens per mix: 1 M samples
 //! of the long mix would be ~8.6 B tokens (~43 GB of `input_ids` + masks, twice that with the
 //! output), far too big for the 24 GiB / 2-core machine this runs on, so `pack` uses ~11.6 k long
-//! samples or ~189 k short ones instead; its last configuration adds `loss_weights="per_sequence"`
-//! (compare it with `threads=all`). Both groups report throughput as elements: samples for
-//! `plan`, tokens for `pack`. The fill rate of every configuration is printed once on stderr.
+//! samples or ~189 k short ones instead, with bfd and ffd on 1 thread and on all; its last
+//! configuration adds `loss_weights="per_sequence"` (compare it with `bfd/threads=all`). Both
+//! groups report throughput as elements: samples for `plan`, tokens for `pack`. The fill rate of
+//! every configuration is printed once on stderr.
 
 mod common;
 
@@ -159,13 +160,15 @@ fn bench_pack(c: &mut Criterion) {
         group.throughput(Throughput::Elements(tokens));
         // The last configuration also writes per-sequence loss weights: its ratio to the one before
         // is what the `loss_weights` column costs.
-        for (threads, weights) in [
-            (Some(1), None),
-            (None, None),
-            (None, Some(LossWeights::PerSequence)),
+        for (strategy, threads, weights) in [
+            (Strategy::Bfd, Some(1), None),
+            (Strategy::Bfd, None, None),
+            (Strategy::Ffd, Some(1), None),
+            (Strategy::Ffd, None, None),
+            (Strategy::Bfd, None, Some(LossWeights::PerSequence)),
         ] {
             let mut opts = PackOptions::new(CAP as usize);
-            opts.strategy = Strategy::Bfd;
+            opts.strategy = strategy;
             opts.overflow = Overflow::Error;
             opts.num_threads = threads;
             opts.loss_weights = weights;
@@ -176,7 +179,10 @@ fn bench_pack(c: &mut Criterion) {
             if weights.is_some() {
                 label.push_str("/loss_weights");
             }
-            let id = BenchmarkId::new(format!("bfd/{label}"), format!("{}/{tokens}", mix.name()));
+            let id = BenchmarkId::new(
+                format!("{}/{label}", strategy.name()),
+                format!("{}/{tokens}", mix.name()),
+            );
             let mut printed = false;
             group.bench_function(id, |b| {
                 let input = batch.get_or_init(|| arrow_batch(&lengths));
@@ -186,7 +192,8 @@ fn bench_pack(c: &mut Criterion) {
                     printed = true;
                     let s = pack(&schema, inputs, &opts).expect("bench pack").stats;
                     eprintln!(
-                        "pack/bfd/{label}/{}: {} samples, {} tokens -> {} rows, fill rate {:.4}",
+                        "pack/{}/{label}/{}: {} samples, {} tokens -> {} rows, fill rate {:.4}",
+                        strategy.name(),
                         mix.name(),
                         s.input_samples,
                         s.input_tokens,

@@ -81,6 +81,21 @@ fn copy_checked<T: Narrow, U>(src: &[T], dst: &mut [U], f: impl Fn(T) -> (U, boo
     }
 }
 
+/// The OR of all values (8 lanes, so the loop vectorises): an int32 id is bad exactly when it
+/// is negative, i.e. when the OR has its sign bit set.
+#[inline(always)]
+fn or_all(src: &[i32]) -> i32 {
+    let mut acc = [0i32; 8];
+    let mut s = src.chunks_exact(8);
+    for s in s.by_ref() {
+        for k in 0..8 {
+            acc[k] |= s[k];
+        }
+    }
+    let tail = s.remainder().iter().fold(0, |a, &b| a | b);
+    acc.iter().fold(tail, |a, &b| a | b)
+}
+
 #[inline(always)]
 fn find_bad<T: Narrow, U>(src: &[T], f: impl Fn(T) -> (U, bool)) -> Bad {
     src.iter().position(|&s| f(s).1).map(|p| (p, src[p].wide()))
@@ -132,6 +147,15 @@ macro_rules! dispatch {
 /// Copies token ids `values[start..start + dst.len()]` into `dst` as int32.
 pub(crate) fn copy_ids(values: &IntValues, start: usize, dst: &mut [i32]) -> Bad {
     let len = dst.len();
+    if let IntValues::I32(v) = values {
+        let src = &v[start..start + len];
+        // One memcpy (the library's widest stores), then a check of the values just read.
+        dst.copy_from_slice(src);
+        if or_all(src) < 0 {
+            return find_bad(src, Narrow::id);
+        }
+        return None;
+    }
     dispatch!(values, start, len, |s| copy_checked(s, dst, Narrow::id), bool => None)
 }
 
@@ -167,42 +191,6 @@ pub(crate) fn check_flags(values: &IntValues, start: usize, len: usize) -> Bad {
 /// Checks labels without copying.
 pub(crate) fn check_labels(values: &IntValues, start: usize, len: usize) -> Bad {
     dispatch!(values, start, len, |s| find_bad(s, Narrow::label), bool => None)
-}
-
-/// Asks the CPU to start loading `values[start..start + len]` (at most the first 4 KiB), so the
-/// next document's first cache lines arrive while the current one is copied. Short documents in
-/// packing order are scattered over the input: without this each one starts with a stall.
-#[inline(always)]
-pub(crate) fn prefetch(values: &IntValues, start: usize, len: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let (ptr, width) = match values {
-            IntValues::I8(v) => (v.as_ptr() as *const u8, 1),
-            IntValues::U8(v) => (v.as_ptr(), 1),
-            IntValues::I16(v) => (v.as_ptr() as *const u8, 2),
-            IntValues::U16(v) => (v.as_ptr() as *const u8, 2),
-            IntValues::I32(v) => (v.as_ptr() as *const u8, 4),
-            IntValues::U32(v) => (v.as_ptr() as *const u8, 4),
-            IntValues::I64(v) => (v.as_ptr() as *const u8, 8),
-            IntValues::U64(v) => (v.as_ptr() as *const u8, 8),
-            IntValues::Bool(_) => return,
-        };
-        let bytes = (len * width).min(4096);
-        let mut off = 0;
-        while off < bytes {
-            // SAFETY: prefetch never faults and reads nothing architecturally; the address is
-            // inside (or one line past) a live buffer.
-            unsafe {
-                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-                _mm_prefetch::<_MM_HINT_T0>(ptr.wrapping_add(start * width + off) as *const i8);
-            }
-            off += 64;
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (values, start, len);
-    }
 }
 
 /// Loss mask derived from labels: 1 where the label is not `-100`.
